@@ -113,7 +113,7 @@ func TestConformancePathRules(t *testing.T) {
 func TestConformanceHostRules(t *testing.T) {
 	tab := mustBuild(t, Ingress{
 		Namespace: "conformance", Name: "host-rules", Created: t0,
-		TLS:       []TLS{{Hosts: []string{"foo.bar.com"}, SecretName: "conformance-tls"}},
+		TLS: []TLS{{Hosts: []string{"foo.bar.com"}, SecretName: "conformance-tls"}},
 		Rules: []Rule{
 			{Host: "*.foo.com", Paths: []Path{
 				{Path: "/", Type: Prefix, Backend: svc("wildcard-foo-com", 8080)},

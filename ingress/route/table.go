@@ -96,13 +96,16 @@ func (t *Table) TLS(serverName string) (SecretRef, bool) {
 }
 
 // requestHost lower-cases host into buf without its port, IPv6 brackets or
-// trailing dot. It reports false when nothing is left or the result is longer
-// than a DNS name can be; such a host can only match rules without a host.
+// trailing dot. It reports false when nothing is left, when a '[' is not
+// closed, or when the result is longer than a DNS name can be; such a host can
+// only match rules without a host.
 func requestHost(host string, buf *[maxHost]byte) ([]byte, bool) {
 	if strings.HasPrefix(host, "[") {
-		if end := strings.IndexByte(host, ']'); end > 0 {
-			host = host[1:end]
+		end := strings.IndexByte(host, ']')
+		if end < 0 {
+			return nil, false // not an IPv6 literal, not a name either
 		}
+		host = host[1:end]
 	} else if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host, ':') == i {
 		host = host[:i]
 	}
