@@ -23,9 +23,15 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 	}
 
 	order := make([]*Ingress, len(ings))
+	n := 0
 	for i := range ings {
 		order[i] = &ings[i]
+		n++ // a defaultBackend, perhaps
+		for _, r := range ings[i].Rules {
+			n += len(r.Paths)
+		}
 	}
+	b.t.backends = make([]Backend, 0, n)
 	slices.SortStableFunc(order, func(x, y *Ingress) int {
 		if c := x.Created.Compare(y.Created); c != 0 {
 			return c
@@ -144,14 +150,13 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 func (b *builder) addPath(p *paths, key, ns, host string, rp Path) {
 	be := rp.Backend
 	be.Namespace, be.Ingress = ns, key
-	where := describe(host, rp.Path, rp.Type)
 	if err := checkBackend(be); err != nil {
-		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", where, err))
+		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
 	}
 	pathKey, exact, err := canonicalRulePath(rp.Path, rp.Type)
 	if err != nil {
-		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: %v; the path is ignored", where, err))
+		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
 	}
 	m := &p.prefix
@@ -163,7 +168,7 @@ func (b *builder) addPath(p *paths, key, ns, host string, rp Path) {
 		if !won.sameTarget(be) {
 			b.conflict(key, won.Ingress, host, rp.Path, fmt.Sprintf(
 				"%s (%v) is ignored: Ingress %s, older or earlier in the same spec, already routes it to %v; remove or change one of them",
-				where, be, won.Ingress, won))
+				describe(host, rp.Path, rp.Type), be, won.Ingress, won))
 		}
 		return
 	}
