@@ -10,7 +10,8 @@ import (
 // Build compiles ings into a Table. It never fails: input it cannot use is
 // left out and reported, one Rejection per piece, in a deterministic order
 // (oldest Ingress first, then the order of its spec). The same input, in any
-// order, gives the same Table and the same Rejections.
+// order, gives the same Table and the same Rejections, unless it holds two
+// copies of one Ingress. Build does not modify ings.
 func Build(ings []Ingress) (*Table, []Rejection) {
 	b := builder{
 		t: &Table{
@@ -26,7 +27,6 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 	n := 0
 	for i := range ings {
 		order[i] = &ings[i]
-		n++ // a defaultBackend, perhaps
 		for _, r := range ings[i].Rules {
 			n += len(r.Paths)
 		}

@@ -128,7 +128,7 @@ type Backend struct {
 	Ingress string
 }
 
-// sameTarget reports whether a and b send traffic to the same place,
+// sameTarget reports whether b and o send traffic to the same place,
 // whichever Ingress defined them.
 func (b Backend) sameTarget(o Backend) bool {
 	return b.Namespace == o.Namespace && b.Service == o.Service && b.Port == o.Port && b.Resource == o.Resource
