@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// paths builds one Ingress with one rule for host.
+// hostIngress builds an Ingress with one rule, for host.
 func hostIngress(name, host string, ps ...Path) Ingress {
 	return Ingress{Namespace: "ns", Name: name, Created: t0, Rules: []Rule{{Host: host, Paths: ps}}}
 }
