@@ -1,0 +1,228 @@
+package route
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Build compiles ings into a Table. It never fails: input it cannot use is
+// left out and reported, one Rejection per piece, in a deterministic order
+// (oldest Ingress first, then the order of its spec). The same input, in any
+// order, gives the same Table and the same Rejections, unless it holds two
+// copies of one Ingress. Build does not modify ings.
+func Build(ings []Ingress) (*Table, []Rejection) {
+	b := builder{
+		t: &Table{
+			exact:    map[string]*paths{},
+			wildcard: map[string]*paths{},
+			any:      newPaths(),
+			tlsExact: map[string]tlsClaim{},
+			tlsWild:  map[string]tlsClaim{},
+		},
+	}
+
+	order := make([]*Ingress, len(ings))
+	n := 0
+	for i := range ings {
+		order[i] = &ings[i]
+		for _, r := range ings[i].Rules {
+			n += len(r.Paths)
+		}
+	}
+	b.t.backends = make([]Backend, 0, n)
+	slices.SortStableFunc(order, func(x, y *Ingress) int {
+		if c := x.Created.Compare(y.Created); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(x.Namespace, y.Namespace), strings.Compare(x.Name, y.Name))
+	})
+
+	seen := make(map[string]bool, len(order))
+	for _, ing := range order {
+		key := ing.key()
+		if seen[key] {
+			b.invalid(key, "", "", "the same Ingress was given twice; only the first copy is used")
+			continue
+		}
+		seen[key] = true
+		b.add(ing, key)
+	}
+
+	for _, p := range b.t.exact {
+		p.finish()
+	}
+	for _, p := range b.t.wildcard {
+		p.finish()
+	}
+	b.t.any.finish()
+	return b.t, b.rejected
+}
+
+type builder struct {
+	t        *Table
+	rejected []Rejection
+}
+
+func (b *builder) invalid(ing, host, path, reason string) {
+	b.rejected = append(b.rejected, Rejection{Kind: Invalid, Ingress: ing, Host: host, Path: path, Reason: reason})
+}
+
+func (b *builder) conflict(loser, winner, host, path, reason string) {
+	b.rejected = append(b.rejected, Rejection{Kind: Conflict, Ingress: loser, Winner: winner, Host: host, Path: path, Reason: reason})
+}
+
+func (b *builder) add(ing *Ingress, key string) {
+	if ing.DefaultBackend == nil && len(ing.Rules) == 0 {
+		b.invalid(key, "", "", "the Ingress has neither rules nor a defaultBackend, so it routes nothing: add one of them")
+	}
+	if ing.DefaultBackend != nil {
+		b.addDefault(ing, key)
+	}
+
+	var ruleHosts []string
+	for _, r := range ing.Rules {
+		host, wild, err := canonicalRuleHost(r.Host)
+		if err != nil {
+			b.invalid(key, r.Host, "", fmt.Sprintf("host %q %v; its rule is ignored", r.Host, err))
+			continue
+		}
+		if host != "" || wild {
+			ruleHosts = append(ruleHosts, r.Host)
+		}
+		var p *paths
+		switch {
+		case host == "" && !wild:
+			p = b.t.any
+		case wild:
+			p = b.t.wildcard[host]
+			if p == nil {
+				p = newPaths()
+				b.t.wildcard[host] = p
+			}
+		default:
+			p = b.t.exact[host]
+			if p == nil {
+				p = newPaths()
+				b.t.exact[host] = p
+			}
+		}
+		for _, rp := range r.Paths {
+			b.addPath(p, key, ing.Namespace, r.Host, rp)
+		}
+	}
+
+	for _, tls := range ing.TLS {
+		hosts := tls.Hosts
+		if len(hosts) == 0 {
+			hosts = ruleHosts
+			if len(hosts) == 0 {
+				b.invalid(key, "", "", fmt.Sprintf("TLS entry for Secret %q lists no hosts and the Ingress has no rule with a host to stand for them; list the hosts", tls.SecretName))
+			}
+		}
+		for _, h := range hosts {
+			b.addTLS(key, ing.Namespace, h, tls.SecretName)
+		}
+	}
+}
+
+func (b *builder) addDefault(ing *Ingress, key string) {
+	be := *ing.DefaultBackend
+	be.Namespace, be.Ingress = ing.Namespace, key
+	if err := checkBackend(be); err != nil {
+		b.invalid(key, "", "", fmt.Sprintf("defaultBackend %v; it is ignored", err))
+		return
+	}
+	if !b.t.hasDef {
+		b.t.def, b.t.hasDef = be, true
+		return
+	}
+	won := b.t.def
+	if won.sameTarget(be) {
+		return
+	}
+	b.conflict(key, won.Ingress, "", "", fmt.Sprintf(
+		"defaultBackend (%v) is ignored: the older Ingress %s already sets defaultBackend %v and there can be only one; remove one of them",
+		be, won.Ingress, won))
+}
+
+func (b *builder) addPath(p *paths, key, ns, host string, rp Path) {
+	be := rp.Backend
+	be.Namespace, be.Ingress = ns, key
+	if err := checkBackend(be); err != nil {
+		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
+		return
+	}
+	pathKey, exact, err := canonicalRulePath(rp.Path, rp.Type)
+	if err != nil {
+		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
+		return
+	}
+	m := &p.prefix
+	if exact {
+		m = &p.exact
+	}
+	if i, ok := (*m)[pathKey]; ok {
+		won := b.t.backends[i]
+		if !won.sameTarget(be) {
+			b.conflict(key, won.Ingress, host, rp.Path, fmt.Sprintf(
+				"%s (%v) is ignored: Ingress %s, older or earlier in the same spec, already routes it to %v; remove or change one of them",
+				describe(host, rp.Path, rp.Type), be, won.Ingress, won))
+		}
+		return
+	}
+	if *m == nil {
+		*m = map[string]int32{}
+	}
+	(*m)[pathKey] = b.t.backend(be)
+}
+
+func (b *builder) addTLS(key, ns, host, secret string) {
+	h, wild, err := canonicalRuleHost(host)
+	if err == nil && h == "" {
+		err = fmt.Errorf("is empty")
+	}
+	if err != nil {
+		b.invalid(key, host, "", fmt.Sprintf("TLS host %q %v; it gets no certificate from Secret %q", host, err, secret))
+		return
+	}
+	m := b.t.tlsExact
+	if wild {
+		m = b.t.tlsWild
+	}
+	c := tlsClaim{SecretRef: SecretRef{Namespace: ns, Name: secret}, ingress: key}
+	won, ok := m[h]
+	if !ok {
+		m[h] = c
+		return
+	}
+	if won.SecretRef != c.SecretRef {
+		b.conflict(key, won.ingress, host, "", fmt.Sprintf(
+			"TLS host %q: Secret %q is ignored: Ingress %s, older or earlier in the same spec, already takes its certificate from Secret %s/%s; remove one of them",
+			host, secret, won.ingress, won.Namespace, won.Name))
+	}
+}
+
+func describe(host, path string, t PathType) string {
+	if host == "" {
+		host = "(any host)"
+	}
+	return fmt.Sprintf("path %q (%v) of host %s", path, t, host)
+}
+
+func checkBackend(be Backend) error {
+	switch {
+	case be.Resource != "" && (be.Service != "" || be.Port != Port{}):
+		return fmt.Errorf("names both a resource and a service: name only one")
+	case be.Resource != "":
+		return nil
+	case be.Service == "":
+		return fmt.Errorf("names no service: set service.name")
+	case be.Port.Name != "" && be.Port.Number != 0:
+		return fmt.Errorf("service %q has both a port name and a port number: set only one", be.Service)
+	case be.Port.Name == "" && (be.Port.Number < 1 || be.Port.Number > 65535):
+		return fmt.Errorf("service %q has port number %d: set a number from 1 to 65535 or a port name", be.Service, be.Port.Number)
+	}
+	return nil
+}
