@@ -281,15 +281,3 @@ func (t *freeSet) cut(lo, hi u128, held func(lo, hi u128)) {
 		held(at, hi)
 	}
 }
-
-// each calls fn for every interval in order.
-func (t *freeSet) each(fn func(lo, hi u128)) { t.walk(t.root, fn) }
-
-func (t *freeSet) walk(n int32, fn func(lo, hi u128)) {
-	if n == 0 {
-		return
-	}
-	t.walk(t.nodes[n].left, fn)
-	fn(t.nodes[n].lo, t.nodes[n].hi)
-	t.walk(t.nodes[n].right, fn)
-}
