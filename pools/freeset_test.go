@@ -1,6 +1,7 @@
 package pools
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 )
@@ -199,4 +200,42 @@ func TestFreeSetReusesNodes(t *testing.T) {
 		t.Fatalf("node slice grew from %d to %d instead of reusing nodes", n, len(fs.nodes))
 	}
 	checkFreeSet(t, &fs)
+}
+
+// depth returns the number of nodes on the longest path from the root.
+func (t *freeSet) depth() int {
+	var walk func(n int32) int
+	walk = func(n int32) int {
+		if n == 0 {
+			return 0
+		}
+		return 1 + max(walk(t.nodes[n].left), walk(t.nodes[n].right))
+	}
+	return walk(t.root)
+}
+
+// TestFreeSetStaysShallow takes addresses at random until only 1% of a /16
+// is free, and the same count scattered in a /64: every operation walks at
+// most a few root-to-leaf paths, so the depth bounds its cost.
+func TestFreeSetStaysShallow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		last uint64
+	}{{"/16", 1<<16 - 1}, {"/64", 1<<64 - 1}} {
+		var fs freeSet
+		fs.add(u(0), u(tc.last))
+		rng := rand.New(rand.NewPCG(3, 3))
+		for taken := 0; taken < 64880; {
+			if fs.take(u(rng.Uint64N(tc.last))) {
+				taken++
+			}
+		}
+		n := len(checkFreeSet(t, &fs))
+		limit := 4 * bits.Len(uint(n))
+		if d := fs.depth(); d > limit {
+			t.Errorf("%s: %d intervals, depth %d > %d", tc.name, n, d, limit)
+		} else {
+			t.Logf("%s: %d intervals, depth %d", tc.name, n, d)
+		}
+	}
 }
