@@ -123,7 +123,23 @@ func (a *Allocator) DefaultPool() string {
 	return a.def.Name
 }
 
-// Allocate gives svc its addresses.
+// Allocate gives a Service its addresses.
+//
+// A Service that asks for no IP gets, in each family it needs, the lowest
+// free address of the first pool that can give them all. Pools are tried in
+// this order: the pool of the Service's current addresses, then for the
+// ingress Service the default pool, then pools where its sharing key already
+// holds an address it may share (the lowest such address is reused), then
+// the auto-assign pools by priority and name. A requested pool or requested
+// IPs replace that order. Pool restrictions (namespaces, selectors) apply in
+// every case.
+//
+// The first address of each family of the default pool is reserved for the
+// ingress Service (Service.Ingress), which takes it when it is free or can
+// be shared; otherwise the ingress Service gets another address and
+// Assignment.Note says why. No other Service is given the reserved address
+// automatically, and asking for it fails with Reserved unless the Service
+// shares it with the ingress Service.
 //
 // If the Service already holds addresses that still meet its request (same
 // requested pool and IPs, families that satisfy its policy, sharing still
@@ -140,7 +156,8 @@ func (a *Allocator) DefaultPool() string {
 // compatible), even though it does not meet the new request; the returned
 // Assignment is then that old one, so the controller can warn "keeping
 // current IP". If the old assignment is not valid any more it is released
-// and the returned Assignment is empty.
+// and the returned Assignment is empty. A Service that cannot be understood
+// at all (no key, an unknown family or policy) changes nothing.
 func (a *Allocator) Allocate(in Service) (Assignment, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -180,7 +197,9 @@ func (a *Allocator) Allocate(in Service) (Assignment, error) {
 // status.loadBalancer of a Service found on start. The addresses must be in
 // one usable pool that admits the Service and must not clash with what is
 // recorded already (sharing rules). The ingress address is accepted for any
-// Service: an address once assigned stays. On error nothing changes.
+// Service: an address once assigned stays. It replaces what the Service had
+// recorded. On error nothing changes, and the controller should Allocate
+// the Service afresh.
 func (a *Allocator) Assign(in Service, ips []netip.Addr) (Assignment, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -277,8 +296,8 @@ func normalize(in Service) (Service, *Error) {
 	if svc.Key == "" {
 		return svc, errorf(BadRequest, "the Service has no key")
 	}
-	if svc.Namespace == "" {
-		svc.Namespace, _, _ = strings.Cut(svc.Key, "/")
+	if ns, _, ok := strings.Cut(svc.Key, "/"); ok && svc.Namespace == "" {
+		svc.Namespace = ns
 	}
 	fams := make([]Family, 0, 2)
 	for _, f := range in.Families {

@@ -11,7 +11,8 @@ import (
 )
 
 // Selector matches a set of labels. The controller builds it from a
-// Kubernetes label selector. A nil Selector matches everything.
+// Kubernetes label selector. A nil Selector matches everything. It is called
+// with the Allocator's lock held, so it must not call the Allocator.
 type Selector func(labels map[string]string) bool
 
 // Pool is an address pool as the allocator sees it.
@@ -153,10 +154,9 @@ func (a *Allocator) SetPools(pools []Pool) Report {
 		p := &poolState{Pool: pools[i]}
 		p.Ranges = slices.Clone(p.Ranges)
 		sortRanges(p.Ranges)
-		switch {
-		case names[p.Name] > 1:
+		if names[p.Name] > 1 {
 			p.why = fmt.Sprintf("%d pools are named %q; pool names must be unique", names[p.Name], p.Name)
-		default:
+		} else {
 			p.why = invalid(&p.Pool)
 		}
 		if p.why != "" {

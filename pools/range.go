@@ -55,7 +55,8 @@ type Range struct {
 //	10.0.0.7               a single address
 //
 // and the same forms for IPv6. Zoned addresses and IPv4-mapped IPv6 addresses
-// are refused. Errors are written for the person who wrote the pool.
+// are refused, and so are ranges that include any of ::ffff:0:0/96. Errors
+// are written for the person who wrote the pool.
 func ParseRange(s string) (Range, error) {
 	in := strings.TrimSpace(s)
 	if in == "" {
@@ -155,7 +156,7 @@ func prefixRange(p netip.Prefix) Range {
 	return Range{first, fromU128(FamilyOf(first), toU128(first).or(host))}
 }
 
-// valid reports why r is not a usable range, or "" if it is.
+// invalid reports why r is not a usable range, or "" if it is.
 func (r Range) invalid() string {
 	switch {
 	case !r.First.IsValid() || !r.Last.IsValid():
