@@ -7,17 +7,18 @@ import (
 // AddressRange is a block of addresses: a CIDR (192.0.2.0/24, 2001:db8::/64)
 // or an inclusive range first-last (192.0.2.10-192.0.2.20) of one family.
 //
-// The rules below run at admission. The last one proves first <= last without
-// integer arithmetic on addresses, which CEL lacks: it counts the prefix
-// lengths at which first's network still contains last (that is the common
-// prefix plus one) and then looks at first's next bit — 0 means first < last.
+// The rules below run at admission. CEL cannot order addresses, so the
+// last rule orders IPv4 ranges by the value of their octets; a reversed IPv6
+// range gets past admission and is reported by the controller as the pool's
+// Ready=False condition and a Warning Event (an exact IPv6 rule costs more
+// than the API server allows a CRD rule).
 //
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=90
 // +kubebuilder:validation:XValidation:rule="self.contains('-') ? (self.split('-').size() == 2 && isIP(self.split('-')[0].trim()) && isIP(self.split('-')[1].trim())) : isCIDR(self)",message="must be a CIDR such as 192.0.2.0/24 or 2001:db8::/64, or a range first-last such as 192.0.2.10-192.0.2.20"
 // +kubebuilder:validation:XValidation:rule="self.contains('-') || !isCIDR(self) || cidr(self).ip() == cidr(self).masked().ip()",message="a CIDR must start at its network address (host bits zero), for example 192.0.2.0/24 rather than 192.0.2.5/24"
 // +kubebuilder:validation:XValidation:rule="!self.contains('-') || self.split('-').size() != 2 || !isIP(self.split('-')[0].trim()) || !isIP(self.split('-')[1].trim()) || ip(self.split('-')[0].trim()).family() == ip(self.split('-')[1].trim()).family()",message="a range must not mix IPv4 and IPv6 addresses"
-// +kubebuilder:validation:XValidation:rule="!self.contains('-') || self.split('-').size() != 2 || !isIP(self.split('-')[0].trim()) || !isIP(self.split('-')[1].trim()) || ip(self.split('-')[0].trim()).family() != ip(self.split('-')[1].trim()).family() || ip(self.split('-')[0].trim()) == ip(self.split('-')[1].trim()) || cidr(ip(self.split('-')[0].trim()).string() + '/' + string(lists.range(ip(self.split('-')[0].trim()).family() == 4 ? 33 : 129).filter(i, cidr(ip(self.split('-')[0].trim()).string() + '/' + string(i)).masked().containsIP(ip(self.split('-')[1].trim()))).size())).masked().ip() == cidr(ip(self.split('-')[0].trim()).string() + '/' + string(lists.range(ip(self.split('-')[0].trim()).family() == 4 ? 33 : 129).filter(i, cidr(ip(self.split('-')[0].trim()).string() + '/' + string(i)).masked().containsIP(ip(self.split('-')[1].trim()))).size() - 1)).masked().ip()",message="a range must run from the lower address to the higher one (first-last)"
+// +kubebuilder:validation:XValidation:rule="!self.contains('-') || self.split('-').size() != 2 || !isIP(self.split('-')[0].trim()) || !isIP(self.split('-')[1].trim()) || ip(self.split('-')[0].trim()).family() != 4 || ip(self.split('-')[1].trim()).family() != 4 || int(self.split('-')[0].trim().split('.')[0]) * 16777216 + int(self.split('-')[0].trim().split('.')[1]) * 65536 + int(self.split('-')[0].trim().split('.')[2]) * 256 + int(self.split('-')[0].trim().split('.')[3]) <= int(self.split('-')[1].trim().split('.')[0]) * 16777216 + int(self.split('-')[1].trim().split('.')[1]) * 65536 + int(self.split('-')[1].trim().split('.')[2]) * 256 + int(self.split('-')[1].trim().split('.')[3])",message="a range must run from the lower address to the higher one (first-last)"
 type AddressRange string
 
 // AddressPoolSpec says which addresses a pool holds and who may get them.
