@@ -52,8 +52,8 @@ bench: bench-pools bench-alloc
 bench-pools:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x ./pools/
 
-bench-alloc: k8s-bins
-	$(GO) test -count=1 -timeout 20m -run '^TestBenchAllocation$$' -v ./controller/ -args -bench-services=5000
+bench-alloc: k8s-bins build
+	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000$$' -benchtime 1x ./controller/
 
 ## check: what CI runs: generated files, formatting, vet, every test.
 check: verify test
