@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +33,15 @@ func main() {
 	conns := flag.Int("connections", 64, "wrk connections")
 	threads := flag.Int("threads", 2, "wrk threads")
 	rounds := flag.Int("rounds", 2, "alternating runs per proxy; the best is kept")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of Portico's runs to this file")
 	flag.Parse()
 	if err := run(*duration, *conns, *threads, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile string
 
 const (
 	backendAddr = "127.0.0.1:18181"
@@ -105,7 +109,19 @@ func run(d time.Duration, conns, threads, rounds int) error {
 	best := map[string]result{}
 	for r := 0; r < rounds; r++ {
 		for _, p := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"portico", porticoAddr}} {
+			if p.name == "portico" && cpuProfile != "" && r == 0 {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
 			res, err := wrk(p.addr, d, conns, threads)
+			if p.name == "portico" && cpuProfile != "" && r == 0 {
+				pprof.StopCPUProfile()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}

@@ -56,7 +56,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rawPath string,
 		out.Header["Upgrade"] = []string{upgrade}
 	}
 	retry := false
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
+	if bodyless(r) {
 		retry = idempotent(r.Method) // nothing to resend but headers
 	} else {
 		out.Body, out.ContentLength = r.Body, r.ContentLength
@@ -93,11 +93,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rawPath string,
 	copyHeader(dst, res.Header)
 	dst["Server"] = serverHeader
 	if len(res.Trailer) > 0 {
-		names := make([]string, 0, len(res.Trailer))
-		for k := range res.Trailer {
-			names = append(names, k)
-		}
-		dst["Trailer"] = []string{strings.Join(names, ", ")}
+		announceTrailers(dst, res.Trailer)
 	}
 	w.WriteHeader(res.StatusCode)
 	if err := copyBody(w, res, r.Method); err != nil && !errors.Is(err, context.Canceled) {
@@ -110,6 +106,20 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rawPath string,
 		dst[http.TrailerPrefix+k] = vv
 	}
 	return res.StatusCode
+}
+
+// announceTrailers tells the client which trailers follow the body.
+func announceTrailers(dst, trailer http.Header) {
+	names := make([]string, 0, len(trailer))
+	for k := range trailer {
+		names = append(names, k)
+	}
+	dst["Trailer"] = []string{strings.Join(names, ", ")}
+}
+
+// bodyless reports whether r has no body to send.
+func bodyless(r *http.Request) bool {
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
 
 // copyBody copies the response body; a body of unknown length (streams,

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -142,7 +143,15 @@ func decode(t *testing.T, res *http.Response) seen {
 	return s
 }
 
+// Both ways upstream are checked: requests with a body go through
+// http.Transport, idempotent ones without through the proxy's own client.
 func TestForwardsWhatTheClientSent(t *testing.T) {
+	for _, c := range []struct{ method, body string }{{"PATCH", "body"}, {"GET", ""}} {
+		t.Run(c.method, func(t *testing.T) { testForwards(t, c.method, c.body) })
+	}
+}
+
+func testForwards(t *testing.T, method, body string) {
 	b := echo(t, "web")
 	var mu sync.Mutex
 	var recs []Record
@@ -152,15 +161,21 @@ func TestForwardsWhatTheClientSent(t *testing.T) {
 		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
 	})
 
-	res := raw(t, p.plain, "PATCH /a%41b/c%20d/%C3%A4?x=1%2By&z HTTP/1.1\r\n"+
+	length := ""
+	if body != "" {
+		length = "Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	}
+	res := raw(t, p.plain, method+" /a%41b/c%20d/%C3%A4?x=1%2By&z HTTP/1.1\r\n"+
 		"Host: Shop.Example:8080\r\n"+
 		"X-Forwarded-For: 6.6.6.6\r\n"+
 		"X-Forwarded-Proto: https\r\n"+
+		"X-Forwarded-Host: evil.example\r\n"+
 		"Connection: keep-alive, X-Private\r\n"+
 		"X-Private: hop\r\n"+
 		"Keep-Alive: timeout=5\r\n"+
 		"X-Custom: kept\r\n"+
-		"Content-Length: 4\r\n\r\nbody")
+		"X-Multi: 1\r\nX-Multi: 2\r\n"+
+		length+"\r\n"+body)
 	if res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
@@ -174,7 +189,7 @@ func TestForwardsWhatTheClientSent(t *testing.T) {
 		t.Errorf("backend's headers lost: %v", res.Header)
 	}
 	s := decode(t, res)
-	want := seen{Method: "PATCH", URI: "/a%41b/c%20d/%C3%A4?x=1%2By&z", Host: "Shop.Example:8080", Proto: "HTTP/1.1", Body: "body"}
+	want := seen{Method: method, URI: "/a%41b/c%20d/%C3%A4?x=1%2By&z", Host: "Shop.Example:8080", Proto: "HTTP/1.1", Body: body}
 	if s.Method != want.Method || s.URI != want.URI || s.Host != want.Host || s.Proto != want.Proto || s.Body != want.Body {
 		t.Errorf("backend saw %+v, want %+v", s, want)
 	}
@@ -183,6 +198,7 @@ func TestForwardsWhatTheClientSent(t *testing.T) {
 		"X-Forwarded-Proto": "http",
 		"X-Forwarded-Host":  "Shop.Example:8080",
 		"X-Custom":          "kept",
+		"X-Multi":           "1,2",
 		"X-Private":         "", // named in Connection: hop-by-hop
 		"Keep-Alive":        "",
 		"User-Agent":        "", // none sent, none invented
@@ -196,6 +212,40 @@ func TestForwardsWhatTheClientSent(t *testing.T) {
 	defer mu.Unlock()
 	if len(recs) != 1 || recs[0].Status != 200 || recs[0].Ingress != "ns/web" || recs[0].Target != target("web") || recs[0].Endpoint != addr(b) {
 		t.Errorf("Observe got %+v", recs)
+	}
+}
+
+// An endpoint that closed an idle keep-alive connection does not cost the
+// next request: it goes again on a new connection.
+func TestStaleKeepAliveConnection(t *testing.T) {
+	var mu sync.Mutex
+	var conns []net.Conn
+	b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	b.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateIdle {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	p := start(t, Options{})
+	p.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+	})
+	for i := range 3 {
+		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, res.StatusCode)
+		}
+		mu.Lock()
+		for _, c := range conns { // the endpoint drops its idle connections
+			c.Close()
+		}
+		conns = nil
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -18,6 +18,7 @@ type Server struct {
 	opts      Options
 	cfg       atomic.Pointer[Config]
 	transport *http.Transport
+	pool      *pool
 	defCert   *tls.Certificate
 	log       *slog.Logger
 }
@@ -53,6 +54,7 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 		WriteBufferSize:    16 << 10,
 		ReadBufferSize:     16 << 10,
 	}
+	s.pool = newPool(opts)
 	s.cfg.Store(&Config{})
 	return s, nil
 }
@@ -125,10 +127,19 @@ func (s *Server) Serve(ctx context.Context, plain, secure net.Listener, grace ti
 		servers = append(servers, hs)
 		go func() { errc <- hs.ServeTLS(secure, "", "") }()
 	}
+	janitor := time.NewTicker(30 * time.Second)
+	defer janitor.Stop()
 	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err = <-errc:
+			break wait
+		case <-janitor.C:
+			s.pool.closeIdle(false)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -136,6 +147,7 @@ func (s *Server) Serve(ctx context.Context, plain, secure net.Listener, grace ti
 		_ = hs.Shutdown(sctx)
 	}
 	s.transport.CloseIdleConnections()
+	s.pool.closeIdle(true)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -185,6 +197,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *Record) int 
 	up := cfg.Upstreams[rec.Target]
 	if up == nil || len(up.Addrs) == 0 {
 		return answer(w, http.StatusServiceUnavailable, "the backend service has no ready endpoint")
+	}
+	if bodyless(r) && idempotent(r.Method) && upgradeType(r.Header) == "" {
+		return s.fastForward(w, r, up, rec)
 	}
 	return s.forward(w, r, rawPath, up, rec)
 }
