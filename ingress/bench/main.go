@@ -22,6 +22,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/portico-lb/portico/ingress/proxy"
@@ -109,6 +110,11 @@ func run(d time.Duration, conns, threads, rounds int) error {
 	best := map[string]result{}
 	for r := 0; r < rounds; r++ {
 		for _, p := range []struct{ name, addr string }{{"nginx", nginxAddr}, {"portico", porticoAddr}} {
+			cpu := func() time.Duration { return processTreeCPU(front.Process.Pid) }
+			if p.name == "portico" {
+				cpu = selfCPU
+			}
+			cpu0 := cpu()
 			if p.name == "portico" && cpuProfile != "" && r == 0 {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -119,22 +125,23 @@ func run(d time.Duration, conns, threads, rounds int) error {
 				}
 			}
 			res, err := wrk(p.addr, d, conns, threads)
+			res.cpu = cpu() - cpu0
 			if p.name == "portico" && cpuProfile != "" && r == 0 {
 				pprof.StopCPUProfile()
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			fmt.Printf("  round %d %-8s %10.0f req/s  p50 %8s  p99 %8s  errors %d\n", r+1, p.name, res.rps, res.p50, res.p99, res.errors)
+			fmt.Printf("  round %d %-8s %10.0f req/s  p50 %8s  p99 %8s  errors %d  CPU %.1fµs/request\n", r+1, p.name, res.rps, res.p50, res.p99, res.errors, res.cpuPerRequest())
 			if res.rps > best[p.name].rps {
 				best[p.name] = res
 			}
 		}
 	}
 	n, p := best["nginx"], best["portico"]
-	fmt.Printf("\n%-8s %12s %10s %10s\n", "", "req/s", "p50", "p99")
-	fmt.Printf("%-8s %12.0f %10s %10s\n", "nginx", n.rps, n.p50, n.p99)
-	fmt.Printf("%-8s %12.0f %10s %10s\n", "portico", p.rps, p.p50, p.p99)
+	fmt.Printf("\n%-8s %12s %10s %10s %16s\n", "", "req/s", "p50", "p99", "CPU µs/request")
+	fmt.Printf("%-8s %12.0f %10s %10s %16.1f\n", "nginx", n.rps, n.p50, n.p99, n.cpuPerRequest())
+	fmt.Printf("%-8s %12.0f %10s %10s %16.1f\n", "portico", p.rps, p.p50, p.p99, p.cpuPerRequest())
 	fmt.Printf("portico/nginx: requests/s %.2fx (goal >= 1.0), p99 %.2fx (goal <= 1.2)\n", p.rps/n.rps, float64(p.p99)/float64(n.p99))
 	return nil
 }
@@ -249,10 +256,60 @@ func waitHTTP(addr string) error {
 	return fmt.Errorf("nothing listens on %s", addr)
 }
 
+// selfCPU is the CPU time this process (Portico's proxy, in-process) used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processTreeCPU is the CPU time used by pid and its children (nginx's
+// master and workers), from /proc.
+func processTreeCPU(pid int) time.Duration {
+	tick := 100 // USER_HZ on Linux
+	var total int64
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		self, _ := strconv.Atoi(e.Name())
+		ppid, _ := strconv.Atoi(f[1])
+		if self != pid && ppid != pid {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += ut + st
+	}
+	return time.Duration(total) * time.Second / time.Duration(tick)
+}
+
 type result struct {
+	cpu      time.Duration
+	duration time.Duration
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+}
+
+// cpuPerRequest is the proxy's CPU time per request: on a shared machine,
+// the figure that does not depend on who else runs.
+func (r result) cpuPerRequest() float64 {
+	if r.rps == 0 {
+		return 0
+	}
+	return float64(r.cpu.Microseconds()) / (r.rps * r.duration.Seconds())
 }
 
 var (
@@ -268,7 +325,7 @@ func wrk(addr string, d time.Duration, conns, threads int) (result, error) {
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
-	var r result
+	r := result{duration: d}
 	m := rpsRe.FindSubmatch(out)
 	if m == nil {
 		return r, fmt.Errorf("no Requests/sec in wrk's output: %s", out)
