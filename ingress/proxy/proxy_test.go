@@ -599,3 +599,39 @@ func TestConfigSwapDoesNotDisturbRequests(t *testing.T) {
 		t.Errorf("traffic did not follow the swaps: %v", seenBackends)
 	}
 }
+
+// A slow answer on a kept-alive connection is a timeout, not a stale
+// connection: the request is not sent again.
+func TestTimeoutOnReusedConnectionIsNotRetried(t *testing.T) {
+	var mu sync.Mutex
+	count := 0
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		count++
+		n := count
+		mu.Unlock()
+		if n > 1 {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}))
+	t.Cleanup(b.Close)
+	p := start(t, Options{ResponseHeaderTimeout: 200 * time.Millisecond})
+	p.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+	})
+	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+		t.Fatalf("first request: %d", res.StatusCode)
+	}
+	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 504 {
+		t.Fatalf("slow request: %d, want 504", res.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if count != 2 {
+		t.Errorf("the endpoint got %d requests, want 2: a timed-out request was sent again", count)
+	}
+}

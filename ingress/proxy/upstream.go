@@ -139,9 +139,12 @@ func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Respo
 	}
 }
 
+// isReset reports a read error other than a timeout: a timeout means the
+// endpoint is slow, not that the connection was stale, and must not be
+// waited out twice.
 func isReset(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "read"
+	return errors.As(err, &op) && op.Op == "read" && !op.Timeout()
 }
 
 var (
