@@ -635,3 +635,41 @@ func TestTimeoutOnReusedConnectionIsNotRetried(t *testing.T) {
 		t.Errorf("the endpoint got %d requests, want 2: a timed-out request was sent again", count)
 	}
 }
+
+// An endpoint that sends headers without end gets its request a 502, and
+// the proxy does not buffer them all.
+func TestEndlessResponseHeaders(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = http.ReadRequest(bufio.NewReader(c))
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+				for { // until the proxy hangs up
+					if _, err := io.WriteString(c, line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	// Without a bound the proxy would read until this timeout: 504.
+	p := start(t, Options{ResponseHeaderTimeout: 5 * time.Second})
+	p.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(l.Addr().String())},
+	})
+	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 502 {
+		t.Errorf("status %d, want 502", res.StatusCode)
+	}
+}

@@ -50,9 +50,10 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 		ExpectContinueTimeout: time.Second,
 		// The client's Accept-Encoding goes through untouched, and so does
 		// the body: no transparent gzip.
-		DisableCompression: true,
-		WriteBufferSize:    16 << 10,
-		ReadBufferSize:     16 << 10,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
 	}
 	s.pool = newPool(opts)
 	s.cfg.Store(&Config{})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -34,6 +35,29 @@ type upConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	// budget is what the next reads from the endpoint may bring: bounded
+	// while response headers are read, so that an endpoint sending
+	// endless headers cannot make the proxy buffer them all.
+	budget int64
+}
+
+// maxResponseHeaderBytes bounds an endpoint's response headers, as
+// http.Transport's MaxResponseHeaderBytes does for the other path.
+const maxResponseHeaderBytes = 1 << 20
+
+var errHeadersTooLarge = errors.New("the endpoint's response headers are larger than 1 MiB")
+
+// Read reads from the endpoint within the budget.
+func (c *upConn) Read(p []byte) (int, error) {
+	if c.budget <= 0 {
+		return 0, errHeadersTooLarge
+	}
+	if int64(len(p)) > c.budget {
+		p = p[:c.budget]
+	}
+	n, err := c.Conn.Read(p)
+	c.budget -= int64(n)
+	return n, err
 }
 
 func newPool(opts Options) *pool {
@@ -69,7 +93,9 @@ func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, nil
+	u := &upConn{Conn: c, bw: bufio.NewWriterSize(c, 8<<10)}
+	u.br = bufio.NewReaderSize(u, 16<<10)
+	return u, nil
 }
 
 // put returns a connection whose last response was read to its end.
@@ -123,6 +149,8 @@ func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Respo
 		return nil, err
 	}
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.ResponseHeaderTimeout))
+	c.budget = maxResponseHeaderBytes
+	defer func() { c.budget = math.MaxInt64 }()
 	for {
 		res, err := http.ReadResponse(c.br, requestFor(r.Method))
 		if err != nil {
