@@ -31,7 +31,7 @@ func TestManifestsApply(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl apply -k %s: %v\n%s", dir, err, out)
 		}
-		for _, want := range []string{"deployment.apps/portico-ingress", "service/portico-ingress", "ingressclass.networking.k8s.io/portico", "clusterrole.rbac.authorization.k8s.io/portico-ingress"} {
+		for _, want := range []string{"deployment.apps/portico-ingress", "service/portico-ingress", "ingressclass.networking.k8s.io/portico", "clusterrole.rbac.authorization.k8s.io/portico-ingress", "poddisruptionbudget.policy/portico-ingress"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("kubectl apply -k %s did not apply %s:\n%s", dir, want, out)
 			}
