@@ -3,6 +3,8 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 func certPool(certs ...*tls.Certificate) *x509.CertPool {
@@ -11,4 +13,9 @@ func certPool(certs ...*tls.Certificate) *x509.CertPool {
 		p.AddCert(c.Leaf)
 	}
 	return p
+}
+
+func routeTable() (*route.Table, []route.Rejection) {
+	return route.Build([]route.Ingress{{Namespace: "ns", Name: "web", Rules: []route.Rule{{Host: "bench.example",
+		Paths: []route.Path{{Path: "/", Type: route.Prefix, Backend: route.Backend{Service: "web", Port: route.Port{Number: 80}}}}}}}})
 }
