@@ -28,6 +28,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -71,8 +72,15 @@ type Upstream struct {
 	next atomic.Uint32
 }
 
-// NewUpstream returns an Upstream over addrs.
-func NewUpstream(addrs ...string) *Upstream { return &Upstream{Addrs: addrs} }
+// NewUpstream returns an Upstream over addrs. Its round robin starts at a
+// random endpoint: every change compiles new Upstreams, and starting each
+// at the first endpoint would send the first requests after every change
+// to the same pod, in every replica.
+func NewUpstream(addrs ...string) *Upstream {
+	u := &Upstream{Addrs: addrs}
+	u.next.Store(rand.Uint32())
+	return u
+}
 
 // pick returns the index of the endpoint to try first.
 func (u *Upstream) pick() int {
