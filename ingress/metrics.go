@@ -52,8 +52,8 @@ var codes = func() (c [600]string) {
 
 // Observer returns the proxy's per-request hook: it counts the request in
 // the metrics and, when accessLog is set, logs one structured line.
-func Observer(accessLog *slog.Logger) func(*proxy.Record) {
-	return func(r *proxy.Record) {
+func Observer(accessLog *slog.Logger) func(proxy.Record) {
+	return func(r proxy.Record) {
 		code := "other"
 		if r.Status >= 0 && r.Status < len(codes) {
 			code = codes[r.Status]

@@ -19,8 +19,8 @@ func TestObserver(t *testing.T) {
 	target := proxy.Target{Namespace: "shop", Service: "web", Port: route.Port{Number: 80}}
 	before := testutil.ToFloat64(requests.WithLabelValues("shop/web", "web", "502"))
 	beforeErr := testutil.ToFloat64(upstreamErrors.WithLabelValues("shop/web", "web", "connect"))
-	observe(&proxy.Record{Ingress: "shop/web", Target: target, Status: 502, UpstreamError: "connect", Duration: 3 * time.Millisecond, Method: "GET", Path: "/cart"})
-	observe(&proxy.Record{Status: 404, Path: "/nothing"})
+	observe(proxy.Record{Ingress: "shop/web", Target: target, Status: 502, UpstreamError: "connect", Duration: 3 * time.Millisecond, Method: "GET", Path: "/cart"})
+	observe(proxy.Record{Status: 404, Path: "/nothing"})
 
 	if got := testutil.ToFloat64(requests.WithLabelValues("shop/web", "web", "502")) - before; got != 1 {
 		t.Errorf("requests{shop/web,web,502} rose by %v, want 1", got)

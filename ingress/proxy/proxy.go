@@ -113,8 +113,9 @@ type Options struct {
 	// certificate in the Config. When nil, New generates a self-signed one.
 	DefaultCert *tls.Certificate
 	// Observe, when set, is called once for every request after it is
-	// answered (metrics, access log). It must be cheap and not keep r.
-	Observe func(r *Record)
+	// answered (metrics, access log). It must be cheap. The Record is
+	// passed by value so that it stays on the handler's stack.
+	Observe func(r Record)
 }
 
 func (o *Options) setDefaults() {

@@ -155,7 +155,7 @@ func testForwards(t *testing.T, method, body string) {
 	b := echo(t, "web")
 	var mu sync.Mutex
 	var recs []Record
-	p := start(t, Options{Observe: func(r *Record) { mu.Lock(); recs = append(recs, *r); mu.Unlock() }})
+	p := start(t, Options{Observe: func(r Record) { mu.Lock(); recs = append(recs, r); mu.Unlock() }})
 	p.Store(&Config{
 		Routes:    table(t, ingress("web", "shop.example", prefix("/", "web"))),
 		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},

@@ -168,7 +168,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Status = s.serve(w, r, &rec)
 	if s.opts.Observe != nil {
 		rec.Duration = time.Since(rec.Start)
-		s.opts.Observe(&rec)
+		s.opts.Observe(rec)
 	}
 }
 

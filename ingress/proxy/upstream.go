@@ -162,7 +162,12 @@ func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Respo
 		if res.StatusCode >= 100 && res.StatusCode < 200 && res.StatusCode != http.StatusSwitchingProtocols {
 			continue // 103 Early Hints and the like: informational only
 		}
-		_ = c.SetReadDeadline(time.Time{})
+		// The body may take its time. Unless it is all buffered already
+		// (small answers: no more reads, and the next request sets its own
+		// deadline), lift the header deadline.
+		if res.ContentLength < 0 || int64(c.br.Buffered()) < res.ContentLength {
+			_ = c.SetReadDeadline(time.Time{})
+		}
 		return res, nil
 	}
 }
