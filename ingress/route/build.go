@@ -109,7 +109,7 @@ func (b *builder) add(ing *Ingress, key string) {
 			}
 		}
 		for _, rp := range r.Paths {
-			b.addPath(p, key, ing.Namespace, r.Host, rp)
+			b.addPath(p, ing, key, r.Host, rp)
 		}
 	}
 
@@ -129,7 +129,7 @@ func (b *builder) add(ing *Ingress, key string) {
 
 func (b *builder) addDefault(ing *Ingress, key string) {
 	be := *ing.DefaultBackend
-	be.Namespace, be.Ingress = ing.Namespace, key
+	be.Namespace, be.Ingress, be.NoSSLRedirect = ing.Namespace, key, ing.NoSSLRedirect
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, "", "", fmt.Sprintf("defaultBackend %v; it is ignored", err))
 		return
@@ -147,9 +147,9 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 		be, won.Ingress, won))
 }
 
-func (b *builder) addPath(p *paths, key, ns, host string, rp Path) {
+func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
-	be.Namespace, be.Ingress = ns, key
+	be.Namespace, be.Ingress, be.NoSSLRedirect = ing.Namespace, key, ing.NoSSLRedirect
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return

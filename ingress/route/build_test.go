@@ -374,3 +374,24 @@ func rejectionKeys(rej []Rejection) []string {
 	}
 	return keys
 }
+
+func TestNoSSLRedirectFollowsItsIngress(t *testing.T) {
+	off := hostIngress("off", "shop.example", prefix("/api", "api"))
+	off.NoSSLRedirect = true
+	off.DefaultBackend = &Backend{Service: "fallback", Port: Port{Number: 80}}
+	on := hostIngress("on", "shop.example", prefix("/", "web"), prefix("/api", "api"))
+	tab := mustBuild(t, at(off, 0), at(on, 1))
+	for _, c := range []struct {
+		host, path string
+		want       bool
+	}{
+		{"shop.example", "/api/x", true}, // the older Ingress "off" owns /api; the same target in "on" is no conflict
+		{"shop.example", "/", false},
+		{"other.example", "/", true}, // defaultBackend of "off"
+	} {
+		got, ok := tab.Match(c.host, c.path)
+		if !ok || got.NoSSLRedirect != c.want {
+			t.Errorf("Match(%q, %q) = %+v, %v; want NoSSLRedirect %v", c.host, c.path, got, ok, c.want)
+		}
+	}
+}

@@ -126,6 +126,12 @@ type Backend struct {
 	// Ingress is "namespace/name" of the Ingress that defined this backend;
 	// Build sets it.
 	Ingress string
+	// NoSSLRedirect is copied by Build from the Ingress that defined this
+	// backend: the server must not redirect plain HTTP requests routed here
+	// to HTTPS, even when their host has TLS. It is not part of the target
+	// (two Ingresses routing to one Service with different settings do not
+	// conflict).
+	NoSSLRedirect bool
 }
 
 // sameTarget reports whether b and o send traffic to the same place,
@@ -171,6 +177,10 @@ type Ingress struct {
 	DefaultBackend *Backend
 	Rules          []Rule
 	TLS            []TLS
+	// NoSSLRedirect turns off the HTTP → HTTPS redirect for the requests
+	// this Ingress's backends receive (annotation portico.dev/ssl-redirect:
+	// "false").
+	NoSSLRedirect bool
 }
 
 func (i *Ingress) key() string { return i.Namespace + "/" + i.Name }

@@ -1,0 +1,192 @@
+// Command ingress is Portico's bundled ingress controller: it serves HTTP
+// and HTTPS for the Ingresses of its class and, on the leader replica,
+// writes the ingress Service's addresses into their status.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-lb/portico/ingress"
+	"github.com/portico-lb/portico/ingress/proxy"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "ingress:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		httpAddr       = flag.String("http-address", ":8080", "address of the plain HTTP listener (the Service maps port 80 here)")
+		httpsAddr      = flag.String("https-address", ":8443", "address of the HTTPS listener (the Service maps port 443 here)")
+		publish        = flag.String("publish-service", "portico-system/portico-ingress", "namespace/name of the LoadBalancer Service whose addresses Ingresses get in their status")
+		class          = flag.String("ingress-class", "portico", "name of the IngressClass served; its spec.controller must be "+ingress.ControllerName)
+		withoutClass   = flag.Bool("watch-ingress-without-class", false, "also serve Ingresses that name no class when the class is not the cluster's default")
+		defaultCert    = flag.String("default-ssl-certificate", "", "namespace/name of a kubernetes.io/tls Secret served to TLS clients no Ingress has a certificate for; empty: a self-signed one generated at start")
+		metricsAddr    = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint; 0 turns it off")
+		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of /healthz and /readyz")
+		leaderElect    = flag.Bool("leader-elect", true, "elect the replica that writes Ingress status with a Lease")
+		leaderNS       = flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
+		accessLog      = flag.Bool("access-log", false, "log every request, one structured line each")
+		trusted        = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced")
+		readHeader     = flag.Duration("read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+		idle           = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
+		upstreamHeader = flag.Duration("upstream-response-timeout", 60*time.Second, "time an endpoint has to start answering before the client gets 504")
+		grace          = flag.Duration("shutdown-grace", 10*time.Second, "time in-flight requests get to finish on shutdown")
+		debug          = flag.Bool("debug", false, "debug logging")
+	)
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+
+	pub, err := namespacedName(*publish)
+	if err != nil {
+		return fmt.Errorf("--publish-service: %w", err)
+	}
+	var defCert types.NamespacedName
+	if *defaultCert != "" {
+		if defCert, err = namespacedName(*defaultCert); err != nil {
+			return fmt.Errorf("--default-ssl-certificate: %w", err)
+		}
+	}
+	var prefixes []netip.Prefix
+	for _, s := range strings.Split(*trusted, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		prefixes = append(prefixes, p)
+	}
+	if *leaderElect && *leaderNS == "" {
+		return errors.New("--leader-election-namespace (or $POD_NAMESPACE) is needed for leader election")
+	}
+
+	opts := proxy.Options{
+		ReadHeaderTimeout:     *readHeader,
+		IdleTimeout:           *idle,
+		ResponseHeaderTimeout: *upstreamHeader,
+		TrustedProxies:        prefixes,
+	}
+	var access *slog.Logger
+	if *accessLog {
+		access = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	}
+	opts.Observe = ingress.Observer(access)
+	srv, err := proxy.New(opts, log.With("part", "proxy"))
+	if err != nil {
+		return err
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         ingress.CacheOptions(),
+		Metrics:                       metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:        *healthAddr,
+		LeaderElection:                *leaderElect,
+		LeaderElectionID:              "portico-ingress",
+		LeaderElectionNamespace:       *leaderNS,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c, err := ingress.Setup(ctx, mgr, srv, ingress.Options{
+		ClassName:          *class,
+		WithoutClass:       *withoutClass,
+		PublishService:     pub,
+		DefaultCertificate: defCert,
+	}, log.With("part", "controller"))
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the first configuration is in: a new pod gets traffic
+	// only when it can route it.
+	if err := mgr.AddReadyzCheck("config", func(*http.Request) error {
+		if !c.Ready() {
+			return errors.New("no configuration compiled yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	plain, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return err
+	}
+	secure, err := net.Listen("tcp", *httpsAddr)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(serving{srv: srv, plain: plain, secure: secure, grace: *grace}); err != nil {
+		return err
+	}
+	log.Info("starting", "http", plain.Addr().String(), "https", secure.Addr().String(), "class", *class, "publishService", pub.String())
+	return mgr.Start(ctx)
+}
+
+// serving runs the proxy's listeners on every replica for as long as the
+// manager runs.
+type serving struct {
+	srv           *proxy.Server
+	plain, secure net.Listener
+	grace         time.Duration
+}
+
+func (s serving) Start(ctx context.Context) error {
+	return s.srv.Serve(ctx, s.plain, s.secure, s.grace)
+}
+
+func (serving) NeedLeaderElection() bool { return false }
+
+func namespacedName(s string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}

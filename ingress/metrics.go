@@ -1,0 +1,73 @@
+package ingress
+
+import (
+	"log/slog"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/portico-lb/portico/ingress/proxy"
+)
+
+// Metrics are registered with controller-runtime's registry, which the
+// manager serves on its metrics address.
+var (
+	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_ingress_requests_total",
+		Help: "Requests answered, by Ingress (namespace/name), Service and status code. Unrouted requests have empty ingress and service.",
+	}, []string{"ingress", "service", "code"})
+	requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portico_ingress_request_duration_seconds",
+		Help:    "Time from the request's arrival to the end of its response, by Ingress and Service.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"ingress", "service"})
+	upstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_ingress_upstream_errors_total",
+		Help: "Failures talking to endpoints, by Ingress, Service and kind (connect, timeout, protocol, body).",
+	}, []string{"ingress", "service", "kind"})
+	configReloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portico_ingress_config_reloads_total",
+		Help: "Configurations compiled and swapped into the proxy.",
+	})
+	configCompileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "portico_ingress_config_compile_seconds",
+		Help:    "Time to compile the cluster's Ingresses into a proxy configuration.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds)
+}
+
+// codes holds the label of every status code, so that counting a request
+// does not format one.
+var codes = func() (c [600]string) {
+	for i := range c {
+		c[i] = strconv.Itoa(i)
+	}
+	return c
+}()
+
+// Observer returns the proxy's per-request hook: it counts the request in
+// the metrics and, when accessLog is set, logs one structured line.
+func Observer(accessLog *slog.Logger) func(proxy.Record) {
+	return func(r proxy.Record) {
+		code := "other"
+		if r.Status >= 0 && r.Status < len(codes) {
+			code = codes[r.Status]
+		}
+		requests.WithLabelValues(r.Ingress, r.Target.Service, code).Inc()
+		requestSeconds.WithLabelValues(r.Ingress, r.Target.Service).Observe(r.Duration.Seconds())
+		if r.UpstreamError != "" {
+			upstreamErrors.WithLabelValues(r.Ingress, r.Target.Service, r.UpstreamError).Inc()
+		}
+		if accessLog != nil {
+			accessLog.Info("request",
+				"client", r.Client, "method", r.Method, "host", r.Host, "path", r.Path, "proto", r.Proto,
+				"status", r.Status, "duration", r.Duration, "ingress", r.Ingress,
+				"service", r.Target.Service, "endpoint", r.Endpoint, "retries", r.Retries, "upstreamError", r.UpstreamError)
+		}
+	}
+}

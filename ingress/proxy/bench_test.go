@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// BenchmarkProxy: GETs over keep-alive connections through the proxy to a
+// backend, all in this process on loopback. The figures include the client
+// and the backend; compare them between versions of the proxy, not with
+// other proxies (ingress/bench does that).
+func BenchmarkProxy(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello from the backend\n")
+	}))
+	defer backend.Close()
+	s, err := New(Options{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tab, _ := routeTable()
+	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{target("web"): NewUpstream(backend.Listener.Addr().String())}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := s.HTTPServer(false)
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+
+	req := []byte("GET /shop/cart?id=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for pb.Next() {
+			if _, err := c.Write(req); err != nil {
+				b.Error(err)
+				return
+			}
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				b.Errorf("status %d", res.StatusCode)
+				return
+			}
+		}
+	})
+}
