@@ -10,7 +10,7 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all build generate verify test bench bench-pools bench-alloc k8s-bins check ci-deps clean
+.PHONY: all build generate verify test bench bench-pools bench-alloc bench-ingress k8s-bins check clean
 
 all: build
 
@@ -54,6 +54,13 @@ bench-pools:
 
 bench-alloc: k8s-bins build
 	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000$$' -benchtime 1x ./controller/
+
+## bench-ingress: Portico vs Debian nginx (installs nginx and wrk if missing)
+## on loopback, then propagation of 1,000 changes under load against a real
+## API server.
+bench-ingress: k8s-bins
+	$(GO) run ./ingress/bench -duration 10s -rounds 3
+	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000
 
 ## check: what CI runs: generated files, formatting, vet, every test.
 check: verify test

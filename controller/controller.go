@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -71,6 +72,8 @@ type Controller struct {
 	// orphaned holds Services whose addresses left every pool, with those
 	// addresses, until they are replaced or cleared.
 	orphaned map[types.NamespacedName][]netip.Addr
+	// statusWritten is when each pool's status was last written.
+	statusWritten map[string]time.Time
 }
 
 // poolState is what the last pool configuration produced.
@@ -94,6 +97,8 @@ func New(c client.Client, rec events.EventRecorder, opts Options) *Controller {
 		poolKicks:    newKicker(),
 		pending:      map[types.NamespacedName]string{},
 		orphaned:     map[types.NamespacedName][]netip.Addr{},
+
+		statusWritten: map[string]time.Time{},
 	}
 }
 

@@ -2,9 +2,11 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -48,7 +50,28 @@ func (c *Controller) ReconcilePool(ctx context.Context, req reconcile.Request) (
 	if err := c.client.Get(ctx, req.NamespacedName, &pool); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	// While Services pour in, counters change on every allocation; one
+	// write a second per pool is plenty. Spec changes are written at once.
+	if wait := c.statusDelay(pool.Name, changed); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
 	return reconcile.Result{}, c.writePoolStatus(ctx, &pool, state)
+}
+
+const poolStatusInterval = time.Second
+
+// statusDelay says how long to wait before writing a pool's status again.
+func (c *Controller) statusDelay(pool string, urgent bool) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if last, ok := c.statusWritten[pool]; ok && !urgent {
+		if wait := last.Add(poolStatusInterval).Sub(now); wait > 0 {
+			return wait
+		}
+	}
+	c.statusWritten[pool] = now
+	return 0
 }
 
 // applyPoolsLocked gives the allocator the current pools when their specs
@@ -150,9 +173,13 @@ func (c *Controller) writePoolStatus(ctx context.Context, pool *v1alpha1.Address
 	if equalPoolStatus(&orig.Status, st) {
 		return nil
 	}
-	// Update, not a merge patch: the counters are required and a patch
-	// would leave out those that did not change from zero.
-	if err := c.client.Status().Update(ctx, pool); err != nil && !apierrors.IsNotFound(err) {
+	// The whole status as a merge patch: no conflict with the cache's
+	// resourceVersion, and the required counters are always sent.
+	patch, err := json.Marshal(map[string]any{"status": st})
+	if err != nil {
+		return err
+	}
+	if err := c.client.Status().Patch(ctx, pool, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("writing status of pool %q: %w", pool.Name, err)
 	}
 	return nil
