@@ -2,8 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,25 +22,14 @@ var (
 	apiClient  client.Client
 	kubeconfig string
 	scheme     *runtime.Scheme
-	envErr     error
 )
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(testLogger())
-	code := func() int {
-		api, envErr = apitest.Start()
-		if envErr != nil {
-			fmt.Fprintln(os.Stderr, "integration tests cannot run:", envErr)
-		} else {
-			defer api.Stop()
-			apiConfig, apiClient, kubeconfig, scheme = api.Config, api.Client, api.Kubeconfig, api.Scheme
-			if envErr = makeNamespaces(); envErr != nil {
-				fmt.Fprintln(os.Stderr, "integration tests cannot run:", envErr)
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	apitest.Main(m, func(e *apitest.Env) error {
+		api, apiConfig, apiClient, kubeconfig, scheme = e, e.Config, e.Client, e.Kubeconfig, e.Scheme
+		return makeNamespaces()
+	})
 }
 
 func makeNamespaces() error {
@@ -61,5 +48,5 @@ func makeNamespaces() error {
 // that needs the API server.
 func needAPI(t testing.TB) {
 	t.Helper()
-	apitest.Need(t, envErr)
+	apitest.Require(t)
 }

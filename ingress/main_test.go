@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -27,24 +26,14 @@ import (
 // The integration tests share one real etcd and kube-apiserver (package
 // apitest). Each test runs its own ingress controllers against it, in its
 // own namespace, with its own publish Service and Lease.
-var (
-	api    *apitest.Env
-	envErr error
-)
+var api *apitest.Env
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard())
-	code := func() int {
-		api, envErr = apitest.Start()
-		if envErr != nil {
-			fmt.Fprintln(os.Stderr, "integration tests cannot run:", envErr)
-		} else {
-			defer api.Stop()
-			envErr = setupCluster()
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	apitest.Main(m, func(e *apitest.Env) error {
+		api = e
+		return setupCluster()
+	})
 }
 
 const className = "portico"
@@ -64,7 +53,7 @@ func setupCluster() error {
 
 func needAPI(t testing.TB) {
 	t.Helper()
-	apitest.Need(t, envErr)
+	apitest.Require(t)
 }
 
 // instance is one running ingress controller: a manager and its proxy.

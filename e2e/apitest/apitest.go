@@ -90,6 +90,33 @@ func (e *Env) Stop() {
 	}
 }
 
+// mainErr is why Main has no API server for the tests; nil when it has one.
+var mainErr = errors.New("apitest.Main did not run")
+
+// Main runs a test binary around one API server: it starts the server,
+// calls setup with it, runs the tests and stops the server. If the server
+// cannot start, the tests still run, and each that calls Require fails
+// under CI or skips elsewhere.
+func Main(m *testing.M, setup func(*Env) error) {
+	os.Exit(func() int {
+		env, err := Start()
+		if err == nil {
+			defer env.Stop()
+			err = setup(env)
+		}
+		if mainErr = err; err != nil {
+			fmt.Fprintln(os.Stderr, "integration tests cannot run:", err)
+		}
+		return m.Run()
+	}())
+}
+
+// Require is Need for tests run by Main.
+func Require(t testing.TB) {
+	t.Helper()
+	Need(t, mainErr)
+}
+
 // Need fails the test under CI (CI=true), where an integration test must
 // never be skipped, and skips it elsewhere, when the API server could not
 // start (err).
