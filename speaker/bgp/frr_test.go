@@ -84,9 +84,15 @@ func TestFRREBGP(t *testing.T) {
 	if got.LocalPref != nil && *got.LocalPref == 300 {
 		t.Error("local-pref 300 reached an eBGP peer")
 	}
-	st := s.status()
-	if len(st) != 1 || !st[0].Up || st[0].State != "established" || st[0].Prefixes != 1 {
+	rep := s.report()
+	if st := rep.Status; len(st) != 1 || !st[0].Up || st[0].State != "established" || st[0].Prefixes != 1 {
 		t.Errorf("speaker status = %+v, want edge up with 1 prefix", st)
+	}
+	if m := rep.Metrics; m["portico_bgp_session_up{edge}"] != 1 || m["portico_bgp_prefixes_advertised{edge}"] != 1 {
+		t.Errorf("metrics = %v, want edge up with 1 prefix", m)
+	}
+	if ev := rep.Events; len(ev) != 1 || ev[0].Name != "edge" || !ev[0].Up {
+		t.Errorf("events = %+v, want one: edge up", ev)
 	}
 
 	// Time from Apply to the route in FRR, on an established session.
@@ -140,8 +146,12 @@ func TestFRREBGP(t *testing.T) {
 		}
 		return nil
 	})
-	if st := s.status(); len(st) != 0 {
-		t.Errorf("status after removing every session = %+v", st)
+	rep = s.report()
+	if len(rep.Status) != 0 || len(rep.Metrics) != 0 {
+		t.Errorf("after removing every session: status %+v, metrics %v; want none", rep.Status, rep.Metrics)
+	}
+	if ev := rep.Events; len(ev) != 2 || ev[1].Name != "edge" || ev[1].Up {
+		t.Errorf("events = %+v, want edge up then down", ev)
 	}
 }
 

@@ -17,12 +17,15 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const helperEnv = "PORTICO_BGP_HELPER"
@@ -45,12 +48,24 @@ type helperRequest struct {
 type helperReply struct {
 	Err    string
 	Status []SessionStatus
+	// Events are the OnChange calls so far.
+	Events []SessionStatus
+	// Metrics are the Announcer's gauges as "name{peer}" → value.
+	Metrics map[string]float64
 }
 
 // helperMain runs an Announcer driven by JSON lines on stdin.
 func helperMain() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a := NewAnnouncer(Options{Logger: log, ConnectRetry: time.Second})
+	var mu sync.Mutex
+	var events []SessionStatus
+	a := NewAnnouncer(Options{Logger: log, ConnectRetry: time.Second, OnChange: func(st SessionStatus) {
+		mu.Lock()
+		events = append(events, st)
+		mu.Unlock()
+	}})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a)
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(nil, 64<<20)
 	out := json.NewEncoder(os.Stdout)
@@ -68,6 +83,10 @@ func helperMain() {
 			}
 		case "status":
 			rep.Status = a.Status()
+			mu.Lock()
+			rep.Events = slices.Clone(events)
+			mu.Unlock()
+			rep.Metrics = gather(reg)
 		case "close":
 			a.Close(ctx)
 		}
@@ -78,6 +97,26 @@ func helperMain() {
 			return
 		}
 	}
+}
+
+func gather(reg *prometheus.Registry) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		out["error"] = 1
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var peer string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "peer" {
+					peer = l.GetValue()
+				}
+			}
+			out[mf.GetName()+"{"+peer+"}"] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
 
 var labSeq atomic.Int32
@@ -401,11 +440,16 @@ func (s *speaker) apply(sessions []Session, paths map[string][]Path) {
 
 func (s *speaker) status() []SessionStatus {
 	s.l.t.Helper()
+	return s.report().Status
+}
+
+func (s *speaker) report() helperReply {
+	s.l.t.Helper()
 	rep, err := s.call(helperRequest{Op: "status"})
 	if err != nil {
 		s.l.t.Fatalf("status: %v", err)
 	}
-	return rep.Status
+	return rep
 }
 
 // eventually polls f until it returns nil or the timeout passes.
