@@ -25,9 +25,10 @@ type Options struct {
 	// SourceAddress do not listen). By default nothing listens: the
 	// speaker always connects out.
 	ListenPort int
-	// ConnectRetry is the wait between connection attempts and after a
-	// session resets (default 5s; GoBGP's own default of 120s would leave
-	// a node silent for two minutes after a router restart).
+	// ConnectRetry is the wait after a session resets and between
+	// connection attempts, which GoBGP stretches by a random 0-100%
+	// (default 2s; GoBGP's own default of 120s would leave a node silent
+	// for minutes after a router restart).
 	ConnectRetry time.Duration
 	// RestartTime is the graceful-restart time announced to peers of
 	// sessions with GracefulRestart (default 120s).
@@ -87,7 +88,7 @@ func NewAnnouncer(opts Options) *Announcer {
 		opts.Logger = slog.Default()
 	}
 	if opts.ConnectRetry <= 0 {
-		opts.ConnectRetry = 5 * time.Second
+		opts.ConnectRetry = 2 * time.Second
 	}
 	if opts.RestartTime <= 0 {
 		opts.RestartTime = 120 * time.Second

@@ -59,7 +59,7 @@ func helperMain() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var mu sync.Mutex
 	var events []SessionStatus
-	a := NewAnnouncer(Options{Logger: log, ConnectRetry: time.Second, OnChange: func(st SessionStatus) {
+	a := NewAnnouncer(Options{Logger: log, ConnectRetry: time.Second, RestartTime: 60 * time.Second, OnChange: func(st SessionStatus) {
 		mu.Lock()
 		events = append(events, st)
 		mu.Unlock()
@@ -330,6 +330,7 @@ func (f *frr) established(addr string) error {
 // frrPath is one path of `show bgp <afi> unicast <prefix> json`.
 type frrPath struct {
 	Valid     bool   `json:"valid"`
+	Stale     bool   `json:"stale"`
 	LocalPref *int64 `json:"locPrf"`
 	Community *struct {
 		String string `json:"string"`
@@ -363,9 +364,16 @@ func (f *frr) route(prefix string) ([]frrPath, error) {
 // speaker is the Announcer in its helper process.
 type speaker struct {
 	l   *lab
+	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Scanner
 	mu  sync.Mutex
+}
+
+// kill ends the speaker as a crash or SIGKILL would: no NOTIFICATION, the
+// kernel closes its connections.
+func (s *speaker) kill() {
+	_ = s.cmd.Process.Kill()
 }
 
 func (l *lab) startSpeaker(name string) *speaker {
@@ -382,7 +390,7 @@ func (l *lab) startSpeaker(name string) *speaker {
 	cmd := exec.Command("ip", "netns", "exec", l.spk, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = logf
-	s := &speaker{l: l}
+	s := &speaker{l: l, cmd: cmd}
 	if s.in, err = cmd.StdinPipe(); err != nil {
 		l.t.Fatal(err)
 	}
