@@ -266,8 +266,8 @@ func (a *Announcer) peer(cfg Session) *api.Peer {
 		p.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
 			RestartTime: uint32(a.opts.RestartTime.Seconds()),
-			// RFC 8538: a NOTIFICATION (our Cease when the speaker stops)
-			// also keeps the routes at a router that supports it.
+			// RFC 8538: a NOTIFICATION such as Hold Timer Expired keeps
+			// the routes too; our deliberate Cease goes as a Hard Reset.
 			NotificationEnabled: true,
 		}
 		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
@@ -411,10 +411,12 @@ func (a *Announcer) Status() []SessionStatus {
 	return out
 }
 
-// Close ends every session without withdrawing first. On sessions with
-// graceful restart the router keeps the routes as stale until this node's
-// speaker is back, which is what a speaker restart wants; to take routes
-// down, Apply an empty Plan first.
+// Close ends every session with a Cease, which makes routers drop this
+// node's routes at once, graceful restart or not (GoBGP sends it as an
+// RFC 8538 Hard Reset). A speaker that is only restarting and wants
+// routers to keep its routes must exit without calling Close: the kernel
+// then closes the connections with no NOTIFICATION, and routers keep the
+// routes of sessions with GracefulRestart, as stale, for RestartTime.
 func (a *Announcer) Close(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

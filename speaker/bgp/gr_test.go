@@ -75,6 +75,20 @@ func TestFRRGracefulRestart(t *testing.T) {
 				return nil
 			})
 			t.Logf("speaker back and route refreshed %s after its start", time.Since(start).Round(time.Millisecond))
+
+			// Close is the deliberate stop: GoBGP's Cease goes out as a
+			// Hard Reset (RFC 8538), so the router drops the routes at once
+			// even with graceful restart. A restarting speaker exits
+			// without Close, as s1 did.
+			if _, err := s2.call(helperRequest{Op: "close"}); err != nil {
+				t.Fatal(err)
+			}
+			l.eventually(5*time.Second, func() error {
+				if p, err := route(); err == nil {
+					return fmt.Errorf("route kept after Close: %+v", p)
+				}
+				return nil
+			})
 		})
 	}
 }
