@@ -121,12 +121,15 @@ func gather(reg *prometheus.Registry) map[string]float64 {
 
 var labSeq atomic.Int32
 
-// lab is two namespaces joined by a veth: "spk" (192.0.2.2/24,
-// 2001:db8::2/64) and "rtr" (192.0.2.1/24, 2001:db8::1/64).
+// lab is a router namespace "rtr" (192.0.2.1/24, 2001:db8::1/64 on a
+// bridge) and node namespaces on that bridge: node i (from 0) has
+// 192.0.2.(2+i)/24 and 2001:db8::(2+i)/64 on its eth0. spk is node 0.
 type lab struct {
-	t        *testing.T
-	spk, rtr string
-	dir      string
+	t     *testing.T
+	rtr   string
+	nodes []string
+	spk   string
+	dir   string
 }
 
 func needRoot(t *testing.T) {
@@ -177,20 +180,32 @@ func needTools(t *testing.T) {
 	}
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T) *lab { return newLabNodes(t, 1) }
+
+func newLabNodes(t *testing.T, n int) *lab {
 	t.Helper()
 	needTools(t)
 	id := fmt.Sprintf("ptc%d-%d", os.Getpid(), labSeq.Add(1))
-	l := &lab{t: t, spk: id + "-spk", rtr: id + "-rtr", dir: t.TempDir()}
-	for _, ns := range []string{l.spk, l.rtr} {
+	l := &lab{t: t, rtr: id + "-rtr", dir: t.TempDir()}
+	for i := range n {
+		l.nodes = append(l.nodes, fmt.Sprintf("%s-n%d", id, i))
+	}
+	l.spk = l.nodes[0]
+	for _, ns := range append([]string{l.rtr}, l.nodes...) {
 		l.ip("netns", "add", ns)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 		l.ip("-n", ns, "link", "set", "lo", "up")
 	}
-	l.ip("link", "add", "eth0", "netns", l.spk, "type", "veth", "peer", "name", "eth0", "netns", l.rtr)
-	for ns, n := range map[string]string{l.spk: "2", l.rtr: "1"} {
-		l.ip("-n", ns, "addr", "add", "192.0.2."+n+"/24", "dev", "eth0")
-		l.ip("-n", ns, "addr", "add", "2001:db8::"+n+"/64", "dev", "eth0", "nodad")
+	l.ip("-n", l.rtr, "link", "add", "br0", "type", "bridge")
+	l.ip("-n", l.rtr, "addr", "add", "192.0.2.1/24", "dev", "br0")
+	l.ip("-n", l.rtr, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad")
+	l.ip("-n", l.rtr, "link", "set", "br0", "up")
+	for i, ns := range l.nodes {
+		port := fmt.Sprintf("veth%d", i)
+		l.ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", l.rtr)
+		l.ip("-n", l.rtr, "link", "set", port, "master", "br0", "up")
+		l.ip("-n", ns, "addr", "add", fmt.Sprintf("192.0.2.%d/24", 2+i), "dev", "eth0")
+		l.ip("-n", ns, "addr", "add", fmt.Sprintf("2001:db8::%d/64", 2+i), "dev", "eth0", "nodad")
 		l.ip("-n", ns, "link", "set", "eth0", "up")
 	}
 	return l
@@ -378,6 +393,12 @@ func (s *speaker) kill() {
 
 func (l *lab) startSpeaker(name string) *speaker {
 	l.t.Helper()
+	return l.startSpeakerIn(l.spk, name)
+}
+
+// startSpeakerIn starts a speaker in the node namespace ns.
+func (l *lab) startSpeakerIn(ns, name string) *speaker {
+	l.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		l.t.Fatal(err)
@@ -387,7 +408,7 @@ func (l *lab) startSpeaker(name string) *speaker {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", l.spk, exe, "-test.run=^$")
+	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = logf
 	s := &speaker{l: l, cmd: cmd}
