@@ -125,14 +125,14 @@ var labSeq atomic.Int32
 // bridge) and node namespaces on that bridge: node i (from 0) has
 // 192.0.2.(2+i)/24 and 2001:db8::(2+i)/64 on its eth0. spk is node 0.
 type lab struct {
-	t     *testing.T
+	t     testing.TB
 	rtr   string
 	nodes []string
 	spk   string
 	dir   string
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		missing(t, "the namespace tests need root")
@@ -141,7 +141,7 @@ func needRoot(t *testing.T) {
 
 // missing fails under CI and skips elsewhere: a test that cannot run in
 // CI is a failure, on a laptop it is a nuisance.
-func missing(t *testing.T, why string) {
+func missing(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s (CI=true: failing instead of skipping)", why)
@@ -152,7 +152,7 @@ func missing(t *testing.T, why string) {
 var installOnce sync.Once
 
 // needTools installs Debian's frr and bird2 when their binaries are absent.
-func needTools(t *testing.T) {
+func needTools(t testing.TB) {
 	t.Helper()
 	needRoot(t)
 	tools := []string{"ip", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh", "bird", "birdc"}
@@ -180,9 +180,9 @@ func needTools(t *testing.T) {
 	}
 }
 
-func newLab(t *testing.T) *lab { return newLabNodes(t, 1) }
+func newLab(t testing.TB) *lab { return newLabNodes(t, 1) }
 
-func newLabNodes(t *testing.T, n int) *lab {
+func newLabNodes(t testing.TB, n int) *lab {
 	t.Helper()
 	needTools(t)
 	id := fmt.Sprintf("ptc%d-%d", os.Getpid(), labSeq.Add(1))
