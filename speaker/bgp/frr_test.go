@@ -94,6 +94,9 @@ func TestFRREBGP(t *testing.T) {
 	if ev := rep.Events; len(ev) != 1 || ev[0].Name != "edge" || !ev[0].Up {
 		t.Errorf("events = %+v, want one: edge up", ev)
 	}
+	if ls := l.listening(l.spk); ls != "" {
+		t.Errorf("the speaker listens and should not:\n%s", ls)
+	}
 
 	// Time from Apply to the route in FRR, on an established session.
 	var took []time.Duration
@@ -291,4 +294,27 @@ func TestFRRChangeLeavesOtherSessions(t *testing.T) {
 	if after.State != "Established" || after.ConnectionsEstablished != before.ConnectionsEstablished || after.UpTimer <= before.UpTimer {
 		t.Errorf("session a was disturbed: before %+v, after %+v", before, after)
 	}
+}
+
+// TestFRRListen: with Options.ListenPort the session is also accepted
+// when the router connects. The speaker's own attempts go to a closed
+// port here, so only the router's connection can establish it.
+func TestFRRListen(t *testing.T) {
+	l := newLab(t)
+	r := l.startFRR("frr", frrConf(64500, "192.0.2.2 64512"))
+	s := l.startSpeakerIn(l.spk, "speaker", listenEnv+"=179")
+	edge := testSession("edge", 64512, 64500, "192.0.2.1")
+	edge.SourceAddress = netip.MustParseAddr("192.0.2.2")
+	edge.Port = 1790 // nothing there
+	s.apply([]Session{edge}, map[string][]Path{"edge": {path("198.51.100.10/32")}})
+	if ls := l.listening(l.spk); !strings.Contains(ls, "192.0.2.2:179 ") {
+		t.Errorf("listening sockets:\n%s\nwant 192.0.2.2:179", ls)
+	}
+	l.eventually(20*time.Second, func() error { return r.established("192.0.2.2") })
+	l.eventually(10*time.Second, func() error {
+		if got, err := r.route("198.51.100.10/32"); err != nil || len(got) != 1 {
+			return fmt.Errorf("route: %+v, %v", got, err)
+		}
+		return nil
+	})
 }

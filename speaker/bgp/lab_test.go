@@ -28,7 +28,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-const helperEnv = "PORTICO_BGP_HELPER"
+const (
+	helperEnv = "PORTICO_BGP_HELPER"
+	// listenEnv sets the helper's Options.ListenPort.
+	listenEnv = "PORTICO_BGP_LISTEN_PORT"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
@@ -59,7 +63,8 @@ func helperMain() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var mu sync.Mutex
 	var events []SessionStatus
-	a := NewAnnouncer(Options{Logger: log, ConnectRetry: time.Second, RestartTime: 60 * time.Second, OnChange: func(st SessionStatus) {
+	listen, _ := strconv.Atoi(os.Getenv(listenEnv))
+	a := NewAnnouncer(Options{Logger: log, ListenPort: listen, ConnectRetry: time.Second, RestartTime: 60 * time.Second, OnChange: func(st SessionStatus) {
 		mu.Lock()
 		events = append(events, st)
 		mu.Unlock()
@@ -209,6 +214,16 @@ func newLabNodes(t testing.TB, n int) *lab {
 		l.ip("-n", ns, "link", "set", "eth0", "up")
 	}
 	return l
+}
+
+// listening lists the listening TCP sockets of namespace ns.
+func (l *lab) listening(ns string) string {
+	l.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "ss", "-Hltn").CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("ss: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func (l *lab) ip(args ...string) {
@@ -397,7 +412,7 @@ func (l *lab) startSpeaker(name string) *speaker {
 }
 
 // startSpeakerIn starts a speaker in the node namespace ns.
-func (l *lab) startSpeakerIn(ns, name string) *speaker {
+func (l *lab) startSpeakerIn(ns, name string, env ...string) *speaker {
 	l.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -409,7 +424,7 @@ func (l *lab) startSpeakerIn(ns, name string) *speaker {
 		l.t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.Env = append(append(os.Environ(), helperEnv+"=1"), env...)
 	cmd.Stderr = logf
 	s := &speaker{l: l, cmd: cmd}
 	if s.in, err = cmd.StdinPipe(); err != nil {
