@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -83,10 +84,20 @@ type Plan struct {
 // preference, so the result does not depend on the order of the input.
 func Compute(in Input) Plan {
 	plan := Plan{Paths: map[string][]Path{}}
-	for _, p := range in.Peers {
+	peers := slices.Clone(in.Peers)
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	// Two sessions from one node to one router address would collide on
+	// the router and flap; the first by name wins.
+	byAddr := map[netip.Addr]string{}
+	for _, p := range peers {
 		if !p.Nodes.Matches(in.Node.Labels) {
 			continue
 		}
+		if other, dup := byAddr[p.Address]; dup {
+			plan.Problems = append(plan.Problems, fmt.Errorf("BGPPeer %q: node %q already has a session to %s from BGPPeer %q; only one session per router address is opened", p.Name, in.Node.Name, p.Address, other))
+			continue
+		}
+		byAddr[p.Address] = p.Name
 		s := p.Session
 		if !s.RouterID.IsValid() {
 			s.RouterID = in.Node.RouterID
@@ -97,15 +108,6 @@ func Compute(in Input) Plan {
 		}
 		plan.Sessions = append(plan.Sessions, s)
 	}
-	slices.SortFunc(plan.Sessions, func(a, b Session) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
 	for _, s := range plan.Sessions {
 		plan.Paths[s.Name] = nil
 	}

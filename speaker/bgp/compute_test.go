@@ -245,6 +245,27 @@ func TestCompute(t *testing.T) {
 	}
 }
 
+func TestComputeDuplicateAddress(t *testing.T) {
+	a := Peer{Session: Session{Name: "a", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("192.0.2.1")}}
+	b := a
+	b.Name = "b"
+	other := Peer{Session: Session{Name: "c", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("192.0.2.9")}, Nodes: Selector{sel(t, "zone=b")}}
+	dupElsewhere := other
+	dupElsewhere.Name, dupElsewhere.Nodes = "d", Selector{sel(t, "zone=c")}
+	plan := Compute(Input{Node: Node{Name: "n1", Labels: map[string]string{"zone": "b"}, RouterID: netip.MustParseAddr("192.0.2.11")},
+		Peers: []Peer{b, dupElsewhere, other, a}})
+	var names []string
+	for _, s := range plan.Sessions {
+		names = append(names, s.Name)
+	}
+	if !slices.Equal(names, []string{"a", "c"}) {
+		t.Errorf("sessions %v, want a and c (b duplicates a; d is for other nodes)", names)
+	}
+	if len(plan.Problems) != 1 || !strings.Contains(plan.Problems[0].Error(), `BGPPeer "b"`) {
+		t.Errorf("problems %v, want one about b", plan.Problems)
+	}
+}
+
 func TestComputeRouterID(t *testing.T) {
 	peer := Peer{Session: Session{Name: "edge", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("192.0.2.1")}}
 	plan := Compute(Input{Node: Node{Name: "n1", RouterID: netip.MustParseAddr("192.0.2.11")}, Peers: []Peer{peer}})
@@ -409,6 +430,7 @@ func TestPeerFromAPI(t *testing.T) {
 		func(p *v1alpha1.BGPPeer) { p.Spec.SourceAddress = "2001:db8::1" },
 		func(p *v1alpha1.BGPPeer) { p.Spec.RouterID = "2001:db8::1" },
 		func(p *v1alpha1.BGPPeer) { p.Spec.HoldTime = dur("1s") },
+		func(p *v1alpha1.BGPPeer) { p.Spec.HoldTime = dur("0s") },
 		func(p *v1alpha1.BGPPeer) { p.Spec.HoldTime, p.Spec.KeepaliveTime = dur("9s"), dur("9s") },
 		func(p *v1alpha1.BGPPeer) { p.Spec.MyASN = 0 },
 		func(p *v1alpha1.BGPPeer) { p.Spec.PeerPort = 70000 },

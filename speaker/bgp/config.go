@@ -40,7 +40,8 @@ type Session struct {
 	Port          uint16 // 0 means 179
 	SourceAddress netip.Addr
 	RouterID      netip.Addr
-	// HoldTime and KeepaliveTime are sent rounded down to whole seconds.
+	// HoldTime (at least 3s) and KeepaliveTime are sent rounded down to
+	// whole seconds.
 	HoldTime        time.Duration
 	KeepaliveTime   time.Duration
 	EBGPMultiHop    bool
@@ -261,10 +262,12 @@ func PeerFromAPI(p *v1alpha1.BGPPeer, password string) (Peer, error) {
 	} else {
 		out.KeepaliveTime = out.HoldTime / 3
 	}
-	if out.HoldTime != 0 && out.HoldTime < 3*time.Second {
-		return Peer{}, wrap(fmt.Errorf("holdTime %s: must be 0 or at least 3s", out.HoldTime))
+	// GoBGP replaces a hold time of 0 with 90s; say so rather than send
+	// something else than what was asked.
+	if out.HoldTime < 3*time.Second {
+		return Peer{}, wrap(fmt.Errorf("holdTime %s: must be at least 3s (a hold time of 0, no keepalives, is not supported by the speaker's BGP implementation)", out.HoldTime))
 	}
-	if out.HoldTime != 0 && out.KeepaliveTime >= out.HoldTime {
+	if out.KeepaliveTime >= out.HoldTime {
 		return Peer{}, wrap(fmt.Errorf("keepaliveTime %s must be shorter than holdTime %s", out.KeepaliveTime, out.HoldTime))
 	}
 	if out.Nodes, err = SelectorFromAPI(s.NodeSelectors); err != nil {
