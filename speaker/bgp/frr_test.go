@@ -318,3 +318,27 @@ func TestFRRListen(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFRREBGPMultiHop: an eBGP router two hops away is reached only with
+// ebgpMultiHop; without it the TTL of 1 stops our packets at the first hop.
+func TestFRREBGPMultiHop(t *testing.T) {
+	l := newRoutedLab(t)
+	conf := frrConf(64500, "192.0.2.2 64512") + " neighbor 192.0.2.2 ebgp-multihop 255\n"
+	r := l.startFRR("frr", conf)
+	s := l.startSpeaker("speaker")
+	far := testSession("far", 64512, 64500, "203.0.113.2")
+	paths := map[string][]Path{"far": {path("198.51.100.10/32")}}
+	s.apply([]Session{far}, paths)
+	l.never(6*time.Second, "session to a router two hops away established without ebgpMultiHop", func() error { return r.established("192.0.2.2") })
+
+	far.EBGPMultiHop = true
+	s.apply([]Session{far}, paths)
+	l.eventually(20*time.Second, func() error { return r.established("192.0.2.2") })
+	l.eventually(10*time.Second, func() error {
+		got, err := r.route("198.51.100.10/32")
+		if err != nil || len(got) != 1 || got[0].Nexthops[0].IP != "192.0.2.2" {
+			return fmt.Errorf("route: %+v, %v; want one via 192.0.2.2", got, err)
+		}
+		return nil
+	})
+}

@@ -226,6 +226,38 @@ func (l *lab) listening(ns string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// newRoutedLab puts a router namespace "mid" between the node (192.0.2.2,
+// default route via mid's 192.0.2.1) and the router (203.0.113.2, default
+// route via mid's 203.0.113.1): the router is two hops away.
+func newRoutedLab(t testing.TB) *lab {
+	t.Helper()
+	needTools(t)
+	id := fmt.Sprintf("ptc%d-%d", os.Getpid(), labSeq.Add(1))
+	l := &lab{t: t, rtr: id + "-rtr", spk: id + "-n0", dir: t.TempDir()}
+	l.nodes = []string{l.spk}
+	mid := id + "-mid"
+	for _, ns := range []string{l.rtr, l.spk, mid} {
+		l.ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		l.ip("-n", ns, "link", "set", "lo", "up")
+	}
+	l.ip("link", "add", "eth0", "netns", l.spk, "type", "veth", "peer", "name", "tonode", "netns", mid)
+	l.ip("link", "add", "eth0", "netns", l.rtr, "type", "veth", "peer", "name", "torouter", "netns", mid)
+	for _, a := range [][]string{
+		{l.spk, "eth0", "192.0.2.2/24"}, {mid, "tonode", "192.0.2.1/24"},
+		{mid, "torouter", "203.0.113.1/24"}, {l.rtr, "eth0", "203.0.113.2/24"},
+	} {
+		l.ip("-n", a[0], "addr", "add", a[2], "dev", a[1])
+		l.ip("-n", a[0], "link", "set", a[1], "up")
+	}
+	l.ip("-n", l.spk, "route", "add", "default", "via", "192.0.2.1")
+	l.ip("-n", l.rtr, "route", "add", "default", "via", "203.0.113.1")
+	if out, err := exec.Command("ip", "netns", "exec", mid, "sysctl", "-qw", "net.ipv4.ip_forward=1").CombinedOutput(); err != nil {
+		t.Fatalf("ip_forward: %v\n%s", err, out)
+	}
+	return l
+}
+
 func (l *lab) ip(args ...string) {
 	l.t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
