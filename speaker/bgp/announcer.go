@@ -75,11 +75,10 @@ type Announcer struct {
 }
 
 type session struct {
-	cfg    Session
-	srv    *server.BgpServer
-	stop   context.CancelFunc // ends the watch of peer state
-	paths  map[netip.Prefix]Path
-	failed bool // the last Apply could not finish; retry it in full
+	cfg   Session
+	srv   *server.BgpServer
+	stop  context.CancelFunc    // ends the watch of peer state
+	paths map[netip.Prefix]Path // what GoBGP holds for this session
 }
 
 // NewAnnouncer returns an Announcer with no sessions.
@@ -129,7 +128,7 @@ func (a *Announcer) Apply(ctx context.Context, plan Plan) error {
 
 func (a *Announcer) applySession(ctx context.Context, cfg Session, paths []Path) error {
 	s := a.sessions[cfg.Name]
-	if s != nil && (s.cfg != cfg || s.failed) {
+	if s != nil && s.cfg != cfg {
 		// A changed session is reset: BGP cannot renegotiate ASNs, timers
 		// or capabilities on a running session.
 		a.log.Info("resetting session for a configuration change", "peer", cfg.Name, "address", cfg.Address)
@@ -144,16 +143,15 @@ func (a *Announcer) applySession(ctx context.Context, cfg Session, paths []Path)
 		}
 		a.sessions[cfg.Name] = s
 	}
-	if err := a.syncPaths(ctx, s, paths); err != nil {
-		s.failed = true
-		return err
-	}
+	// syncPaths records only what GoBGP took, so whatever failed is
+	// retried by the next Apply without resetting the session.
+	err := a.syncPaths(ctx, s, paths)
 	a.statusMu.Lock()
 	if st := a.status[cfg.Name]; st != nil {
 		st.Prefixes = len(s.paths)
 	}
 	a.statusMu.Unlock()
-	return nil
+	return err
 }
 
 func (a *Announcer) openSession(ctx context.Context, cfg Session) (*session, error) {
@@ -161,7 +159,9 @@ func (a *Announcer) openSession(ctx context.Context, cfg Session) (*session, err
 	if n := len(a.spare); n > 0 {
 		srv, a.spare = a.spare[n-1], a.spare[:n-1]
 	} else {
-		srv = server.NewBgpServer(server.LoggerOption(&logger{a.log.With("peer", cfg.Name)}))
+		// Servers are reused across sessions, so their logs name the
+		// neighbor by address (GoBGP's "Key"), not by BGPPeer.
+		srv = server.NewBgpServer(server.LoggerOption(&logger{a.log.With("component", "gobgp")}))
 		go srv.Serve() // runs for the life of the process; see Announcer
 	}
 	global := &api.Global{
