@@ -79,6 +79,9 @@ type session struct {
 	srv   *server.BgpServer
 	stop  context.CancelFunc    // ends the watch of peer state
 	paths map[netip.Prefix]Path // what GoBGP holds for this session
+	// peerAdded is set once the neighbor is configured, after the first
+	// paths.
+	peerAdded bool
 }
 
 // NewAnnouncer returns an Announcer with no sessions.
@@ -151,6 +154,18 @@ func (a *Announcer) applySession(ctx context.Context, cfg Session, paths []Path)
 		st.Prefixes = len(s.paths)
 	}
 	a.statusMu.Unlock()
+	// The neighbor comes after the paths: a session that came up first
+	// would send an empty table and End-of-RIB, and a router that kept our
+	// routes through a graceful restart would drop them.
+	if !s.peerAdded {
+		if perr := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: a.peer(cfg)}); perr != nil {
+			a.closeSession(ctx, s, false)
+			delete(a.sessions, cfg.Name)
+			return errors.Join(err, fmt.Errorf("adding the neighbor: %w", perr))
+		}
+		s.peerAdded = true
+		a.log.Info("opened session", "peer", cfg.Name, "address", cfg.Address, "asn", cfg.PeerASN, "local_asn", cfg.MyASN, "router_id", cfg.RouterID)
+	}
 	return err
 }
 
@@ -189,14 +204,10 @@ func (a *Announcer) openSession(ctx context.Context, cfg Session) (*session, err
 			a.peerState(cfg.Name, pe.Peer.State.SessionState)
 		}
 	})
-	if err == nil {
-		err = srv.AddPeer(ctx, &api.AddPeerRequest{Peer: a.peer(cfg)})
-	}
 	if err != nil {
 		a.closeSession(ctx, s, false)
-		return nil, err
+		return nil, fmt.Errorf("watching the session: %w", err)
 	}
-	a.log.Info("opened session", "peer", cfg.Name, "address", cfg.Address, "asn", cfg.PeerASN, "local_asn", cfg.MyASN, "router_id", cfg.RouterID)
 	return s, nil
 }
 
