@@ -25,10 +25,10 @@ type Options struct {
 	// SourceAddress do not listen). By default nothing listens: the
 	// speaker always connects out.
 	ListenPort int
-	// ConnectRetry is the wait after a session resets and between
-	// connection attempts, which GoBGP stretches by a random 0-100%
-	// (default 2s; GoBGP's own default of 120s would leave a node silent
-	// for minutes after a router restart).
+	// ConnectRetry is the wait between connection attempts, which GoBGP
+	// stretches by a random 0-100% (default 2s; GoBGP's own default of
+	// 120s would leave a node silent for minutes after a router restart).
+	// After an established session drops, GoBGP first idles a fixed 5s.
 	ConnectRetry time.Duration
 	// RestartTime is the graceful-restart time announced to peers of
 	// sessions with GracefulRestart (default 120s).

@@ -342,3 +342,31 @@ func TestFRREBGPMultiHop(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFRRRestart: when the router's bgpd restarts, the speaker reconnects
+// and the routes come back without anything being applied again. (It takes
+// about 6s: GoBGP idles a fixed 5s after a session drops, then waits one
+// to two ConnectRetry intervals.)
+func TestFRRRestart(t *testing.T) {
+	l := newLab(t)
+	r := l.startFRR("frr", frrConf(64500, "192.0.2.2 64512"))
+	s := l.startSpeaker("speaker")
+	edge := testSession("edge", 64512, 64500, "192.0.2.1")
+	s.apply([]Session{edge}, map[string][]Path{"edge": {path("198.51.100.10/32"), path("198.51.100.11/32")}})
+	present := func() error {
+		if err := r.established("192.0.2.2"); err != nil {
+			return err
+		}
+		return prefixesIn(r, "192.0.2.2", 2)
+	}
+	l.eventually(20*time.Second, present)
+	for i := range 2 {
+		start := time.Now()
+		r.restartBgpd()
+		l.eventually(30*time.Second, present)
+		t.Logf("restart %d: routes back in FRR %s after bgpd was killed", i+1, time.Since(start).Round(10*time.Millisecond))
+	}
+	if st := s.status(); len(st) != 1 || !st[0].Up || st[0].Prefixes != 2 {
+		t.Errorf("speaker status after the restarts = %+v", st)
+	}
+}

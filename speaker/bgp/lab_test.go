@@ -265,9 +265,10 @@ func (l *lab) ip(args ...string) {
 	}
 }
 
-// start runs a long-lived process in a namespace until the test ends; its
+// start runs a long-lived process in a namespace until the test ends (or
+// until the returned function, which kills it and waits, is called); its
 // output goes to a log file shown when the test fails.
-func (l *lab) start(ns, name string, args ...string) *exec.Cmd {
+func (l *lab) start(ns, name string, args ...string) (stop func()) {
 	l.t.Helper()
 	logPath := filepath.Join(l.dir, name+".log")
 	logf, err := os.Create(logPath)
@@ -281,9 +282,12 @@ func (l *lab) start(ns, name string, args ...string) *exec.Cmd {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	l.t.Cleanup(func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		<-done
+	}
+	l.t.Cleanup(func() {
+		stop()
 		logf.Close()
 		if l.t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -293,13 +297,17 @@ func (l *lab) start(ns, name string, args ...string) *exec.Cmd {
 			l.t.Logf("--- %s log (tail) ---\n%s", name, b)
 		}
 	})
-	return cmd
+	return stop
 }
 
 // frr is FRR's zebra and bgpd in the router namespace.
 type frr struct {
-	l   *lab
-	dir string
+	l        *lab
+	name     string
+	dir      string
+	bgpdArgs []string
+	stopBgpd func()
+	restarts int
 }
 
 // startFRR runs zebra and bgpd with bgpdConf, with their own config, pid
@@ -313,7 +321,7 @@ func (l *lab) startFRR(name, bgpdConf string) *frr {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() { os.RemoveAll(dir) })
-	f := &frr{l: l, dir: dir}
+	f := &frr{l: l, name: name, dir: dir}
 	u, err := user.Lookup("frr")
 	if err != nil {
 		l.t.Fatalf("FRR's user: %v", err)
@@ -334,10 +342,20 @@ func (l *lab) startFRR(name, bgpdConf string) *frr {
 	l.start(l.rtr, name+"-zebra", "/usr/lib/frr/zebra", "-P", "0", "-f", write("zebra.conf", "hostname rtr\n"),
 		"-i", filepath.Join(f.dir, "zebra.pid"), "-z", zsock, "--vty_socket", f.dir)
 	l.eventually(10*time.Second, func() error { _, err := os.Stat(zsock); return err })
-	l.start(l.rtr, name+"-bgpd", "/usr/lib/frr/bgpd", "-P", "0", "-f", write("bgpd.conf", bgpdConf),
-		"-i", filepath.Join(f.dir, "bgpd.pid"), "-z", zsock, "--vty_socket", f.dir)
+	f.bgpdArgs = []string{"/usr/lib/frr/bgpd", "-P", "0", "-f", write("bgpd.conf", bgpdConf),
+		"-i", filepath.Join(f.dir, "bgpd.pid"), "-z", zsock, "--vty_socket", f.dir}
+	f.stopBgpd = l.start(l.rtr, name+"-bgpd", f.bgpdArgs...)
 	l.eventually(10*time.Second, func() error { _, err := f.vtysh("show bgp summary json"); return err })
 	return f
+}
+
+// restartBgpd kills bgpd, as a crash would, and starts it again.
+func (f *frr) restartBgpd() {
+	f.l.t.Helper()
+	f.stopBgpd()
+	f.restarts++
+	f.stopBgpd = f.l.start(f.l.rtr, fmt.Sprintf("%s-bgpd-%d", f.name, f.restarts), f.bgpdArgs...)
+	f.l.eventually(10*time.Second, func() error { _, err := f.vtysh("show bgp summary json"); return err })
 }
 
 func (f *frr) vtysh(cmd string) ([]byte, error) {
