@@ -97,7 +97,6 @@ func Compute(in Input) Plan {
 			plan.Problems = append(plan.Problems, fmt.Errorf("BGPPeer %q: node %q already has a session to %s from BGPPeer %q; only one session per router address is opened", p.Name, in.Node.Name, p.Address, other))
 			continue
 		}
-		byAddr[p.Address] = p.Name
 		s := p.Session
 		if !s.RouterID.IsValid() {
 			s.RouterID = in.Node.RouterID
@@ -106,6 +105,7 @@ func Compute(in Input) Plan {
 			plan.Problems = append(plan.Problems, fmt.Errorf("BGPPeer %q: node %q has no IPv4 address to use as router ID; set routerID", s.Name, in.Node.Name))
 			continue
 		}
+		byAddr[p.Address] = p.Name
 		plan.Sessions = append(plan.Sessions, s)
 	}
 	for _, s := range plan.Sessions {

@@ -267,6 +267,17 @@ func TestComputeDuplicateAddress(t *testing.T) {
 	}
 }
 
+func TestComputeDuplicateAddressAfterUnusablePeer(t *testing.T) {
+	// a cannot open (no router ID anywhere); b, to the same router, can.
+	a := Peer{Session: Session{Name: "a", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("192.0.2.1")}}
+	b := a
+	b.Name, b.RouterID = "b", netip.MustParseAddr("10.0.0.1")
+	plan := Compute(Input{Node: Node{Name: "v6only"}, Peers: []Peer{a, b}})
+	if len(plan.Sessions) != 1 || plan.Sessions[0].Name != "b" || len(plan.Problems) != 1 {
+		t.Errorf("sessions %+v, problems %v; want b open and one problem about a", plan.Sessions, plan.Problems)
+	}
+}
+
 func TestComputeRouterID(t *testing.T) {
 	peer := Peer{Session: Session{Name: "edge", MyASN: 1, PeerASN: 2, Address: netip.MustParseAddr("192.0.2.1")}}
 	plan := Compute(Input{Node: Node{Name: "n1", RouterID: netip.MustParseAddr("192.0.2.11")}, Peers: []Peer{peer}})
