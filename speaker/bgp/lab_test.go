@@ -1,9 +1,11 @@
 package bgp
 
-// The namespace lab: real routers (FRR, BIRD) in one network namespace, the
-// Announcer in another, a veth between them, no Kubernetes. The Announcer
-// runs in a child process started with `ip netns exec`, so that every
-// socket GoBGP opens, on whatever thread, is in the speaker's namespace.
+// The namespace lab: real routers (FRR, BIRD) in one network namespace,
+// the Announcer in node namespaces on a bridge to it (or two hops away),
+// documentation addresses only, no Kubernetes. Each Announcer runs in a
+// child process started with `ip netns exec`, so that every socket GoBGP
+// opens, on whatever thread, is in the node's namespace. Namespaces,
+// processes and directories go with the test.
 
 import (
 	"bufio"
