@@ -1,0 +1,503 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config says where the lab's inputs and state live.
+type Config struct {
+	Repo  string    // repository root; bin/ holds the lab's and Portico's binaries
+	Bins  string    // directory of etcd and the Kubernetes binaries
+	Nodes int       // node count for Up
+	Out   io.Writer // progress messages
+}
+
+// Dirs is where the lab keeps its state: <repo>/.lab.
+func (c Config) Dirs() Dirs { return Dirs{Root: filepath.Join(c.Repo, ".lab")} }
+
+// FindRepo walks up from dir to the directory holding Portico's go.mod.
+func FindRepo(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/portico-lb/portico\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no Portico repository at or above %s", dir)
+		}
+	}
+}
+
+// state is what Up records for later commands: the plan's size and how to
+// restart every daemon.
+type state struct {
+	Nodes   int               `json:"nodes"`
+	APIPort int               `json:"apiPort"` // host loopback port of the forwarder
+	Daemons map[string]daemon `json:"daemons"`
+	Order   []string          `json:"order"`
+}
+
+func (d Dirs) stateFile() string { return filepath.Join(d.Root, "state.json") }
+
+func (d Dirs) load() (state, error) {
+	var s state
+	b, err := os.ReadFile(d.stateFile())
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+func (d Dirs) save(s state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(d.stateFile(), b, 0o644)
+}
+
+// Up brings the lab up. A lab that is already fully up is left alone; a
+// partial one (a crash, a killed daemon) is torn down and rebuilt.
+func Up(ctx context.Context, c Config) error {
+	start := time.Now()
+	d := c.Dirs()
+	if err := Healthy(ctx, c); err == nil {
+		fmt.Fprintf(c.Out, "lab is already up (kubeconfig %s)\n", d.Kubeconfig())
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab creates network namespaces: run it as root")
+	}
+	plan, err := NewPlan(c.Nodes)
+	if err != nil {
+		return err
+	}
+	if err := c.checkBinaries(); err != nil {
+		return err
+	}
+	if err := EnsurePackages(ctx, c.Out); err != nil {
+		return err
+	}
+	if err := Down(ctx, c); err != nil {
+		return fmt.Errorf("clean up before up: %w", err)
+	}
+	if err := os.RemoveAll(d.Logs()); err != nil {
+		return err
+	}
+	for _, dir := range []string{d.Logs(), d.Run(), d.PKI()} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	st := state{Nodes: c.Nodes, Daemons: map[string]daemon{}}
+	startD := func(dm daemon) error {
+		st.Daemons[dm.Name] = dm
+		st.Order = append(st.Order, dm.Name)
+		if err := d.save(st); err != nil {
+			return err
+		}
+		_, err := d.start(dm)
+		return err
+	}
+
+	step := func(what string) { fmt.Fprintf(c.Out, "[%5.1fs] %s\n", time.Since(start).Seconds(), what) }
+	step("certificates")
+	if err := writePKI(d, plan); err != nil {
+		return err
+	}
+	step("network namespaces")
+	if err := buildNetwork(ctx, plan); err != nil {
+		return err
+	}
+	// Record the state now, so Down knows the lab even if a later step fails.
+	if err := d.save(st); err != nil {
+		return err
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	portFile := filepath.Join(d.Run(), "api.port")
+	step("control plane")
+	cp := controlPlane(c, plan)
+	cp = append(cp, daemon{Name: "api-forward", Argv: []string{self, "forward",
+		"--netns", plan.CP.Netns(), "--target", net.JoinHostPort(plan.CP.V4.String(), strconv.Itoa(APIPort)),
+		"--port-file", portFile}})
+	for _, dm := range cp {
+		if err := startD(dm); err != nil {
+			return err
+		}
+	}
+	port, err := waitPort(ctx, portFile)
+	if err != nil {
+		return err
+	}
+	st.APIPort = port
+	if err := d.save(st); err != nil {
+		return err
+	}
+	p := pki{dir: d.PKI()}
+	if err := p.kubeconfig(d.Kubeconfig(), fmt.Sprintf("https://127.0.0.1:%d", port), "admin"); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, d, port, 60*time.Second); err != nil {
+		return fmt.Errorf("API server: %w (see %s)", err, filepath.Join(d.Logs(), "kube-apiserver.log"))
+	}
+	step("API server ready; nodes")
+	for _, dm := range nodeDaemons(c, plan) {
+		if err := startD(dm); err != nil {
+			return err
+		}
+	}
+	step("router")
+	rd, err := routerDaemons(c, plan)
+	if err != nil {
+		return err
+	}
+	for _, dm := range rd {
+		if err := startD(dm); err != nil {
+			return err
+		}
+	}
+	if err := waitNodes(ctx, d.Kubeconfig(), len(plan.Nodes), 90*time.Second); err != nil {
+		return err
+	}
+	step("nodes Ready")
+	fmt.Fprintf(c.Out, "lab up in %.1fs\n", time.Since(start).Seconds())
+	fmt.Fprintf(c.Out, "  export KUBECONFIG=%s\n  kubectl get nodes -o wide\n  bin/lab exec client -- curl ...\n  bin/lab exec router -- vtysh -c 'show bgp summary'\n", d.Kubeconfig())
+	return nil
+}
+
+func (c Config) checkBinaries() error {
+	var missing []string
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(c.Bins, b)); err != nil {
+			missing = append(missing, filepath.Join(c.Bins, b))
+		}
+	}
+	for _, b := range []string{"nodeagent", "echoserver"} {
+		if _, err := os.Stat(filepath.Join(c.Repo, "bin", b)); err != nil {
+			missing = append(missing, filepath.Join(c.Repo, "bin", b))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing binaries %v: build them with `make k8s-bins` and `go build -o bin/ ./e2e/cmd/...` (or set PORTICO_K8S_BINS)", missing)
+	}
+	return nil
+}
+
+func writePKI(d Dirs, plan Plan) error {
+	p, err := newPKI(d.PKI())
+	if err != nil {
+		return err
+	}
+	if err := p.serviceAccountKey(); err != nil {
+		return err
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), plan.CP.V4.AsSlice(), plan.CP.V6.AsSlice()}
+	for _, a := range APIService {
+		ips = append(ips, a.AsSlice())
+	}
+	if err := p.issue("apiserver", "kube-apiserver", nil, true,
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, ips); err != nil {
+		return err
+	}
+	clients := []struct{ name, cn, org string }{
+		{"admin", "portico-lab-admin", "system:masters"},
+		{"controller-manager", "system:kube-controller-manager", ""},
+		{"scheduler", "system:kube-scheduler", ""},
+		{"kube-proxy", "system:kube-proxy", ""},
+	}
+	for _, n := range plan.Nodes {
+		clients = append(clients, struct{ name, cn, org string }{n.Name, "system:node:" + n.Name, "system:nodes"})
+	}
+	for _, cl := range clients {
+		var orgs []string
+		if cl.org != "" {
+			orgs = []string{cl.org}
+		}
+		if err := p.issue(cl.name, cl.cn, orgs, false, nil, nil); err != nil {
+			return err
+		}
+	}
+	local := fmt.Sprintf("https://127.0.0.1:%d", APIPort)
+	for _, k := range []struct{ file, server, name string }{
+		{"controller-manager.kubeconfig", local, "controller-manager"},
+		{"scheduler.kubeconfig", local, "scheduler"},
+		{"kube-proxy.kubeconfig", plan.APIServer(), "kube-proxy"},
+		{"admin-lan.kubeconfig", plan.APIServer(), "admin"},
+	} {
+		if err := p.kubeconfig(p.path(k.file), k.server, k.name); err != nil {
+			return err
+		}
+	}
+	for _, n := range plan.Nodes {
+		if err := p.kubeconfig(p.path(n.Name+".kubeconfig"), plan.APIServer(), n.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitPort(ctx context.Context, file string) (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(file); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return p, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("API forwarder wrote no port to %s", file)
+}
+
+// adminHTTP is an HTTP client that authenticates as the lab's admin.
+func adminHTTP(d Dirs) (*http.Client, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(d.PKI(), "admin.crt"), filepath.Join(d.PKI(), "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(d.PKI(), "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
+	}}, nil
+}
+
+func waitReady(ctx context.Context, d Dirs, port int, timeout time.Duration) error {
+	hc, err := adminHTTP(d)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	last := errors.New("not ready")
+	for time.Now().Before(deadline) {
+		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("readyz %d: %s", resp.StatusCode, lastLines(string(body), 3))
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return last
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "; ")
+}
+
+// Healthy is nil when every daemon of the recorded lab runs and the API
+// server is ready.
+func Healthy(ctx context.Context, c Config) error {
+	d := c.Dirs()
+	st, err := d.load()
+	if err != nil {
+		return fmt.Errorf("no lab state: %w", err)
+	}
+	if c.Nodes != 0 && st.Nodes != c.Nodes {
+		return fmt.Errorf("lab has %d nodes, want %d", st.Nodes, c.Nodes)
+	}
+	if len(st.Order) == 0 {
+		return errors.New("lab has no daemons")
+	}
+	for _, name := range st.Order {
+		if _, ok := d.pidOf(name); !ok {
+			return fmt.Errorf("%s is not running", name)
+		}
+	}
+	return waitReady(ctx, d, st.APIPort, time.Second)
+}
+
+// Down stops every lab process and removes every lab namespace. It works
+// from the namespace names, not only the recorded state, so it also cleans
+// up after a crash or a lost .lab directory.
+func Down(ctx context.Context, c Config) error {
+	d := c.Dirs()
+	var errs []error
+	// Root-namespace daemons (the API forwarder) are found by pid file; the
+	// pid must still run the lab's own executable, never a recycled pid.
+	if st, err := d.load(); err == nil {
+		var pids []int
+		for _, name := range st.Order {
+			if dm := st.Daemons[name]; dm.Netns == "" {
+				if pid, ok := d.pidOf(name); ok && sameExe(pid, dm.Argv[0]) {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		stopPIDs(pids, 3*time.Second)
+	}
+	names, err := Namespaces(ctx)
+	if err != nil {
+		return err
+	}
+	var pids []int
+	for _, ns := range names {
+		p, err := nsPIDs(ctx, ns)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		pids = append(pids, p...)
+	}
+	stopPIDs(pids, 5*time.Second)
+	for _, ns := range names {
+		if err := run(ctx, "ip", "netns", "del", ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Logs stay for post-mortems until the next Up; everything else goes.
+	for _, p := range []string{d.Run(), d.PKI(), filepath.Join(d.Root, "data"), d.Kubeconfig(), d.stateFile()} {
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sameExe(pid int, path string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	want, _ := filepath.EvalSymlinks(path)
+	return exe == path || exe == want
+}
+
+// Status writes what runs and what does not.
+func Status(ctx context.Context, c Config, w io.Writer) error {
+	d := c.Dirs()
+	st, err := d.load()
+	if err != nil {
+		fmt.Fprintln(w, "lab is down")
+		return nil
+	}
+	names := append([]string(nil), st.Order...)
+	sort.Strings(names)
+	for _, n := range names {
+		pid, ok := d.pidOf(n)
+		state := "running"
+		if !ok {
+			state = "STOPPED"
+		}
+		fmt.Fprintf(w, "%-28s %-8s pid %d\n", n, state, pid)
+	}
+	if err := waitReady(ctx, d, st.APIPort, time.Second); err != nil {
+		fmt.Fprintf(w, "API server: NOT READY: %v\n", err)
+	} else {
+		fmt.Fprintf(w, "API server: ready at https://127.0.0.1:%d (kubeconfig %s)\n", st.APIPort, d.Kubeconfig())
+	}
+	nss, _ := Namespaces(ctx)
+	fmt.Fprintf(w, "namespaces: %d (%s...)\n", len(nss), Prefix)
+	return nil
+}
+
+// Stop stops one daemon of the lab by name (e.g. "node-2.agent").
+func Stop(c Config, name string) error {
+	d := c.Dirs()
+	pid, ok := d.pidOf(name)
+	if !ok {
+		return fmt.Errorf("%s is not running", name)
+	}
+	stopPIDs([]int{pid}, 5*time.Second)
+	return nil
+}
+
+// Start starts one recorded daemon again.
+func Start(c Config, name string) error {
+	d := c.Dirs()
+	st, err := d.load()
+	if err != nil {
+		return err
+	}
+	dm, ok := st.Daemons[name]
+	if !ok {
+		return fmt.Errorf("no daemon %q in the lab", name)
+	}
+	if _, ok := d.pidOf(name); ok {
+		return fmt.Errorf("%s is already running", name)
+	}
+	_, err = d.start(dm)
+	return err
+}
+
+// Exec runs argv in the namespace of host (cp, node-1, client, router,
+// outside) with the caller's stdio and returns its exit code. KUBECONFIG is
+// set to a kubeconfig that works from inside the LAN; `vtysh` is pointed at
+// the lab router's FRR.
+func Exec(c Config, host string, argv []string) (int, error) {
+	if len(argv) == 0 {
+		return 2, errors.New("exec: no command")
+	}
+	d := c.Dirs()
+	if host == "router" && filepath.Base(argv[0]) == "vtysh" {
+		argv = append([]string{argv[0], "--vty_socket", frrDir(d)}, argv[1:]...)
+	}
+	netns := Prefix + host
+	if _, err := os.Stat("/run/netns/" + netns); err != nil {
+		return 2, fmt.Errorf("no lab host %q (is the lab up?)", host)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", netns}, argv...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(d.PKI(), "admin-lan.kubeconfig"))
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+func frrDir(d Dirs) string { return filepath.Join(d.Root, "data", "frr") }
+
+func lookupUser(name string) (uid, gid int, err error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}

@@ -1,0 +1,63 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+)
+
+// debianNeeds maps a program the lab runs (a name looked up in PATH, or an
+// absolute path for daemons outside PATH) to the Debian package that ships it.
+var debianNeeds = map[string]string{
+	"ip":                 "iproute2",
+	"nft":                "nftables",
+	"iptables":           "iptables",
+	"conntrack":          "conntrack",
+	"/usr/lib/frr/zebra": "frr",
+	"/usr/lib/frr/bgpd":  "frr",
+	"vtysh":              "frr",
+	"arping":             "iputils-arping",
+	"ndisc6":             "ndisc6",
+	"curl":               "curl",
+	"nginx":              "nginx",
+	"sysctl":             "procps",
+}
+
+// EnsurePackages installs, with apt-get, the Debian packages whose programs
+// are missing. It runs apt only when something is missing, so a prepared
+// machine never touches the network.
+func EnsurePackages(ctx context.Context, out io.Writer) error {
+	want := map[string]bool{}
+	for path, pkg := range debianNeeds {
+		if _, err := exec.LookPath(path); err != nil {
+			want[pkg] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	var pkgs []string
+	for p := range want {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("missing Debian packages %v: run as root or apt-get install them", pkgs)
+	}
+	fmt.Fprintf(out, "installing Debian packages %v\n", pkgs)
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	for _, args := range [][]string{
+		{"apt-get", "update", "-qq"},
+		append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, pkgs...),
+	} {
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%v: %w", args, err)
+		}
+	}
+	return nil
+}

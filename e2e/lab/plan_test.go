@@ -1,0 +1,34 @@
+package lab
+
+import "testing"
+
+func TestPlan(t *testing.T) {
+	p, err := NewPlan(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ got, want string }{
+		{p.CP.V4.String(), "172.31.0.2"},
+		{p.CP.V6.String(), "fd31::2"},
+		{p.Nodes[0].V4.String(), "172.31.0.11"},
+		{p.Nodes[0].V6.String(), "fd31::11"},
+		{p.Nodes[2].PodCIDRv4.String(), "10.244.3.0/24"},
+		{p.Nodes[2].PodCIDRv6.String(), "fd44:0:0:3::/64"},
+		{p.Nodes[1].Netns(), "portico-lab-node-2"},
+		{p.Outside.V4.String(), "172.31.1.2"},
+		{p.APIServer(), "https://172.31.0.2:6443"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+	g4, g6 := p.Nodes[0].Gateways()
+	if g4.String() != "10.244.1.1" || g6.String() != "fd44:0:0:1::1" {
+		t.Errorf("gateways %s %s", g4, g6)
+	}
+	for _, n := range []int{0, 51} {
+		if _, err := NewPlan(n); err == nil {
+			t.Errorf("NewPlan(%d) accepted", n)
+		}
+	}
+}
