@@ -84,7 +84,7 @@ func nodeDaemons(c Config, plan Plan) []daemon {
 	d := c.Dirs()
 	var ds []daemon
 	for _, n := range plan.Nodes {
-		ds = append(ds, daemon{Name: n.Name + ".agent", Netns: n.Netns(), Argv: []string{
+		ds = append(ds, daemon{Name: n.Name + ".agent", Netns: n.Netns(), HostMounts: true, Argv: []string{
 			filepath.Join(c.Repo, "bin", "nodeagent"),
 			"--node-name=" + n.Name,
 			"--kubeconfig=" + filepath.Join(d.PKI(), n.Name+".kubeconfig"),

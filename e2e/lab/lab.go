@@ -140,7 +140,13 @@ func Up(ctx context.Context, c Config) error {
 	cp = append(cp, daemon{Name: "api-forward", Argv: []string{self, "forward",
 		"--netns", plan.CP.Netns(), "--target", net.JoinHostPort(plan.CP.V4.String(), strconv.Itoa(APIPort)),
 		"--port-file", portFile}})
+	// etcd, the API server and the forwarder first; the controller manager
+	// and scheduler only once RBAC's bootstrap roles exist, or they fail
+	// their first authorization checks and exit.
 	for _, dm := range cp {
+		if dm.Name == "kube-controller-manager" || dm.Name == "kube-scheduler" {
+			continue
+		}
 		if err := startD(dm); err != nil {
 			return err
 		}
@@ -159,6 +165,13 @@ func Up(ctx context.Context, c Config) error {
 	}
 	if err := waitReady(ctx, d, port, 60*time.Second); err != nil {
 		return fmt.Errorf("API server: %w (see %s)", err, filepath.Join(d.Logs(), "kube-apiserver.log"))
+	}
+	for _, dm := range cp {
+		if dm.Name == "kube-controller-manager" || dm.Name == "kube-scheduler" {
+			if err := startD(dm); err != nil {
+				return err
+			}
+		}
 	}
 	step("API server ready; nodes")
 	for _, dm := range nodeDaemons(c, plan) {
@@ -385,8 +398,9 @@ func Down(ctx context.Context, c Config) error {
 			errs = append(errs, err)
 		}
 	}
+	removeMountpoints(d)
 	// Logs stay for post-mortems until the next Up; everything else goes.
-	for _, p := range []string{d.Run(), d.PKI(), filepath.Join(d.Root, "data"), d.Kubeconfig(), d.stateFile()} {
+	for _, p := range []string{d.Run(), d.PKI(), filepath.Join(d.Root, "data"), frrDir(d), d.Kubeconfig(), d.stateFile()} {
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, err)
 		}
@@ -490,7 +504,9 @@ func Exec(c Config, host string, argv []string) (int, error) {
 	return 0, nil
 }
 
-func frrDir(d Dirs) string { return filepath.Join(d.Root, "data", "frr") }
+// frrDir holds FRR's config and sockets; FRR's own user must reach it, so it
+// is not under data/ (etcd makes that 0700).
+func frrDir(d Dirs) string { return filepath.Join(d.Root, "frr") }
 
 func lookupUser(name string) (uid, gid int, err error) {
 	u, err := user.Lookup(name)
@@ -500,4 +516,24 @@ func lookupUser(name string) (uid, gid int, err error) {
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
 	return uid, gid, nil
+}
+
+// removeMountpoints removes the empty directories and files node agents
+// created on the host as bind-mount targets, deepest first.
+func removeMountpoints(d Dirs) {
+	files, _ := filepath.Glob(filepath.Join(d.Root, "data", "*", "mountpoints.txt"))
+	var paths []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		paths = append(paths, strings.Fields(string(b))...)
+	}
+	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
+	for _, p := range paths {
+		if st, err := os.Lstat(p); err == nil && (st.IsDir() || st.Size() == 0) {
+			_ = os.Remove(p) // fails, harmlessly, on a non-empty directory
+		}
+	}
 }

@@ -16,10 +16,14 @@ import (
 // daemon is a long-lived lab process: it outlives `lab up`, logs to
 // .lab/logs/<name>.log and is remembered in .lab/run/<name>.pid.
 type daemon struct {
-	Name  string   // unique, e.g. "apiserver" or "node-1.agent"
-	Netns string   // empty for the root namespace
-	Argv  []string // program and arguments
-	Env   []string // added to the lab's environment
+	Name  string // unique, e.g. "apiserver" or "node-1.agent"
+	Netns string // empty for the root namespace
+	// HostMounts runs the daemon in the host's mount namespace (nsenter
+	// --net) instead of ip-netns-exec's private one, for the node agent: the
+	// pod network namespaces it creates must be visible to the host.
+	HostMounts bool
+	Argv       []string // program and arguments
+	Env        []string // added to the lab's environment
 }
 
 func (d Dirs) start(dm daemon) (int, error) {
@@ -34,7 +38,10 @@ func (d Dirs) start(dm daemon) (int, error) {
 	}
 	defer logf.Close()
 	argv := dm.Argv
-	if dm.Netns != "" {
+	switch {
+	case dm.Netns != "" && dm.HostMounts:
+		argv = append([]string{"nsenter", "--net=/run/netns/" + dm.Netns, "--"}, argv...)
+	case dm.Netns != "":
 		argv = append([]string{"ip", "netns", "exec", dm.Netns}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
