@@ -130,10 +130,9 @@ func Up(ctx context.Context, c Config) error {
 		return err
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
+	// The forwarder is bin/lab itself, not os.Executable(): Up also runs
+	// inside test binaries.
+	self := filepath.Join(c.Repo, "bin", "lab")
 	portFile := filepath.Join(d.Run(), "api.port")
 	step("control plane")
 	cp := controlPlane(c, plan)
@@ -205,7 +204,7 @@ func (c Config) checkBinaries() error {
 			missing = append(missing, filepath.Join(c.Bins, b))
 		}
 	}
-	for _, b := range []string{"nodeagent", "echoserver"} {
+	for _, b := range []string{"lab", "nodeagent", "echoserver"} {
 		if _, err := os.Stat(filepath.Join(c.Repo, "bin", b)); err != nil {
 			missing = append(missing, filepath.Join(c.Repo, "bin", b))
 		}

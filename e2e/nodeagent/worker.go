@@ -140,6 +140,7 @@ func (w *worker) run(ctx context.Context) {
 	}
 	w.hostIPs = []string{w.a.cfg.NodeIPs[0].String(), w.a.cfg.NodeIPs[1].String()}
 	w.started = metav1.Now()
+	w.awaitAuthorization(ctx)
 	if err := w.prepare(ctx); err != nil {
 		var ie *ImageError
 		why := "LabSetupFailed"
@@ -192,6 +193,21 @@ func (w *worker) run(ctx context.Context) {
 			w.waitForDeletion(ctx)
 			return
 		}
+	}
+}
+
+// awaitAuthorization waits until the Node authorizer lets this node read
+// the Pod. The watch can deliver a freshly bound Pod before the authorizer's
+// graph links it to the node; until then every read of its Secrets,
+// ConfigMaps and tokens, and every status write, is forbidden.
+func (w *worker) awaitAuthorization(ctx context.Context) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		_, err := w.a.cs.CoreV1().Pods(w.pod.Namespace).Get(ctx, w.pod.Name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

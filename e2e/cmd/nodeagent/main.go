@@ -73,7 +73,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeName)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	a, err := nodeagent.New(cfg, cs, log)
 	if err != nil {
 		return err
