@@ -392,6 +392,10 @@ func Down(ctx context.Context, c Config) error {
 		pids = append(pids, p...)
 	}
 	stopPIDs(pids, 5*time.Second)
+	// Node agents remove their pod namespaces as they stop: list again.
+	if names, err = Namespaces(ctx); err != nil {
+		return err
+	}
 	for _, ns := range names {
 		if err := run(ctx, "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
@@ -535,4 +539,23 @@ func removeMountpoints(d Dirs) {
 			_ = os.Remove(p) // fails, harmlessly, on a non-empty directory
 		}
 	}
+}
+
+// DefaultBins is where the Kubernetes binaries are when neither a flag nor
+// $PORTICO_K8S_BINS says: <repo>/.cache/bin, or else the newest
+// <repo>/.cache/k8s-<version> that `make k8s-bins` finished.
+func DefaultBins(repo string) string {
+	if env := os.Getenv("PORTICO_K8S_BINS"); env != "" {
+		return env
+	}
+	def := filepath.Join(repo, ".cache", "bin")
+	if _, err := os.Stat(filepath.Join(def, "kube-apiserver")); err == nil {
+		return def
+	}
+	done, _ := filepath.Glob(filepath.Join(repo, ".cache", "k8s-*", ".done"))
+	if len(done) == 0 {
+		return def
+	}
+	sort.Strings(done)
+	return filepath.Dir(done[len(done)-1])
 }

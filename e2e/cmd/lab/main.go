@@ -7,8 +7,9 @@
 //	lab exec HOST -- CMD...     run CMD in cp, node-N, client, router or outside
 //	lab stop|start DAEMON       stop or start one daemon, e.g. node-2.agent
 //
-// The Kubernetes binaries come from --k8s-bins, $PORTICO_K8S_BINS or
-// <repo>/.cache/bin; state lives in <repo>/.lab.
+// The Kubernetes binaries come from --k8s-bins, $PORTICO_K8S_BINS,
+// <repo>/.cache/bin or the newest <repo>/.cache/k8s-*; state lives in
+// <repo>/.lab.
 package main
 
 import (
@@ -39,7 +40,7 @@ func run() int {
 	gf := flag.NewFlagSet("lab", flag.ContinueOnError)
 	gf.Usage = usage
 	repo := gf.String("repo", "", "Portico repository root (default: found from the working directory)")
-	bins := gf.String("k8s-bins", os.Getenv("PORTICO_K8S_BINS"), "directory of etcd and the Kubernetes binaries (default <repo>/.cache/bin)")
+	bins := gf.String("k8s-bins", "", "directory of etcd and the Kubernetes binaries (default $PORTICO_K8S_BINS, <repo>/.cache/bin, or the newest <repo>/.cache/k8s-*)")
 	if err := gf.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -76,7 +77,7 @@ func run() int {
 	}
 	*repo, _ = filepath.Abs(*repo)
 	if *bins == "" {
-		*bins = filepath.Join(*repo, ".cache", "bin")
+		*bins = lab.DefaultBins(*repo)
 	}
 	*bins, _ = filepath.Abs(*bins)
 	c := lab.Config{Repo: *repo, Bins: *bins, Out: os.Stdout}
