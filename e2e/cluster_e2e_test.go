@@ -268,15 +268,28 @@ spec:
 	})
 }
 
-func TestUnknownImageFailsThePod(t *testing.T) {
+func TestUnknownImage(t *testing.T) {
 	ns := namespace(t)
 	apply(t, ns, `
 apiVersion: v1
 kind: Pod
 metadata: {name: busybox}
 spec:
+  restartPolicy: Never
   containers: [{name: sh, image: "busybox:1.36", command: [sh, -c, "sleep 1000"]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: busybox}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: busybox}}
+  template:
+    metadata: {labels: {app: busybox}}
+    spec:
+      containers: [{name: sh, image: "busybox:1.36"}]
 `)
+	// A Pod that never restarts fails, saying why.
 	if phase := podPhase(t, ns, "busybox"); phase != corev1.PodFailed {
 		t.Fatalf("phase %s, want Failed", phase)
 	}
@@ -286,6 +299,30 @@ spec:
 	}
 	if p.Status.Reason != "ImageNotMapped" || !strings.Contains(p.Status.Message, "busybox:1.36") {
 		t.Errorf("reason %q message %q", p.Status.Reason, p.Status.Message)
+	}
+	// Pods of a Deployment wait, like pods whose image cannot be pulled,
+	// instead of failing and being replaced in a loop.
+	eventually(t, 30*time.Second, "deployment pods wait with reason ImageNotMapped", func() error {
+		l, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=busybox"})
+		if err != nil {
+			return err
+		}
+		if len(l.Items) != 2 {
+			return fmt.Errorf("%d pods, want 2", len(l.Items))
+		}
+		for _, p := range l.Items {
+			if p.Status.Phase != corev1.PodPending || len(p.Status.ContainerStatuses) != 1 ||
+				p.Status.ContainerStatuses[0].State.Waiting == nil ||
+				p.Status.ContainerStatuses[0].State.Waiting.Reason != "ImageNotMapped" {
+				return fmt.Errorf("pod %s: phase %s, statuses %+v", p.Name, p.Status.Phase, p.Status.ContainerStatuses)
+			}
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	l, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=busybox"})
+	if err != nil || len(l.Items) != 2 {
+		t.Errorf("deployment has %d pods after waiting (%v), want 2: pods must not be replaced", len(l.Items), err)
 	}
 }
 

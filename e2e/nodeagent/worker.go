@@ -141,17 +141,7 @@ func (w *worker) run(ctx context.Context) {
 	w.hostIPs = []string{w.a.cfg.NodeIPs[0].String(), w.a.cfg.NodeIPs[1].String()}
 	w.started = metav1.Now()
 	w.awaitAuthorization(ctx)
-	if err := w.prepare(ctx); err != nil {
-		var ie *ImageError
-		why := "LabSetupFailed"
-		if errors.As(err, &ie) {
-			why = "ImageNotMapped"
-		}
-		w.log.Error("pod cannot start", "reason", why, "err", err)
-		w.failWhy, w.failMsg = why, err.Error()
-		w.teardown()
-		w.push(ctx)
-		w.waitForDeletion(ctx)
+	if !w.setUp(ctx) {
 		return
 	}
 	w.push(ctx)
@@ -211,37 +201,93 @@ func (w *worker) awaitAuthorization(ctx context.Context) {
 	}
 }
 
-// prepare resolves images and sets up the network and volumes.
-func (w *worker) prepare(ctx context.Context) error {
-	for i := range w.pod.Spec.InitContainers {
-		c := &w.pod.Spec.InitContainers[i]
-		p, err := Resolve(c.Image, c.Command, c.Args, w.a.cfg.BinDir)
-		if err != nil {
-			return err
+// setUp resolves images and prepares the network and volumes. A Pod that
+// may restart waits, Pending, and retries, as the kubelet does when it
+// cannot pull an image or find a ConfigMap: failing it would make its
+// controller replace it in a tight loop. A Pod that never restarts fails.
+// False means the worker is done (the Pod failed, went away or the agent
+// stops).
+func (w *worker) setUp(ctx context.Context) bool {
+	for attempt := 0; ; attempt++ {
+		err := w.resolve()
+		why := "ImageNotMapped"
+		if err == nil {
+			why = "CreateContainerConfigError"
+			if err = w.prepare(ctx); err == nil {
+				return true
+			}
+			w.teardown()
+			for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+				c.waitWhy, c.waitMsg = why, err.Error()
+			}
 		}
-		w.inits = append(w.inits, &ctr{spec: c, init: true, prog: p})
+		w.log.Error("pod cannot start", "reason", why, "err", err)
+		if w.pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
+			w.failWhy, w.failMsg = why, err.Error()
+			w.push(ctx)
+			w.waitForDeletion(ctx)
+			return false
+		}
+		w.push(ctx)
+		select {
+		case <-ctx.Done():
+			return false
+		case u := <-w.updates:
+			w.pod = u.pod
+			if u.gone {
+				return false
+			}
+			if w.pod.DeletionTimestamp != nil {
+				w.finishDeletion(ctx)
+				return false
+			}
+		case <-time.After(min(time.Duration(1<<attempt)*time.Second, 10*time.Second)):
+		}
 	}
-	for i := range w.pod.Spec.Containers {
-		c := &w.pod.Spec.Containers[i]
+}
+
+// resolve maps every container's image to a program. Containers whose
+// image has no local binary wait with reason ImageNotMapped.
+func (w *worker) resolve() error {
+	w.inits, w.ctrs = nil, nil
+	var first error
+	mk := func(c *corev1.Container, init bool) *ctr {
 		p, err := Resolve(c.Image, c.Command, c.Args, w.a.cfg.BinDir)
+		if err == nil {
+			if _, serr := os.Stat(p.Argv[0]); serr != nil {
+				err = &ImageError{c.Image, fmt.Sprintf("its binary %s is missing: build it with go build -o bin/ ./cmd/... ./e2e/cmd/...", p.Argv[0])}
+			}
+		}
+		cc := &ctr{spec: c, init: init, prog: p}
 		if err != nil {
-			return err
+			cc.waitWhy, cc.waitMsg = "ImageNotMapped", err.Error()
+			if first == nil {
+				first = err
+			}
 		}
-		if _, err := os.Stat(p.Argv[0]); err != nil {
-			return &ImageError{c.Image, fmt.Sprintf("its binary %s is missing: build it with go build -o bin/ ./cmd/... ./e2e/cmd/...", p.Argv[0])}
-		}
-		cc := &ctr{spec: c, prog: p}
 		// Restart counts survive an agent restart.
 		for _, s := range w.pod.Status.ContainerStatuses {
 			if s.Name == c.Name {
 				cc.restarts = s.RestartCount
 			}
 		}
-		w.ctrs = append(w.ctrs, cc)
+		return cc
 	}
+	for i := range w.pod.Spec.InitContainers {
+		w.inits = append(w.inits, mk(&w.pod.Spec.InitContainers[i], true))
+	}
+	for i := range w.pod.Spec.Containers {
+		w.ctrs = append(w.ctrs, mk(&w.pod.Spec.Containers[i], false))
+	}
+	return first
+}
+
+// prepare sets up the network and volumes.
+func (w *worker) prepare(ctx context.Context) error {
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
 		return err
 	}
+	w.podIPs = nil
 	if w.pod.Spec.HostNetwork {
 		w.podIPs = w.hostIPs
 	} else {
@@ -648,8 +694,11 @@ func (w *worker) phase() corev1.PodPhase {
 }
 
 func (w *worker) containerStatus(c *ctr) corev1.ContainerStatus {
-	s := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image, ImageID: "lab://" + c.prog.Argv[0],
+	s := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image,
 		RestartCount: c.restarts, Ready: c.ready, LastTerminationState: corev1.ContainerState{Terminated: c.last}}
+	if len(c.prog.Argv) > 0 {
+		s.ImageID = "lab://" + c.prog.Argv[0]
+	}
 	switch {
 	case c.running:
 		s.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startAt}

@@ -2,6 +2,7 @@
 // network namespaces, with a router and clients — up and down.
 //
 //	lab up [--nodes N]          build the lab (idempotent)
+//	lab install                 kubectl apply -k manifests/ and the lab's AddressPool
 //	lab down                    remove every namespace and process of the lab
 //	lab status                  what runs
 //	lab exec HOST -- CMD...     run CMD in cp, node-N, client, router or outside
@@ -30,7 +31,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: lab [--repo DIR] [--k8s-bins DIR] up [--nodes N] | down | status | exec HOST -- CMD... | stop DAEMON | start DAEMON\n")
+	fmt.Fprintf(os.Stderr, "usage: lab [--repo DIR] [--k8s-bins DIR] up [--nodes N] | install | down | status | exec HOST -- CMD... | stop DAEMON | start DAEMON\n")
 }
 
 func run() int {
@@ -91,6 +92,8 @@ func run() int {
 			return 2
 		}
 		err = lab.Up(ctx, c)
+	case "install":
+		err = lab.Install(ctx, c)
 	case "down":
 		err = lab.Down(ctx, c)
 	case "status":
