@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,10 +108,18 @@ func apply(t *testing.T, ns, yaml string) {
 func namespace(t *testing.T) string {
 	t.Helper()
 	ns := "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
-	if len(ns) > 60 {
-		ns = ns[:60]
+	if len(ns) > 50 {
+		ns = ns[:50]
 	}
+	// Unique, so that a kept lab (PORTICO_LAB_KEEP) can run the tests again.
+	ns = fmt.Sprintf("%s-%05x", ns, rand.IntN(1<<20))
 	kubectl(t, "", "create", "namespace", ns)
+	// Pods are refused until the controller manager made the default
+	// ServiceAccount.
+	eventually(t, 30*time.Second, "default ServiceAccount in "+ns, func() error {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
+		return err
+	})
 	t.Cleanup(func() {
 		if os.Getenv("PORTICO_LAB_KEEP") == "" {
 			_ = exec.Command(filepath.Join(cfg.Bins, "kubectl"), "--kubeconfig", cfg.Dirs().Kubeconfig(),

@@ -6,6 +6,10 @@
 //	kubecheck rbac                       in-cluster config may list Pods but not Secrets
 //	kubecheck http URL [--pods N] [--tries M]
 //	                                     URL answers like the echo server, from at least N pods
+//	kubecheck env [--expect NAME=VALUE] [--local-ip NAME] [--file PATH=CONTENT]
+//	              [--nonempty-file PATH] [--writable DIR] [--hostname NAME]
+//	                                     the Pod's environment, files and hostname are as given
+//	kubecheck sleep [--ignore-term]      sleep until killed (SIGTERM too, unless ignored)
 package main
 
 import (
@@ -13,9 +17,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,6 +43,14 @@ func main() {
 		err = checkRBAC()
 	case "http":
 		err = checkHTTP(os.Args[2:])
+	case "env":
+		err = checkEnv(os.Args[2:])
+	case "sleep":
+		if len(os.Args) > 2 && os.Args[2] == "--ignore-term" {
+			signal.Ignore(syscall.SIGTERM)
+			fmt.Println("ignoring SIGTERM")
+		}
+		select {}
 	default:
 		err = fmt.Errorf("unknown check %q", os.Args[1])
 	}
@@ -112,6 +128,70 @@ func checkHTTP(args []string) error {
 	fmt.Println("answered by:", strings.Join(names, " "))
 	if len(seen) < *wantPods {
 		return fmt.Errorf("%d distinct pods answered, want %d (last error: %v)", len(seen), *wantPods, lastErr)
+	}
+	return nil
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+func checkEnv(args []string) error {
+	fs := flag.NewFlagSet("env", flag.ContinueOnError)
+	var expect, localIP, files, nonempty, writable multi
+	fs.Var(&expect, "expect", "NAME=VALUE the environment must hold")
+	fs.Var(&localIP, "local-ip", "NAME of a variable that must be an address of this Pod")
+	fs.Var(&files, "file", "PATH=CONTENT a file must hold")
+	fs.Var(&nonempty, "nonempty-file", "PATH of a file that must not be empty")
+	fs.Var(&writable, "writable", "DIR that must be writable")
+	hostname := fs.String("hostname", "", "the hostname the Pod must see")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var errs []string
+	for _, e := range expect {
+		k, v, _ := strings.Cut(e, "=")
+		if got := os.Getenv(k); got != v {
+			errs = append(errs, fmt.Sprintf("$%s = %q, want %q", k, got, v))
+		}
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, k := range localIP {
+		v, found := os.Getenv(k), false
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.String() == v {
+				found = true
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Sprintf("$%s = %q is not an address of this Pod (%v)", k, v, addrs))
+		}
+	}
+	for _, f := range files {
+		p, want, _ := strings.Cut(f, "=")
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != want {
+			errs = append(errs, fmt.Sprintf("%s = %q (%v), want %q", p, b, err, want))
+		}
+	}
+	for _, p := range nonempty {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			errs = append(errs, fmt.Sprintf("%s is missing or empty (%v)", p, err))
+		}
+	}
+	for _, d := range writable {
+		if err := os.WriteFile(filepath.Join(d, "kubecheck"), []byte("x"), 0o644); err != nil {
+			errs = append(errs, fmt.Sprintf("%s is not writable: %v", d, err))
+		}
+	}
+	if *hostname != "" {
+		if h, _ := os.Hostname(); h != *hostname {
+			errs = append(errs, fmt.Sprintf("hostname %q, want %q", h, *hostname))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
 }
