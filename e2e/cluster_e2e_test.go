@@ -412,3 +412,24 @@ func TestStoppedAgentMakesNodeNotReady(t *testing.T) {
 		return err
 	})
 }
+
+// TestAPIServerOnTheLAN: every node and the client reach the API server at
+// its LAN address with a certificate valid for it; pods reach it through
+// the kubernetes Service (TestInClusterRBAC).
+func TestAPIServerOnTheLAN(t *testing.T) {
+	plan, _ := lab.NewPlan(cfg.Nodes)
+	ca := cfg.Dirs().PKI() + "/ca.crt"
+	hosts := []string{"client"}
+	for _, n := range plan.Nodes {
+		hosts = append(hosts, n.Name)
+	}
+	for _, h := range hosts {
+		for _, addr := range []string{plan.CP.V4.String(), "[" + plan.CP.V6.String() + "]"} {
+			url := fmt.Sprintf("https://%s:%d/version", addr, lab.APIPort)
+			out, code := labExec(t, h, "curl", "-sS", "-m", "3", "--cacert", ca, url)
+			if code != 0 || !strings.Contains(out, `"gitVersion"`) {
+				t.Errorf("%s: GET %s: exit %d: %s", h, url, code, out)
+			}
+		}
+	}
+}

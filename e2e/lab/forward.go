@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,13 +31,30 @@ func Forward(ctx context.Context, netns, listen, target, portFile string) error 
 		return err
 	}
 	slog.Info("forwarding", "listen", ln.Addr().String(), "netns", netns, "target", target)
-	go func() { <-ctx.Done(); ln.Close() }()
+	// Outlive the lab never: when its namespace is gone (a `lab down` that
+	// lost track of this process, say), stop.
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+				if _, err := os.Stat("/run/netns/" + netns); err == nil {
+					continue
+				}
+				slog.Info("namespace is gone, stopping", "netns", netns)
+			}
+			ln.Close()
+			return
+		}
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
