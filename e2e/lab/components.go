@@ -179,7 +179,7 @@ router bgp %d
 	}, nil
 }
 
-// waitNodes waits until n Nodes are Ready.
+// waitNodes waits until n Nodes are Ready and the cluster takes Pods.
 func waitNodes(ctx context.Context, kubeconfig string, n int, timeout time.Duration) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -202,10 +202,13 @@ func waitNodes(ctx context.Context, kubeconfig string, n int, timeout time.Durat
 					}
 				}
 			}
-			if ready == n {
+			// A user's first Pod is refused until the controller manager
+			// made the default ServiceAccount: wait for that too.
+			_, saErr := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+			if ready == n && saErr == nil {
 				return nil
 			}
-			last = fmt.Sprintf("%d of %d nodes Ready", ready, n)
+			last = fmt.Sprintf("%d of %d nodes Ready, default ServiceAccount: %v", ready, n, saErr)
 		} else {
 			last = err.Error()
 		}

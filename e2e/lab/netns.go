@@ -203,6 +203,23 @@ func buildNode(ctx context.Context, p Plan, n Node) error {
 		netip.PrefixFrom(g4, n.PodCIDRv4.Bits()), netip.PrefixFrom(g6, n.PodCIDRv6.Bits())); err != nil {
 		return err
 	}
+	// Pods leaving the cluster network borrow the node's address, as with
+	// a CNI's ipMasq: the LAN and the world behind the router have no
+	// routes to pod CIDRs. Replies to Service traffic are not new
+	// connections, so this never rewrites them.
+	rules := fmt.Sprintf(`table inet portico-lab {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %s ip daddr != %s masquerade
+		ip6 saddr %s ip6 daddr != %s masquerade
+	}
+}
+`, n.PodCIDRv4, ClusterV4, n.PodCIDRv6, ClusterV6)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pod egress masquerade: %w: %s", err, out)
+	}
 	for _, o := range p.Nodes {
 		if o.Index == n.Index {
 			continue

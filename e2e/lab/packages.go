@@ -48,6 +48,15 @@ func EnsurePackages(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("missing Debian packages %v: run as root or apt-get install them", pkgs)
 	}
 	fmt.Fprintf(out, "installing Debian packages %v\n", pkgs)
+	// nginx and frr start their services on install; the lab runs its own
+	// copies inside namespaces and wants none on the host. A policy-rc.d
+	// that says "no" is the Debian way to stop that; it is removed after.
+	const policy = "/usr/sbin/policy-rc.d"
+	if _, err := os.Stat(policy); os.IsNotExist(err) {
+		if err := os.WriteFile(policy, []byte("#!/bin/sh\n# portico lab: no services started during apt-get install\nexit 101\n"), 0o755); err == nil {
+			defer os.Remove(policy)
+		}
+	}
 	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	for _, args := range [][]string{
 		{"apt-get", "update", "-qq"},
