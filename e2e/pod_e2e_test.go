@@ -19,7 +19,8 @@ import (
 // TestPodSpec checks, from inside a Pod, what the node agent promises:
 // the downward API, secretKeyRef and configMapKeyRef, $(VAR) expansion,
 // ConfigMap, Secret and emptyDir volumes with subPath, the service-account
-// files and the Pod's own hostname and address.
+// files, the Pod's own hostname and address, and runAsUser (as a user
+// that can still read its token and write its emptyDir).
 func TestPodSpec(t *testing.T) {
 	ns := namespace(t)
 	plan, _ := lab.NewPlan(cfg.Nodes)
@@ -70,6 +71,8 @@ spec:
     - --nonempty-file=%[3]s/ca.crt
     - --writable=/scratch
     - --hostname=check
+    - --uid=65532
+    securityContext: {runAsUser: 65532, runAsGroup: 65532}
     volumeMounts:
     - {name: cm, mountPath: /etc/lab-check/cm}
     - {name: cm, mountPath: /etc/lab-check-one.txt, subPath: other}

@@ -23,6 +23,10 @@ type Launch struct {
 	Argv     []string
 	Env      []string
 	Dir      string `json:"dir,omitempty"`
+	// UID and GID, when set, are the user the program runs as
+	// (securityContext.runAsUser / runAsGroup).
+	UID *int `json:"uid,omitempty"`
+	GID *int `json:"gid,omitempty"`
 }
 
 // Mount binds Source onto Target inside the container's mount namespace.
@@ -89,6 +93,20 @@ func Init(file string) error {
 	}
 	if err := os.Chdir(dir); err != nil {
 		return fmt.Errorf("workingDir %s: %w", dir, err)
+	}
+	// Drop to the Pod's user last: everything above needs root.
+	if l.GID != nil {
+		if err := syscall.Setgroups([]int{*l.GID}); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setgid(*l.GID); err != nil {
+			return fmt.Errorf("setgid %d: %w", *l.GID, err)
+		}
+	}
+	if l.UID != nil {
+		if err := syscall.Setuid(*l.UID); err != nil {
+			return fmt.Errorf("setuid %d: %w", *l.UID, err)
+		}
 	}
 	prog := l.Argv[0]
 	if !filepath.IsAbs(prog) {

@@ -420,6 +420,7 @@ func (w *worker) startProcess(ctx context.Context, c *ctr) error {
 		ms = append(extra, ms...)
 	}
 	l := Launch{Argv: argv, Env: env, Dir: c.spec.WorkingDir, Mounts: ms}
+	l.UID, l.GID = w.runAs(c.spec)
 	if w.netns != "" {
 		l.Netns = "/run/netns/" + w.netns
 		l.Hostname = w.pod.Name
@@ -484,6 +485,40 @@ func (w *worker) startProcess(ctx context.Context, c *ctr) error {
 		w.emit(event{c: c, gen: gen, kind: evExited, code: code})
 	}()
 	return nil
+}
+
+// runAs is the user and group of securityContext, the container's over the
+// Pod's. A container that adds capabilities keeps running as root: the lab
+// does not implement ambient capabilities, and root has them all.
+func (w *worker) runAs(c *corev1.Container) (uid, gid *int) {
+	pick := func(ctr, pod *int64) *int {
+		v := pod
+		if ctr != nil {
+			v = ctr
+		}
+		if v == nil {
+			return nil
+		}
+		return ptr.To(int(*v))
+	}
+	var cu, cg, pu, pg *int64
+	if sc := c.SecurityContext; sc != nil {
+		cu, cg = sc.RunAsUser, sc.RunAsGroup
+		if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+			if u := pick(cu, nil); u == nil || *u != 0 {
+				w.log.Info("container adds capabilities: running it as root", "container", c.Name)
+			}
+			return nil, nil
+		}
+	}
+	if sc := w.pod.Spec.SecurityContext; sc != nil {
+		pu, pg = sc.RunAsUser, sc.RunAsGroup
+	}
+	uid, gid = pick(cu, pu), pick(cg, pg)
+	if uid != nil && gid == nil {
+		gid = uid
+	}
+	return uid, gid
 }
 
 func (w *worker) handle(ctx context.Context, ev event) {

@@ -7,7 +7,7 @@
 //	kubecheck http URL [--pods N] [--tries M]
 //	                                     URL answers like the echo server, from at least N pods
 //	kubecheck env [--expect NAME=VALUE] [--local-ip NAME] [--file PATH=CONTENT]
-//	              [--nonempty-file PATH] [--writable DIR] [--hostname NAME]
+//	              [--nonempty-file PATH] [--writable DIR] [--hostname NAME] [--uid N]
 //	                                     the Pod's environment, files and hostname are as given
 //	kubecheck sleep [--ignore-term]      sleep until killed (SIGTERM too, unless ignored)
 package main
@@ -146,6 +146,7 @@ func checkEnv(args []string) error {
 	fs.Var(&nonempty, "nonempty-file", "PATH of a file that must not be empty")
 	fs.Var(&writable, "writable", "DIR that must be writable")
 	hostname := fs.String("hostname", "", "the hostname the Pod must see")
+	uid := fs.Int("uid", -1, "the user ID the container must run as")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -189,6 +190,9 @@ func checkEnv(args []string) error {
 		if h, _ := os.Hostname(); h != *hostname {
 			errs = append(errs, fmt.Sprintf("hostname %q, want %q", h, *hostname))
 		}
+	}
+	if *uid >= 0 && os.Getuid() != *uid {
+		errs = append(errs, fmt.Sprintf("running as uid %d, want %d", os.Getuid(), *uid))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
