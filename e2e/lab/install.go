@@ -13,7 +13,7 @@ import (
 // The lab's default address pool: the top of the LAN, which no lab host
 // uses, so LoadBalancer IPs answer on the LAN at layer 2 and can be routed
 // by the router over BGP.
-var (
+const (
 	PoolV4 = "172.31.0.200-172.31.0.250"
 	PoolV6 = "fd31::200-fd31::250"
 )

@@ -2,6 +2,24 @@
 // Kubernetes cluster on one Linux host, made of network namespaces joined by
 // a LAN bridge, with a router (FRR) and clients on and behind the LAN.
 //
+//	                      portico-lab-lan: bridge br0
+//	         172.31.0.0/24, fd31::/64 (LAN; LoadBalancer pool .200-.250)
+//	  +--------+--------+--------+-----------+
+//	  |        |        |        |           |
+//	router    cp      client   node-1 ...  node-N
+//	 .1       .2       .3       .11         .10+N        (::1, ::2, ::3, ::11 ...)
+//	  |       etcd, kube-apiserver :6443,   each: node agent, kube-proxy,
+//	  |       controller-manager, scheduler bridge cbr0 with 10.244.N.0/24 and
+//	  |                                     fd44:0:0:N::/64, pods on veths
+//	  | 172.31.1.0/24, fd31:1::/64
+//	outside (reaches the LAN only through the router)
+//
+// Services use 10.96.0.0/16 and fd96::/112; the kubernetes Service is
+// 10.96.0.1. The router runs FRR's zebra and bgpd (AS 64512) with ECMP.
+// The host reaches the API server through a forwarder on 127.0.0.1 (see
+// Forward); .lab/kubeconfig points at it. Inside the lab, components use
+// https://172.31.0.2:6443.
+//
 // Everything the lab creates is named with Prefix so that Down can find and
 // remove exactly its own namespaces and processes, even after a crash.
 package lab
