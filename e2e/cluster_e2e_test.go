@@ -125,7 +125,7 @@ spec:
 			t.Fatal(err)
 		}
 		port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
-		plan, _ := lab.NewPlan(cfg.Nodes)
+		plan, _ := cfg.Plan()
 		seen := map[string]bool{}
 		for _, n := range plan.Nodes {
 			for _, ip := range []string{n.V4.String(), n.V6.String()} {
@@ -327,7 +327,7 @@ spec:
 }
 
 func TestOutsideReachesClientOnlyThroughRouter(t *testing.T) {
-	plan, _ := lab.NewPlan(cfg.Nodes)
+	plan, _ := cfg.Plan()
 	// A TCP connection to a closed port is refused: the packet got there and
 	// back. Unreachable is a time-out instead.
 	reach := func(t *testing.T) int {
@@ -365,7 +365,7 @@ func TestRouterRunsFRR(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &bgp); err != nil {
 		t.Fatalf("vtysh output %q: %v", out, err)
 	}
-	plan, _ := lab.NewPlan(cfg.Nodes)
+	plan, _ := cfg.Plan()
 	if bgp.LocalAS != lab.RouterASN || bgp.RouterID != plan.Router.V4.String() {
 		t.Errorf("bgp %+v, want AS %d router-id %s", bgp, lab.RouterASN, plan.Router.V4)
 	}
@@ -417,7 +417,7 @@ func TestStoppedAgentMakesNodeNotReady(t *testing.T) {
 // its LAN address with a certificate valid for it; pods reach it through
 // the kubernetes Service (TestInClusterRBAC).
 func TestAPIServerOnTheLAN(t *testing.T) {
-	plan, _ := lab.NewPlan(cfg.Nodes)
+	plan, _ := cfg.Plan()
 	ca := cfg.Dirs().PKI() + "/ca.crt"
 	hosts := []string{"client"}
 	for _, n := range plan.Nodes {

@@ -12,8 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/portico-lb/portico/e2e/lab"
 )
 
 // TestPodSpec checks, from inside a Pod, what the node agent promises:
@@ -23,7 +21,7 @@ import (
 // that can still read its token and write its emptyDir).
 func TestPodSpec(t *testing.T) {
 	ns := namespace(t)
-	plan, _ := lab.NewPlan(cfg.Nodes)
+	plan, _ := cfg.Plan()
 	sa := "/var/run/secrets/kubernetes.io/serviceaccount"
 	apply(t, ns, fmt.Sprintf(`
 apiVersion: v1
@@ -97,7 +95,7 @@ spec:
 
 func TestHostNetworkPod(t *testing.T) {
 	ns := namespace(t)
-	plan, _ := lab.NewPlan(cfg.Nodes)
+	plan, _ := cfg.Plan()
 	apply(t, ns, `
 apiVersion: v1
 kind: Pod

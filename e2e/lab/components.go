@@ -91,7 +91,7 @@ func nodeDaemons(c Config, plan Plan) []daemon {
 			"--node-ips=" + n.V4.String() + "," + n.V6.String(),
 			"--pod-cidrs=" + join(n.PodCIDRv4, n.PodCIDRv6),
 			"--bridge=cbr0",
-			"--netns-prefix=" + Prefix + "pod-",
+			"--netns-prefix=" + plan.Prefix + "pod-",
 			"--repo=" + c.Repo,
 			"--state-dir=" + d.Data(n.Name),
 			"--log-dir=" + filepath.Join(d.Logs(), "pods"),

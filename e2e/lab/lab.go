@@ -2,8 +2,10 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,8 +28,35 @@ type Config struct {
 	Repo  string    // repository root; bin/ holds the lab's and Portico's binaries
 	Bins  string    // directory of etcd and the Kubernetes binaries
 	Nodes int       // node count for Up
+	Name  string    // see Prefix; empty for the default
 	Out   io.Writer // progress messages
 }
+
+// Name is the lab's name: Config.Name, $PORTICO_LAB_NAME, or a short hash
+// of the repository's path, so checkouts side by side get separate labs.
+func (c Config) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	if n := os.Getenv("PORTICO_LAB_NAME"); n != "" {
+		return n
+	}
+	sum := sha256.Sum256([]byte(c.Repo))
+	return hex.EncodeToString(sum[:3])
+}
+
+// Prefix starts the names of this lab's network namespaces.
+func (c Config) Prefix() string { return Family + c.name() + "-" }
+
+// Plan is the lab's topology.
+func (c Config) Plan() (Plan, error) {
+	if !validName.MatchString(c.name()) {
+		return Plan{}, fmt.Errorf("lab name %q: want 1 to 12 lower-case letters and digits", c.name())
+	}
+	return NewPlan(c.Prefix(), c.Nodes)
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9]{1,12}$`)
 
 // Dirs is where the lab keeps its state: <repo>/.lab.
 func (c Config) Dirs() Dirs { return Dirs{Root: filepath.Join(c.Repo, ".lab")} }
@@ -84,7 +114,7 @@ func Up(ctx context.Context, c Config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the lab creates network namespaces: run it as root")
 	}
-	plan, err := NewPlan(c.Nodes)
+	plan, err := c.Plan()
 	if err != nil {
 		return err
 	}
@@ -379,7 +409,7 @@ func Down(ctx context.Context, c Config) error {
 		}
 		stopPIDs(pids, 3*time.Second)
 	}
-	names, err := Namespaces(ctx)
+	names, err := Namespaces(ctx, c.Prefix())
 	if err != nil {
 		return err
 	}
@@ -393,7 +423,7 @@ func Down(ctx context.Context, c Config) error {
 	}
 	stopPIDs(pids, 5*time.Second)
 	// Node agents remove their pod namespaces as they stop: list again.
-	if names, err = Namespaces(ctx); err != nil {
+	if names, err = Namespaces(ctx, c.Prefix()); err != nil {
 		return err
 	}
 	for _, ns := range names {
@@ -401,7 +431,7 @@ func Down(ctx context.Context, c Config) error {
 			errs = append(errs, err)
 		}
 	}
-	removeMountpoints(d)
+	removeMountpoints(ctx, d)
 	// Logs stay for post-mortems until the next Up; everything else goes.
 	for _, p := range []string{d.Run(), d.PKI(), filepath.Join(d.Root, "data"), frrDir(d), d.Kubeconfig(), d.stateFile()} {
 		if err := os.RemoveAll(p); err != nil {
@@ -443,8 +473,8 @@ func Status(ctx context.Context, c Config, w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "API server: ready at https://127.0.0.1:%d (kubeconfig %s)\n", st.APIPort, d.Kubeconfig())
 	}
-	nss, _ := Namespaces(ctx)
-	fmt.Fprintf(w, "namespaces: %d (%s...)\n", len(nss), Prefix)
+	nss, _ := Namespaces(ctx, c.Prefix())
+	fmt.Fprintf(w, "namespaces: %d (%s...)\n", len(nss), c.Prefix())
 	return nil
 }
 
@@ -489,7 +519,7 @@ func Exec(c Config, host string, argv []string) (int, error) {
 	if host == "router" && filepath.Base(argv[0]) == "vtysh" {
 		argv = append([]string{argv[0], "--vty_socket", frrDir(d)}, argv[1:]...)
 	}
-	netns := Prefix + host
+	netns := c.Prefix() + host
 	if _, err := os.Stat("/run/netns/" + netns); err != nil {
 		return 2, fmt.Errorf("no lab host %q (is the lab up?)", host)
 	}
@@ -523,7 +553,12 @@ func lookupUser(name string) (uid, gid int, err error) {
 
 // removeMountpoints removes the empty directories and files node agents
 // created on the host as bind-mount targets, deepest first.
-func removeMountpoints(d Dirs) {
+// Another lab's pods may have the same mount points mounted; removing one
+// would detach it there, so with another lab running they stay.
+func removeMountpoints(ctx context.Context, d Dirs) {
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output(); err != nil || strings.Contains(string(out), Family) {
+		return
+	}
 	files, _ := filepath.Glob(filepath.Join(d.Root, "data", "*", "mountpoints.txt"))
 	var paths []string
 	for _, f := range files {

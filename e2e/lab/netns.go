@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 )
 
@@ -38,9 +39,10 @@ func sysctl(ctx context.Context, netns string, kv ...string) error {
 	return nil
 }
 
-// Namespaces lists the lab's network namespaces, including pod namespaces the
-// node agents made.
-func Namespaces(ctx context.Context) ([]string, error) {
+// Namespaces lists the network namespaces of the lab with the given
+// prefix, including pod namespaces its node agents made, and nothing else.
+func Namespaces(ctx context.Context, prefix string) ([]string, error) {
+	own := regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `(lan|cp|client|router|outside|node-[0-9]+|pod-node-[0-9]+-[0-9a-f]+)$`)
 	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
 	if err != nil {
 		return nil, fmt.Errorf("ip netns list: %w", err)
@@ -48,7 +50,7 @@ func Namespaces(ctx context.Context) ([]string, error) {
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 0 && strings.HasPrefix(f[0], Prefix) {
+		if len(f) > 0 && own.MatchString(f[0]) {
 			names = append(names, f[0])
 		}
 	}
@@ -82,7 +84,7 @@ func addAddrs(ctx context.Context, netns, dev string, addrs ...netip.Prefix) err
 
 // buildNetwork creates every namespace and link of the plan.
 func buildNetwork(ctx context.Context, p Plan) error {
-	lan := Prefix + "lan"
+	lan := p.Prefix + "lan"
 	if err := addNS(ctx, lan); err != nil {
 		return err
 	}

@@ -20,8 +20,11 @@
 // Forward); .lab/kubeconfig points at it. Inside the lab, components use
 // https://172.31.0.2:6443.
 //
-// Everything the lab creates is named with Prefix so that Down can find and
-// remove exactly its own namespaces and processes, even after a crash.
+// Every namespace a lab creates is named <prefix><host>, where the prefix
+// is portico-lab-<name>- and the name is PORTICO_LAB_NAME or, by default,
+// derived from the repository's path: labs of two checkouts on one machine
+// never touch each other, and Down finds and removes exactly its own
+// namespaces and processes, even after a crash.
 package lab
 
 import (
@@ -30,9 +33,8 @@ import (
 	"path/filepath"
 )
 
-// Prefix starts the name of every network namespace the lab creates. The node
-// agent names its pod namespaces with it too.
-const Prefix = "portico-lab-"
+// Family starts the name of every lab's network namespaces.
+const Family = "portico-lab-"
 
 // Addressing of the lab. The LAN uses a private IPv4 /24 and a ULA /64 so
 // nothing collides with the host's own networks or documentation prefixes
@@ -57,13 +59,14 @@ const APIPort = 6443
 
 // Host is one namespace on the LAN.
 type Host struct {
-	Name string // short name used by `lab exec`: cp, node-1, client, router
-	V4   netip.Addr
-	V6   netip.Addr
+	Name   string // short name used by `lab exec`: cp, node-1, client, router
+	V4     netip.Addr
+	V6     netip.Addr
+	prefix string
 }
 
 // Netns is the host's network namespace name.
-func (h Host) Netns() string { return Prefix + h.Name }
+func (h Host) Netns() string { return h.prefix + h.Name }
 
 // Node is a Kubernetes node: a LAN host with a pod bridge.
 type Node struct {
@@ -80,6 +83,7 @@ func (n Node) Gateways() (netip.Addr, netip.Addr) {
 
 // Plan is the lab's topology, a pure function of the node count.
 type Plan struct {
+	Prefix             string // of every namespace name
 	Router, CP, Client Host
 	Nodes              []Node
 	// Outside sits behind the router on its own link.
@@ -87,16 +91,20 @@ type Plan struct {
 	RouterOutV4, RouterOutV6 netip.Addr
 }
 
-// NewPlan lays out a lab with n nodes.
-func NewPlan(n int) (Plan, error) {
+// NewPlan lays out a lab with n nodes whose namespaces start with prefix.
+func NewPlan(prefix string, n int) (Plan, error) {
 	if n < 1 || n > 50 {
 		return Plan{}, fmt.Errorf("node count %d: want 1..50", n)
 	}
+	lanHost := func(name string, i int) Host {
+		return Host{Name: name, V4: nth(LANv4, i), V6: nth(LANv6, i), prefix: prefix}
+	}
 	p := Plan{
+		Prefix:      prefix,
 		Router:      lanHost("router", 1),
 		CP:          lanHost("cp", 2),
 		Client:      lanHost("client", 3),
-		Outside:     Host{Name: "outside", V4: nth(OutsideV4, 2), V6: nth(OutsideV6, 2)},
+		Outside:     Host{Name: "outside", V4: nth(OutsideV4, 2), V6: nth(OutsideV6, 2), prefix: prefix},
 		RouterOutV4: nth(OutsideV4, 1),
 		RouterOutV6: nth(OutsideV6, 1),
 	}
@@ -136,10 +144,6 @@ func (p Plan) Lookup(name string) (Host, bool) {
 // APIServer is the address every node and pod reaches the API server at.
 func (p Plan) APIServer() string {
 	return fmt.Sprintf("https://%s", netip.AddrPortFrom(p.CP.V4, APIPort))
-}
-
-func lanHost(name string, i int) Host {
-	return Host{Name: name, V4: nth(LANv4, i), V6: nth(LANv6, i)}
 }
 
 // nth is the i-th address of a prefix; the lab's host numbers are small and

@@ -3,7 +3,7 @@ package lab
 import "testing"
 
 func TestPlan(t *testing.T) {
-	p, err := NewPlan(3)
+	p, err := NewPlan("portico-lab-t-", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -14,7 +14,7 @@ func TestPlan(t *testing.T) {
 		{p.Nodes[0].V6.String(), "fd31::11"},
 		{p.Nodes[2].PodCIDRv4.String(), "10.244.3.0/24"},
 		{p.Nodes[2].PodCIDRv6.String(), "fd44:0:0:3::/64"},
-		{p.Nodes[1].Netns(), "portico-lab-node-2"},
+		{p.Nodes[1].Netns(), "portico-lab-t-node-2"},
 		{p.Outside.V4.String(), "172.31.1.2"},
 		{p.APIServer(), "https://172.31.0.2:6443"},
 	} {
@@ -27,7 +27,7 @@ func TestPlan(t *testing.T) {
 		t.Errorf("gateways %s %s", g4, g6)
 	}
 	for _, n := range []int{0, 51} {
-		if _, err := NewPlan(n); err == nil {
+		if _, err := NewPlan("p-", n); err == nil {
 			t.Errorf("NewPlan(%d) accepted", n)
 		}
 	}

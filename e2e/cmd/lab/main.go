@@ -31,7 +31,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: lab [--repo DIR] [--k8s-bins DIR] up [--nodes N] | install | down | status | exec HOST -- CMD... | stop DAEMON | start DAEMON\n")
+	fmt.Fprintf(os.Stderr, "usage: lab [--repo DIR] [--k8s-bins DIR] [--name NAME] up [--nodes N] | install | down | status | exec HOST -- CMD... | stop DAEMON | start DAEMON\n")
 }
 
 func run() int {
@@ -41,6 +41,7 @@ func run() int {
 	gf := flag.NewFlagSet("lab", flag.ContinueOnError)
 	gf.Usage = usage
 	repo := gf.String("repo", "", "Portico repository root (default: found from the working directory)")
+	name := gf.String("name", "", "lab name, for several labs side by side (default $PORTICO_LAB_NAME or a hash of the repository path)")
 	bins := gf.String("k8s-bins", "", "directory of etcd and the Kubernetes binaries (default $PORTICO_K8S_BINS, <repo>/.cache/bin, or the newest <repo>/.cache/k8s-*)")
 	if err := gf.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -81,7 +82,7 @@ func run() int {
 		*bins = lab.DefaultBins(*repo)
 	}
 	*bins, _ = filepath.Abs(*bins)
-	c := lab.Config{Repo: *repo, Bins: *bins, Out: os.Stdout}
+	c := lab.Config{Repo: *repo, Bins: *bins, Name: *name, Out: os.Stdout}
 
 	var err error
 	switch cmd {
@@ -117,7 +118,7 @@ func run() int {
 		if argv[0] == "--" {
 			argv = argv[1:]
 		}
-		code, err := lab.Exec(c, strings.TrimPrefix(host, lab.Prefix), argv)
+		code, err := lab.Exec(c, strings.TrimPrefix(host, c.Prefix()), argv)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "lab:", err)
 		}
