@@ -300,6 +300,13 @@ spec:
 	if p.Status.Reason != "ImageNotMapped" || !strings.Contains(p.Status.Message, "busybox:1.36") {
 		t.Errorf("reason %q message %q", p.Status.Reason, p.Status.Message)
 	}
+	eventually(t, 10*time.Second, "a Warning event says why", func() error {
+		evs, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=busybox,reason=ImageNotMapped,type=Warning"})
+		if err == nil && len(evs.Items) == 0 {
+			err = fmt.Errorf("no event")
+		}
+		return err
+	})
 	// Pods of a Deployment wait, like pods whose image cannot be pulled,
 	// instead of failing and being replaced in a loop.
 	eventually(t, 30*time.Second, "deployment pods wait with reason ImageNotMapped", func() error {

@@ -23,8 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 )
 
@@ -47,6 +50,7 @@ type Agent struct {
 	log *slog.Logger
 
 	svcLister corelisters.ServiceLister
+	events    record.EventRecorder
 
 	mu      sync.Mutex // guards workers and ipam
 	workers map[types.UID]*worker
@@ -75,6 +79,12 @@ func (a *Agent) services() []*corev1.Service {
 // then it stops every pod it started.
 func (a *Agent) Run(ctx context.Context) error {
 	a.cleanupLeftovers()
+	// Events make `kubectl describe pod` explain what happened, as with
+	// a kubelet: started, killed, unhealthy, back-off, image not mapped.
+	eb := record.NewBroadcaster(record.WithContext(ctx))
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cs.CoreV1().Events("")})
+	defer eb.Shutdown()
+	a.events = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
 	if err := a.register(ctx); err != nil {
 		return err
 	}

@@ -222,6 +222,7 @@ func (w *worker) setUp(ctx context.Context) bool {
 			}
 		}
 		w.log.Error("pod cannot start", "reason", why, "err", err)
+		w.a.events.Event(w.pod, corev1.EventTypeWarning, why, err.Error())
 		if w.pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
 			w.failWhy, w.failMsg = why, err.Error()
 			w.push(ctx)
@@ -391,6 +392,7 @@ func (w *worker) start(ctx context.Context, c *ctr) {
 		go w.probeLoop(pctx, c, c.gen)
 	}
 	w.log.Info("container started", "container", c.spec.Name, "pid", c.pid, "argv", c.prog.Argv)
+	w.a.events.Eventf(w.pod, corev1.EventTypeNormal, "Started", "Started container %s (%s)", c.spec.Name, c.prog.Argv[0])
 }
 
 func (w *worker) startProcess(ctx context.Context, c *ctr) error {
@@ -534,6 +536,7 @@ func (w *worker) handle(ctx context.Context, ev event) {
 	case evUnhealthy:
 		if c.running && !w.stopping {
 			w.log.Info("container unhealthy, killing it", "container", c.spec.Name, "why", ev.msg)
+			w.a.events.Eventf(w.pod, corev1.EventTypeWarning, "Unhealthy", "Container %s: %s; restarting it", c.spec.Name, ev.msg)
 			w.signal(c, syscall.SIGTERM)
 			grace := w.grace()
 			pid := c.pid
@@ -580,6 +583,7 @@ func (w *worker) handle(ctx context.Context, ev event) {
 		if delay > 0 {
 			c.waitWhy = "CrashLoopBackOff"
 			c.waitMsg = fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", delay, c.spec.Name, w.pod.Name)
+			w.a.events.Event(w.pod, corev1.EventTypeWarning, "BackOff", c.waitMsg)
 		}
 		gen := c.gen
 		time.AfterFunc(delay, func() { w.emit(event{c: c, gen: gen, kind: evRestart}) })
@@ -654,6 +658,7 @@ func (w *worker) stopAll(grace time.Duration) {
 func (w *worker) terminate(ctx context.Context) {
 	g := w.grace()
 	w.log.Info("deleting pod", "grace", g)
+	w.a.events.Eventf(w.pod, corev1.EventTypeNormal, "Killing", "Stopping containers with a grace period of %s", g)
 	w.stopAll(g)
 	w.teardown()
 	w.push(ctx)
