@@ -229,6 +229,10 @@ spec:
 	if phase := podPhase(t, ns, "rbac-check"); phase != corev1.PodSucceeded {
 		t.Fatalf("RBAC checker %s:\n%s", phase, podLog(ns, "rbac-check", "check"))
 	}
+	// kubectl logs goes through the API server to the node agent.
+	if out := kubectl(t, "", "logs", "-n", ns, "rbac-check"); !strings.Contains(out, "listing secrets is forbidden") {
+		t.Errorf("kubectl logs rbac-check: %q", out)
+	}
 }
 
 func TestKilledContainerRestarts(t *testing.T) {

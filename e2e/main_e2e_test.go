@@ -215,8 +215,8 @@ func podPhase(t *testing.T, ns, name string) corev1.PodPhase {
 	return phase
 }
 
-// podLog is the container's log as the lab keeps it (the lab has no
-// kubelet API for `kubectl logs`).
+// podLog is the container's log as the lab keeps it, for failure messages
+// (kubectl logs works too, but not when the API is the trouble).
 func podLog(ns, pod, container string) string {
 	b, _ := os.ReadFile(filepath.Join(cfg.Dirs().Logs(), "pods", fmt.Sprintf("%s_%s_%s.log", ns, pod, container)))
 	return string(b)

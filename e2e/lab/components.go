@@ -50,6 +50,11 @@ func controlPlane(c Config, plan Plan) []daemon {
 			"--authorization-mode=Node,RBAC",
 			"--enable-admission-plugins=NodeRestriction",
 			"--allow-privileged=true",
+			// kubectl logs: the API server calls the node agents' kubelet API.
+			"--kubelet-client-certificate=" + pki("apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + pki("apiserver-kubelet-client.key"),
+			"--kubelet-certificate-authority=" + pki("ca.crt"),
+			"--kubelet-preferred-address-types=InternalIP",
 			"--profiling=false"}},
 		{Name: "kube-controller-manager", Netns: ns, Argv: []string{bin("kube-controller-manager"),
 			"--kubeconfig=" + pki("controller-manager.kubeconfig"),
@@ -95,6 +100,9 @@ func nodeDaemons(c Config, plan Plan) []daemon {
 			"--repo=" + c.Repo,
 			"--state-dir=" + d.Data(n.Name),
 			"--log-dir=" + filepath.Join(d.Logs(), "pods"),
+			"--tls-cert=" + filepath.Join(d.PKI(), n.Name+"-kubelet.crt"),
+			"--tls-key=" + filepath.Join(d.PKI(), n.Name+"-kubelet.key"),
+			"--client-ca=" + filepath.Join(d.PKI(), "ca.crt"),
 		}})
 		ds = append(ds, daemon{Name: n.Name + ".kube-proxy", Netns: n.Netns(), Argv: []string{
 			filepath.Join(c.Bins, "kube-proxy"),

@@ -266,6 +266,7 @@ func writePKI(d Dirs, plan Plan) error {
 		{"controller-manager", "system:kube-controller-manager", ""},
 		{"scheduler", "system:kube-scheduler", ""},
 		{"kube-proxy", "system:kube-proxy", ""},
+		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"},
 	}
 	for _, n := range plan.Nodes {
 		clients = append(clients, struct{ name, cn, org string }{n.Name, "system:node:" + n.Name, "system:nodes"})
@@ -276,6 +277,12 @@ func writePKI(d Dirs, plan Plan) error {
 			orgs = []string{cl.org}
 		}
 		if err := p.issue(cl.name, cl.cn, orgs, false, nil, nil); err != nil {
+			return err
+		}
+	}
+	for _, n := range plan.Nodes {
+		if err := p.issue(n.Name+"-kubelet", "system:node:"+n.Name, []string{"system:nodes"}, true,
+			[]string{n.Name}, []net.IP{n.V4.AsSlice(), n.V6.AsSlice()}); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,9 @@ type Config struct {
 	BinDir      string         // the repository's bin/
 	StateDir    string         // volumes, launch files, pid files
 	LogDir      string         // container logs: <ns>_<pod>_<container>.log
+	// The kubelet API for `kubectl logs`: serving certificate and the CA
+	// of the API server's client certificate. Empty TLSCert: no API.
+	TLSCert, TLSKey, ClientCA string
 }
 
 // Agent is the lab's kubelet for one node.
@@ -85,6 +88,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.cs.CoreV1().Events("")})
 	defer eb.Shutdown()
 	a.events = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: a.cfg.NodeName})
+	if err := a.serveLogs(ctx); err != nil {
+		return fmt.Errorf("kubelet API: %w", err)
+	}
 	if err := a.register(ctx); err != nil {
 		return err
 	}
@@ -204,6 +210,7 @@ func (a *Agent) nodeStatus(now metav1.Time) corev1.NodeStatus {
 			{Type: corev1.NodeInternalIP, Address: a.cfg.NodeIPs[1].String()},
 			{Type: corev1.NodeHostName, Address: a.cfg.NodeName},
 		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion:          "v1.36.3-portico-lab",
 			OperatingSystem:         "linux",
@@ -263,6 +270,7 @@ func (a *Agent) postStatus(ctx context.Context) error {
 	mergeConditions(n.Status.Conditions, st.Conditions)
 	n.Status.Capacity, n.Status.Allocatable = st.Capacity, st.Allocatable
 	n.Status.Conditions, n.Status.Addresses, n.Status.NodeInfo = st.Conditions, st.Addresses, st.NodeInfo
+	n.Status.DaemonEndpoints = st.DaemonEndpoints
 	_, err = a.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	return err
 }

@@ -445,7 +445,7 @@ func (w *worker) startProcess(ctx context.Context, c *ctr) error {
 	if err := os.MkdirAll(w.a.cfg.LogDir, 0o755); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(filepath.Join(w.a.cfg.LogDir, fmt.Sprintf("%s_%s_%s.log", w.pod.Namespace, w.pod.Name, c.spec.Name)),
+	logf, err := os.OpenFile(w.a.logFile(w.pod.Namespace, w.pod.Name, c.spec.Name),
 		os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -43,6 +43,9 @@ func run() error {
 	flag.StringVar(&repo, "repo", ".", "repository root; binaries come from its bin/")
 	flag.StringVar(&cfg.StateDir, "state-dir", "", "directory for pod files")
 	flag.StringVar(&cfg.LogDir, "log-dir", "", "directory for container logs")
+	flag.StringVar(&cfg.TLSCert, "tls-cert", "", "serving certificate of the kubelet API (kubectl logs)")
+	flag.StringVar(&cfg.TLSKey, "tls-key", "", "its key")
+	flag.StringVar(&cfg.ClientCA, "client-ca", "", "CA of the API server's client certificate")
 	flag.Parse()
 	if cfg.NodeName == "" || kubeconfig == "" || cfg.StateDir == "" || cfg.LogDir == "" {
 		return fmt.Errorf("--node-name, --kubeconfig, --state-dir and --log-dir are required")
