@@ -21,6 +21,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Config says where the lab's inputs and state live.
@@ -515,7 +519,8 @@ func Start(c Config, name string) error {
 }
 
 // Exec runs argv in the namespace of host (cp, node-1, client, router,
-// outside) with the caller's stdio and returns its exit code. KUBECONFIG is
+// outside, or pod/NAMESPACE/NAME for a Pod's network) with the caller's
+// stdio and returns its exit code. KUBECONFIG is
 // set to a kubeconfig that works from inside the LAN; `vtysh` is pointed at
 // the lab router's FRR.
 func Exec(c Config, host string, argv []string) (int, error) {
@@ -527,6 +532,12 @@ func Exec(c Config, host string, argv []string) (int, error) {
 		argv = append([]string{argv[0], "--vty_socket", frrDir(d)}, argv[1:]...)
 	}
 	netns := c.Prefix() + host
+	if strings.HasPrefix(host, "pod/") {
+		var err error
+		if netns, err = c.podNetns(host); err != nil {
+			return 2, err
+		}
+	}
 	if _, err := os.Stat("/run/netns/" + netns); err != nil {
 		return 2, fmt.Errorf("no lab host %q (is the lab up?)", host)
 	}
@@ -600,4 +611,33 @@ func DefaultBins(repo string) string {
 	}
 	sort.Strings(done)
 	return filepath.Dir(done[len(done)-1])
+}
+
+// podNetns finds the network namespace of "pod/NAMESPACE/NAME", named by
+// the node agent after the Pod's node and UID.
+func (c Config) podNetns(ref string) (string, error) {
+	parts := strings.Split(ref, "/")
+	if len(parts) != 3 {
+		return "", fmt.Errorf("%q: want pod/NAMESPACE/NAME", ref)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Dirs().Kubeconfig())
+	if err != nil {
+		return "", err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	p, err := cs.CoreV1().Pods(parts[1]).Get(context.Background(), parts[2], metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if p.Spec.HostNetwork {
+		return c.Prefix() + p.Spec.NodeName, nil
+	}
+	uid := strings.ReplaceAll(string(p.UID), "-", "")
+	if len(uid) < 10 {
+		return "", fmt.Errorf("pod %s has UID %q", ref, p.UID)
+	}
+	return c.Prefix() + "pod-" + p.Spec.NodeName + "-" + uid[:10], nil
 }

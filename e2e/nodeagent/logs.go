@@ -99,17 +99,14 @@ func (a *Agent) containerLogs(w http.ResponseWriter, r *http.Request, ns, pod, c
 	}
 }
 
+// lastLines is the last n lines of b, each ending in a newline.
 func lastLines(b []byte, n int) []byte {
-	if n == 0 {
+	if n <= 0 || len(b) == 0 {
 		return nil
 	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	i := len(b)
-	for ; n > 0 && i > 0; n-- {
-		i = bytes.LastIndexByte(b[:i], '\n')
-		if i < 0 {
-			return append(b, '\n')
-		}
+	lines := bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
 	}
-	return append(b[i+1:], '\n')
+	return append(bytes.Join(lines, nil), '\n')
 }

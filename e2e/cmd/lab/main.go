@@ -5,7 +5,8 @@
 //	lab install                 kubectl apply -k manifests/ and the lab's AddressPool
 //	lab down                    remove every namespace and process of the lab
 //	lab status                  what runs
-//	lab exec HOST -- CMD...     run CMD in cp, node-N, client, router or outside
+//	lab exec HOST -- CMD...     run CMD in cp, node-N, client, router, outside
+//	                            or pod/NAMESPACE/NAME (the Pod's network)
 //	lab stop|start DAEMON       stop or start one daemon, e.g. node-2.agent
 //
 // The Kubernetes binaries come from --k8s-bins, $PORTICO_K8S_BINS,
