@@ -444,3 +444,25 @@ func TestAPIServerOnTheLAN(t *testing.T) {
 		}
 	}
 }
+
+// TestUpIsIdempotent: `lab up` on a lab that is up changes nothing.
+func TestUpIsIdempotent(t *testing.T) {
+	st, err := cs.CoreV1().Nodes().Get(context.Background(), "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := lab.Up(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("second lab up took %s", d)
+	}
+	again, err := cs.CoreV1().Nodes().Get(context.Background(), "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.UID != st.UID {
+		t.Errorf("node-1 was recreated by a second lab up")
+	}
+}

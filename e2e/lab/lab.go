@@ -65,6 +65,8 @@ var validName = regexp.MustCompile(`^[a-z0-9]{1,12}$`)
 // Dirs is where the lab keeps its state: <repo>/.lab.
 func (c Config) Dirs() Dirs { return Dirs{Root: filepath.Join(c.Repo, ".lab")} }
 
+func init() { sbinOnPath() }
+
 // FindRepo walks up from dir to the directory holding Portico's go.mod.
 func FindRepo(dir string) (string, error) {
 	for d := dir; ; d = filepath.Dir(d) {
@@ -141,6 +143,9 @@ func Up(ctx context.Context, c Config) error {
 	}
 	st := state{Nodes: c.Nodes, Daemons: map[string]daemon{}}
 	startD := func(dm daemon) error {
+		if strings.HasPrefix(dm.Argv[0], filepath.Join(c.Repo, "bin")+"/") {
+			dm.Sum = fileSum(dm.Argv[0])
+		}
 		st.Daemons[dm.Name] = dm
 		st.Order = append(st.Order, dm.Name)
 		if err := d.save(st); err != nil {
@@ -396,6 +401,12 @@ func Healthy(ctx context.Context, c Config) error {
 	for _, name := range st.Order {
 		if _, ok := d.pidOf(name); !ok {
 			return fmt.Errorf("%s is not running", name)
+		}
+		// A lab binary that changed since its daemon started: `lab up`
+		// after rebuilding the node agent must run the new one. (Content,
+		// not time: `go build` rewrites unchanged binaries too.)
+		if dm := st.Daemons[name]; dm.Sum != "" && fileSum(dm.Argv[0]) != dm.Sum {
+			return fmt.Errorf("%s changed since %s started", dm.Argv[0], name)
 		}
 	}
 	return waitReady(ctx, d, st.APIPort, time.Second)

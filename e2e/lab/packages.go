@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sort"
 )
 
@@ -24,6 +26,19 @@ var debianNeeds = map[string]string{
 	"curl":               "curl",
 	"nginx":              "nginx",
 	"sysctl":             "procps",
+}
+
+// sbinOnPath makes sure the programs the lab runs by name (ip, nft,
+// sysctl) are found even when the caller's PATH lacks the sbin directories,
+// as a non-login shell or a CI runner may.
+func sbinOnPath() {
+	path := os.Getenv("PATH")
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if !slices.Contains(filepath.SplitList(path), d) {
+			path += string(filepath.ListSeparator) + d
+		}
+	}
+	os.Setenv("PATH", path)
 }
 
 // EnsurePackages installs, with apt-get, the Debian packages whose programs

@@ -2,8 +2,11 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +27,20 @@ type daemon struct {
 	HostMounts bool
 	Argv       []string // program and arguments
 	Env        []string // added to the lab's environment
+	Sum        string   // SHA-256 of the program, for the lab's own binaries
+}
+
+func fileSum(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (d Dirs) start(dm daemon) (int, error) {
