@@ -15,6 +15,7 @@ import (
 )
 
 // TestPodSpec checks, from inside a Pod, what the node agent promises:
+// an init container that runs first (its file is in the shared emptyDir),
 // the downward API, secretKeyRef and configMapKeyRef, $(VAR) expansion,
 // ConfigMap, Secret and emptyDir volumes with subPath, the service-account
 // files, the Pod's own hostname and address, and runAsUser (as a user
@@ -40,6 +41,12 @@ metadata: {name: check}
 spec:
   nodeName: node-2
   restartPolicy: Never
+  securityContext: {runAsUser: 65532, runAsGroup: 65532}
+  initContainers:
+  - name: init
+    image: lab.portico.dev/kubecheck:dev
+    args: [env, --writable=/scratch]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
   containers:
   - name: check
     image: lab.portico.dev/kubecheck:dev
@@ -67,10 +74,10 @@ spec:
     - --file=%[3]s/namespace=%[2]s
     - --nonempty-file=%[3]s/token
     - --nonempty-file=%[3]s/ca.crt
+    - --file=/scratch/kubecheck=x
     - --writable=/scratch
     - --hostname=check
     - --uid=65532
-    securityContext: {runAsUser: 65532, runAsGroup: 65532}
     volumeMounts:
     - {name: cm, mountPath: /etc/lab-check/cm}
     - {name: cm, mountPath: /etc/lab-check-one.txt, subPath: other}

@@ -340,13 +340,19 @@ func (w *worker) runInits(ctx context.Context) bool {
 		for {
 			w.start(ctx, c)
 			w.push(ctx)
-			var ev event
-			for ev = range w.events {
-				if ev.c == c && ev.gen == c.gen && ev.kind == evExited {
-					break
+		wait:
+			for {
+				select {
+				case ev := <-w.events:
+					if ev.c == c && ev.gen == c.gen && ev.kind == evExited {
+						w.handle(ctx, ev)
+						break wait
+					}
+				case <-ctx.Done(): // the agent stops: so does the init container
+					w.stopAll(2 * time.Second)
+					return false
 				}
 			}
-			w.handle(ctx, ev)
 			if c.term != nil && c.term.ExitCode == 0 {
 				break
 			}
