@@ -22,6 +22,12 @@ func TestPlan(t *testing.T) {
 			t.Errorf("got %s, want %s", c.got, c.want)
 		}
 	}
+	if h, ok := p.Lookup("outside"); !ok || h.Netns() != "portico-lab-t-outside" {
+		t.Errorf("Lookup(outside) = %+v, %v", h, ok)
+	}
+	if _, ok := p.Lookup("node-4"); ok {
+		t.Error("Lookup found node-4 in a 3-node lab")
+	}
 	g4, g6 := p.Nodes[0].Gateways()
 	if g4.String() != "10.244.1.1" || g6.String() != "fd44:0:0:1::1" {
 		t.Errorf("gateways %s %s", g4, g6)

@@ -26,7 +26,6 @@ type daemon struct {
 	// pod network namespaces it creates must be visible to the host.
 	HostMounts bool
 	Argv       []string // program and arguments
-	Env        []string // added to the lab's environment
 	Sum        string   // SHA-256 of the program, for the lab's own binaries
 }
 
@@ -63,7 +62,6 @@ func (d Dirs) start(dm daemon) (int, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), dm.Env...)
 	// A session of its own: the daemon survives the terminal and `lab up`.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
