@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -379,6 +380,11 @@ func TestRouterRunsFRR(t *testing.T) {
 	plan, _ := cfg.Plan()
 	if bgp.LocalAS != lab.RouterASN || bgp.RouterID != plan.Router.V4.String() {
 		t.Errorf("bgp %+v, want AS %d router-id %s", bgp, lab.RouterASN, plan.Router.V4)
+	}
+	// zebra programs the kernel with multipath routes (ECMP across nodes).
+	out, _ = labExec(t, "router", "vtysh", "-c", "show zebra")
+	if m := regexp.MustCompile(`ECMP Maximum\s+(\d+)`).FindStringSubmatch(out); m == nil || m[1] == "1" {
+		t.Errorf("zebra without ECMP: %q", out)
 	}
 	out, code = labExec(t, "router", "ss", "-ltnH", "sport", "=", ":179")
 	if code != 0 || !strings.Contains(out, ":179") {
