@@ -497,6 +497,22 @@ func Status(ctx context.Context, c Config, w io.Writer) error {
 	}
 	nss, _ := Namespaces(ctx, c.Prefix())
 	fmt.Fprintf(w, "namespaces: %d (%s...)\n", len(nss), c.Prefix())
+	if cfg, err := clientcmd.BuildConfigFromFlags("", d.Kubeconfig()); err == nil {
+		cfg.Timeout = 3 * time.Second
+		if cs, err := kubernetes.NewForConfig(cfg); err == nil {
+			if nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+				for _, n := range nodes.Items {
+					ready := "NotReady"
+					for _, c := range n.Status.Conditions {
+						if c.Type == "Ready" && c.Status == "True" {
+							ready = "Ready"
+						}
+					}
+					fmt.Fprintf(w, "node %-10s %-9s %v\n", n.Name, ready, n.Spec.PodCIDRs)
+				}
+			}
+		}
+	}
 	return nil
 }
 
