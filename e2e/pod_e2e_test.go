@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,36 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestKubectlExec: kubectl exec (no TTY) runs in the container's
+// namespaces and environment, with stdin and the exit code.
+func TestKubectlExec(t *testing.T) {
+	ns := namespace(t)
+	apply(t, ns, `
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper, labels: {app: sleeper}}
+spec:
+  containers:
+  - name: sleep
+    image: "lab.portico.dev/kubecheck:dev"
+    args: [sleep]
+    env: [{name: GREETING, value: hello}]
+`)
+	p := readyPods(t, ns, "app=sleeper", 1)[0]
+	out := kubectl(t, "", "exec", "-n", ns, "sleeper", "--", "sh", "-c",
+		"hostname; echo $GREETING; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; ip -4 -o addr show eth0")
+	for _, want := range []string{"sleeper\n", "hello\n", ns + "\n", p.Status.PodIP + "/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl exec output %q lacks %q", out, want)
+		}
+	}
+	if out := kubectl(t, "from stdin\n", "exec", "-i", "-n", ns, "sleeper", "--", "cat"); out != "from stdin\n" {
+		t.Errorf("kubectl exec -i cat: %q", out)
+	}
+	cmd := exec.Command(cfg.Bins+"/kubectl", "--kubeconfig", cfg.Dirs().Kubeconfig(), "exec", "-n", ns, "sleeper", "--", "sh", "-c", "exit 3")
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("kubectl exec of exit 3: %v", err)
+	}
 }

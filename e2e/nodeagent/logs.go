@@ -25,9 +25,10 @@ func (a *Agent) logFile(ns, pod, container string) string {
 	return filepath.Join(a.cfg.LogDir, fmt.Sprintf("%s_%s_%s.log", ns, pod, container))
 }
 
-// serveLogs serves GET /containerLogs/<ns>/<pod>/<container> (tailLines,
-// follow) over TLS, to clients with a certificate of the lab's CA: the
-// API server.
+// serveLogs serves the kubelet API the lab has: GET
+// /containerLogs/<ns>/<pod>/<container> (tailLines, follow) and
+// /exec/<ns>/<pod>/<container> (no TTY), over TLS, to clients with a
+// certificate of the lab's CA: the API server.
 func (a *Agent) serveLogs(ctx context.Context) error {
 	if a.cfg.TLSCert == "" {
 		return nil
@@ -46,6 +47,7 @@ func (a *Agent) serveLogs(ctx context.Context) error {
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", func(w http.ResponseWriter, r *http.Request) {
 		a.containerLogs(w, r, r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container"))
 	})
+	mux.HandleFunc("/exec/{ns}/{pod}/{container}", a.execInContainer)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(KubeletPort)))
