@@ -173,7 +173,9 @@ spec:
 	}
 }
 
-func TestLivenessProbeRestarts(t *testing.T) {
+// TestProbes: a failing liveness probe restarts the container with back-off;
+// an exec readiness probe runs inside the container.
+func TestProbes(t *testing.T) {
 	ns := namespace(t)
 	apply(t, ns, `
 apiVersion: v1
@@ -187,7 +189,27 @@ spec:
     # Ready on the server's port; "alive" only on a port nothing listens on.
     readinessProbe: {tcpSocket: {port: 3000}, periodSeconds: 1}
     livenessProbe: {tcpSocket: {port: 3999}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: exec-probed, labels: {app: exec-probed}}
+spec:
+  containers:
+  - name: sleep
+    image: "lab.portico.dev/kubecheck:dev"
+    args: [sleep]
+    # Ready only once the file exists in the container's own /tmp view.
+    readinessProbe: {exec: {command: [test, -e, /scratch/ready]}, periodSeconds: 1}
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes: [{name: scratch, emptyDir: {}}]
 `)
+	// An exec readiness probe runs in the container and follows its result.
+	time.Sleep(2 * time.Second)
+	if p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "exec-probed", metav1.GetOptions{}); err != nil || podReady(p) {
+		t.Fatalf("exec-probed is ready before its probe can pass (%v)", err)
+	}
+	kubectl(t, "", "exec", "-n", ns, "exec-probed", "--", "touch", "/scratch/ready")
+	readyPods(t, ns, "app=exec-probed", 1)
 	eventually(t, 40*time.Second, "liveness failures restart the container", func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "unhealthy", metav1.GetOptions{})
 		if err != nil {

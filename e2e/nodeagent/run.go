@@ -40,7 +40,7 @@ func (a *Agent) recordMountpoints(paths []string) {
 
 // probeLoop runs the container's startup probe, then its readiness and
 // liveness probes, and reports transitions as events.
-func (w *worker) probeLoop(ctx context.Context, c *ctr, gen int) {
+func (w *worker) probeLoop(ctx context.Context, c *ctr, gen, pid int) {
 	host := w.podIPs[0]
 	spec := c.spec
 	sleep := func(d time.Duration) bool {
@@ -59,7 +59,7 @@ func (w *worker) probeLoop(ctx context.Context, c *ctr, gen int) {
 			return
 		}
 		for fails := int32(0); ; {
-			err := probe(ctx, p, host, spec)
+			err := probe(ctx, p, host, pid, spec)
 			if err == nil {
 				break
 			}
@@ -78,7 +78,7 @@ func (w *worker) probeLoop(ctx context.Context, c *ctr, gen int) {
 				return
 			}
 			for fails := int32(0); ; {
-				if err := probe(ctx, p, host, spec); err != nil {
+				if err := probe(ctx, p, host, pid, spec); err != nil {
 					if fails++; fails >= threshold(p.FailureThreshold) {
 						w.emit(event{c: c, gen: gen, kind: evUnhealthy, msg: "liveness probe: " + err.Error()})
 						return
@@ -103,7 +103,7 @@ func (w *worker) probeLoop(ctx context.Context, c *ctr, gen int) {
 	ready := false
 	var fails, oks int32
 	for {
-		err := probe(ctx, p, host, spec)
+		err := probe(ctx, p, host, pid, spec)
 		if ctx.Err() != nil {
 			return
 		}

@@ -395,7 +395,7 @@ func (w *worker) start(ctx context.Context, c *ctr) {
 	c.stop = cancel
 	c.ready = false
 	if !c.init {
-		go w.probeLoop(pctx, c, c.gen)
+		go w.probeLoop(pctx, c, c.gen, c.pid)
 	}
 	w.log.Info("container started", "container", c.spec.Name, "pid", c.pid, "argv", c.prog.Argv)
 	w.a.events.Eventf(w.pod, corev1.EventTypeNormal, "Started", "Started container %s (%s)", c.spec.Name, c.prog.Argv[0])
