@@ -42,7 +42,7 @@ func sysctl(ctx context.Context, netns string, kv ...string) error {
 // Namespaces lists the network namespaces of the lab with the given
 // prefix, including pod namespaces its node agents made, and nothing else.
 func Namespaces(ctx context.Context, prefix string) ([]string, error) {
-	own := regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `(lan|cp|client|router|outside|node-[0-9]+|pod-node-[0-9]+-[0-9a-f]+)$`)
+	own := ownNamespaces(prefix)
 	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
 	if err != nil {
 		return nil, fmt.Errorf("ip netns list: %w", err)
@@ -55,6 +55,13 @@ func Namespaces(ctx context.Context, prefix string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// ownNamespaces matches the names of exactly one lab's namespaces: its
+// hosts and its pods, and not those of a lab whose name merely starts the
+// same way.
+func ownNamespaces(prefix string) *regexp.Regexp {
+	return regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `(lan|cp|client|router|outside|node-[0-9]+|pod-node-[0-9]+-[0-9a-f]+)$`)
 }
 
 func addNS(ctx context.Context, name string) error {

@@ -26,6 +26,7 @@ var debianNeeds = map[string]string{
 	"curl":               "curl",
 	"nginx":              "nginx",
 	"sysctl":             "procps",
+	"nsenter":            "util-linux",
 }
 
 // sbinOnPath makes sure the programs the lab runs by name (ip, nft,

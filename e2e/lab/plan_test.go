@@ -38,3 +38,23 @@ func TestPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnNamespaces(t *testing.T) {
+	own := ownNamespaces("portico-lab-ab12-")
+	for name, want := range map[string]bool{
+		"portico-lab-ab12-lan":                   true,
+		"portico-lab-ab12-node-12":               true,
+		"portico-lab-ab12-pod-node-2-0a1b2c3d4e": true,
+		"portico-lab-ab12-outside":               true,
+		"portico-lab-ab12x-cp":                   false,
+		"portico-lab-ab12-cp-2":                  false,
+		"portico-lab-ab12-node-1-x":              false,
+		"portico-lab-ab123-node-1":               false,
+		"portico-lab-other-cp":                   false,
+		"xportico-lab-ab12-cp":                   false,
+	} {
+		if got := own.MatchString(name); got != want {
+			t.Errorf("%s: own = %v, want %v", name, got, want)
+		}
+	}
+}
