@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,6 +114,11 @@ func (d Dirs) save(s state) error {
 func Up(ctx context.Context, c Config) error {
 	start := time.Now()
 	d := c.Dirs()
+	unlock, err := d.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := Healthy(ctx, c); err == nil {
 		fmt.Fprintf(c.Out, "lab is already up (kubeconfig %s)\n", d.Kubeconfig())
 		return nil
@@ -130,7 +136,7 @@ func Up(ctx context.Context, c Config) error {
 	if err := EnsurePackages(ctx, c.Out); err != nil {
 		return err
 	}
-	if err := Down(ctx, c); err != nil {
+	if err := down(ctx, c); err != nil {
 		return fmt.Errorf("clean up before up: %w", err)
 	}
 	if err := os.RemoveAll(d.Logs()); err != nil {
@@ -416,6 +422,32 @@ func Healthy(ctx context.Context, c Config) error {
 // from the namespace names, not only the recorded state, so it also cleans
 // up after a crash or a lost .lab directory.
 func Down(ctx context.Context, c Config) error {
+	unlock, err := c.Dirs().lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return down(ctx, c)
+}
+
+// lock serialises Up and Down of one checkout's lab (make lab racing
+// make e2e, say).
+func (d Dirs) lock() (func(), error) {
+	if err := os.MkdirAll(d.Root, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(d.Root, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func down(ctx context.Context, c Config) error {
 	d := c.Dirs()
 	var errs []error
 	// Root-namespace daemons (the API forwarder) are found by pid file; the
