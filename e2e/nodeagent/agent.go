@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	coordv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -213,6 +214,8 @@ func (a *Agent) nodeStatus(now metav1.Time) corev1.NodeStatus {
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion:          "v1.36.3-portico-lab",
+			KernelVersion:           kernelVersion(),
+			OSImage:                 osImage(),
 			OperatingSystem:         "linux",
 			Architecture:            "amd64",
 			ContainerRuntimeVersion: "portico-lab://1",
@@ -320,4 +323,25 @@ func (a *Agent) renewLease(ctx context.Context) error {
 	l.Spec.HolderIdentity = ptr.To(a.cfg.NodeName)
 	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	return err
+}
+
+func kernelVersion() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func osImage() string {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "linux"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "linux"
 }
