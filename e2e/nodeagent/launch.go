@@ -1,0 +1,159 @@
+package nodeagent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Launch is everything a container process needs set up before its
+// program starts. The agent writes it as JSON and re-executes itself as
+// `nodeagent init FILE` in a fresh mount (and, for pod networking, UTS)
+// namespace; Init applies it and execs the program.
+type Launch struct {
+	Netns    string  `json:"netns,omitempty"` // path of the pod's network namespace; empty for hostNetwork
+	Hostname string  `json:"hostname,omitempty"`
+	Mounts   []Mount `json:"mounts,omitempty"`
+	Argv     []string
+	Env      []string
+	Dir      string `json:"dir,omitempty"`
+	// UID and GID, when set, are the user the program runs as
+	// (securityContext.runAsUser / runAsGroup).
+	UID *int `json:"uid,omitempty"`
+	GID *int `json:"gid,omitempty"`
+}
+
+// Mount binds Source onto Target inside the container's mount namespace.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Init is the hidden `init` mode. It never returns on success: the calling
+// thread becomes the container's program.
+func Init(file string) error {
+	// Namespaces joined with setns belong to the thread; the program must be
+	// exec'd from this same thread.
+	runtime.LockOSThread()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var l Launch
+	if err := json.Unmarshal(b, &l); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if len(l.Argv) == 0 {
+		return errors.New("no program to run")
+	}
+	if l.Netns != "" {
+		f, err := os.Open(l.Netns)
+		if err != nil {
+			return err
+		}
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("join %s: %w", l.Netns, err)
+		}
+		f.Close()
+	}
+	// Our mounts must not leak back to the host's mount namespace.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	// A sysfs of this network namespace, so /sys/class/net shows the
+	// container's interfaces, as it would in a real container.
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+		_ = unix.Mount("sysfs", "/sys", "sysfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, "")
+	}
+	if l.Hostname != "" {
+		if err := unix.Sethostname([]byte(l.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	for _, m := range l.Mounts {
+		if err := unix.Mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)
+		}
+		if m.ReadOnly {
+			if err := unix.Mount("", m.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+				return fmt.Errorf("make %s read-only: %w", m.Target, err)
+			}
+		}
+	}
+	dir := l.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if err := os.Chdir(dir); err != nil {
+		return fmt.Errorf("workingDir %s: %w", dir, err)
+	}
+	// Drop to the Pod's user last: everything above needs root.
+	if l.GID != nil {
+		if err := syscall.Setgroups([]int{*l.GID}); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setgid(*l.GID); err != nil {
+			return fmt.Errorf("setgid %d: %w", *l.GID, err)
+		}
+	}
+	if l.UID != nil {
+		if err := syscall.Setuid(*l.UID); err != nil {
+			return fmt.Errorf("setuid %d: %w", *l.UID, err)
+		}
+	}
+	prog := l.Argv[0]
+	if !filepath.IsAbs(prog) {
+		return fmt.Errorf("program %q is not an absolute path", prog)
+	}
+	return syscall.Exec(prog, l.Argv, l.Env)
+}
+
+// ensureMountpoint creates Target on the host file system when it is
+// missing (a directory, or an empty file for a file bind) and returns what
+// it created, so the lab can remove it at teardown.
+func ensureMountpoint(m Mount) ([]string, error) {
+	if _, err := os.Lstat(m.Target); err == nil {
+		return nil, nil
+	}
+	st, err := os.Stat(m.Source)
+	if err != nil {
+		return nil, err
+	}
+	var created []string
+	dir := m.Target
+	if !st.IsDir() {
+		dir = filepath.Dir(m.Target)
+	}
+	// Record each directory level we create, outermost first.
+	var missing []string
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		missing = append([]string{d}, missing...)
+	}
+	for _, d := range missing {
+		if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
+			return created, err
+		}
+		created = append(created, d)
+	}
+	if !st.IsDir() {
+		f, err := os.OpenFile(m.Target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil && !os.IsExist(err) {
+			return created, err
+		}
+		if err == nil {
+			f.Close()
+			created = append(created, m.Target)
+		}
+	}
+	return created, nil
+}

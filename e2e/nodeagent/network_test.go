@@ -1,0 +1,95 @@
+package nodeagent
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestNthAddr(t *testing.T) {
+	for _, c := range []struct {
+		prefix string
+		i      int
+		want   string
+	}{
+		{"10.244.1.0/24", 1, "10.244.1.1"},
+		{"10.244.1.0/24", 254, "10.244.1.254"},
+		{"10.244.0.0/16", 256, "10.244.1.0"},
+		{"fd44:0:0:1::/64", 2, "fd44:0:0:1::2"},
+		{"fd44:0:0:1::/64", 255, "fd44:0:0:1::ff"},
+	} {
+		if got := nthAddr(netip.MustParsePrefix(c.prefix), c.i).String(); got != c.want {
+			t.Errorf("nthAddr(%s, %d) = %s, want %s", c.prefix, c.i, got, c.want)
+		}
+	}
+}
+
+func TestIPAM(t *testing.T) {
+	m := &ipam{v4: netip.MustParsePrefix("10.244.1.0/29"), used: map[int]bool{}, next: 1}
+	// A /29 has hosts 2..6 for pods: .0 is the network, .1 the gateway,
+	// .7 the broadcast address.
+	var got []int
+	for range 5 {
+		i, err := m.alloc()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, i)
+	}
+	if want := []int{2, 3, 4, 5, 6}; !equal(got, want) {
+		t.Fatalf("allocated %v, want %v", got, want)
+	}
+	if _, err := m.alloc(); err == nil {
+		t.Fatal("allocated from a full CIDR")
+	}
+	m.release(4)
+	if i, err := m.alloc(); err != nil || i != 4 {
+		t.Fatalf("after release got %d, %v; want 4", i, err)
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestNextBackoff(t *testing.T) {
+	for _, c := range []struct {
+		prev, ran, want time.Duration
+	}{
+		{0, time.Second, time.Second},
+		{time.Second, time.Second, 2 * time.Second},
+		{16 * time.Second, time.Second, 30 * time.Second},
+		{30 * time.Second, time.Second, 30 * time.Second},
+		{30 * time.Second, 2 * time.Minute, 0},
+	} {
+		if got := nextBackoff(c.prev, c.ran); got != c.want {
+			t.Errorf("nextBackoff(%s, %s) = %s, want %s", c.prev, c.ran, got, c.want)
+		}
+	}
+}
+
+func TestLastLines(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"a\nb\nc\n", 2, "b\nc\n"},
+		{"a\nb\nc", 1, "c\n"},
+		{"a\nb\n", 5, "a\nb\n"},
+		{"a\nb\n", 0, ""},
+		{"", 3, ""},
+	} {
+		if got := string(lastLines([]byte(c.in), c.n)); got != c.want {
+			t.Errorf("lastLines(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}
