@@ -10,7 +10,7 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all build generate verify test bench bench-pools bench-alloc bench-ingress k8s-bins check clean
+.PHONY: all build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-bgp k8s-bins check clean
 
 all: build
 
@@ -26,6 +26,7 @@ generate:
 verify: generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
 	@git diff --exit-code -- api manifests/crd || { echo 'generated files are stale: run make generate and commit'; exit 1; }
 	@test -z "$$(git status --porcelain -- api manifests/crd)" || { git status --porcelain -- api manifests/crd; echo 'generated files are not committed'; exit 1; }
 
@@ -46,6 +47,24 @@ $(K8S_BINS)/.done: e2e/k8sbins/kube/go.mod e2e/k8sbins/kube/go.sum e2e/k8sbins/e
 test: k8s-bins
 	$(GO) test -count=1 -timeout 30m ./...
 
+## lab: a multi-node cluster in network namespaces with Portico installed
+## (kubectl apply -k manifests/) and an AddressPool; see e2e/README.md.
+lab: k8s-bins
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/ ./cmd/... ./e2e/cmd/...
+	PORTICO_K8S_BINS=$(K8S_BINS) bin/lab up
+	PORTICO_K8S_BINS=$(K8S_BINS) bin/lab install
+
+## lab-down: removes every namespace, process and mount the lab made.
+lab-down:
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/ ./e2e/cmd/lab
+	bin/lab down
+
+## e2e: the end-to-end tests in the lab (as root; installs the Debian
+## packages it needs).
+e2e: k8s-bins
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/ ./cmd/...
+	PORTICO_K8S_BINS=$(K8S_BINS) $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+
 ## bench: allocator ns/op and the 5,000-Service allocation run.
 bench: bench-pools bench-alloc
 
@@ -62,8 +81,13 @@ bench-ingress: k8s-bins
 	$(GO) run ./ingress/bench -duration 10s -rounds 3
 	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000
 
-## check: what CI runs: generated files, formatting, vet, every test.
-check: verify test
+## bench-bgp: time from Apply to the route in FRR, and 10,000 prefixes.
+bench-bgp:
+	$(GO) test -count=1 -run '^$$' -bench FRR -benchtime 1x ./speaker/bgp/
+
+## check: what CI runs: generated files, formatting, vet, every test,
+## end-to-end tests included.
+check: verify test e2e
 
 clean:
 	rm -rf bin .cache
