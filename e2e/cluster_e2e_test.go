@@ -128,19 +128,25 @@ spec:
 		port := strconv.Itoa(int(svc.Spec.Ports[0].NodePort))
 		plan, _ := cfg.Plan()
 		seen := map[string]bool{}
-		for _, n := range plan.Nodes {
-			for _, ip := range []string{n.V4.String(), n.V6.String()} {
-				url := "http://" + net.JoinHostPort(ip, port) + "/"
-				for range 6 {
-					var pod string
-					eventually(t, 20*time.Second, "GET "+url, func() (err error) {
-						pod, err = curlPod(t, url)
-						return err
-					})
-					if !want[pod] {
-						t.Fatalf("%s answered by %q, not one of the echo pods %v", url, pod, want)
+		// Every node's NodePort, both families, answers with an echo pod;
+		// keep asking (kube-proxy on some node may not have the third
+		// endpoint yet) until all three pods have answered, or 30 s.
+		deadline := time.Now().Add(30 * time.Second)
+		for round := 0; round == 0 || (len(seen) < 3 && time.Now().Before(deadline)); round++ {
+			for _, n := range plan.Nodes {
+				for _, ip := range []string{n.V4.String(), n.V6.String()} {
+					url := "http://" + net.JoinHostPort(ip, port) + "/"
+					for range 3 {
+						var pod string
+						eventually(t, 20*time.Second, "GET "+url, func() (err error) {
+							pod, err = curlPod(t, url)
+							return err
+						})
+						if !want[pod] {
+							t.Fatalf("%s answered by %q, not one of the echo pods %v", url, pod, want)
+						}
+						seen[pod] = true
 					}
-					seen[pod] = true
 				}
 			}
 		}
