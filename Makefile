@@ -10,9 +10,24 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-bgp k8s-bins check clean
+.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-bgp k8s-bins check clean
 
 all: build
+
+# Debian packages the network tests and the lab use.
+DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk procps util-linux
+
+## deps: installs the missing Debian packages (as root), without starting
+## their services on the host: the tests run their own daemons in namespaces.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:" $$missing "(run as root, or apt-get install them)"; exit 1; fi; \
+	echo "installing Debian packages:" $$missing; \
+	ours=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ours=1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; rc=$$?; \
+	if [ -n "$$ours" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc
 
 ## build: every binary of cmd/ into bin/, static.
 build:
@@ -87,7 +102,7 @@ bench-bgp:
 
 ## check: what CI runs: generated files, formatting, vet, every test,
 ## end-to-end tests included.
-check: verify test e2e
+check: deps verify test e2e
 
 clean:
 	rm -rf bin .cache
