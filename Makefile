@@ -87,7 +87,7 @@ bench-pools:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x ./pools/
 
 bench-alloc: k8s-bins build
-	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000$$' -benchtime 1x ./controller/
+	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000' -benchtime 1x ./controller/
 
 ## bench-ingress: Portico vs Debian nginx (installs nginx and wrk if missing)
 ## on loopback, then propagation of 1,000 changes under load against a real
