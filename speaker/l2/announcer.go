@@ -1,0 +1,264 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/portico-lb/portico/speaker"
+)
+
+// Announcer is the layer 2 speaker.Announcer: it works out which
+// addresses this node owns and keeps one Responder per interface that has
+// any, closing those that have none left.
+type Announcer struct {
+	opts ResponderOptions
+	log  *slog.Logger
+	// responders by interface; only Announce's caller touches them.
+	responders map[string]*Responder
+}
+
+var _ speaker.Announcer = (*Announcer)(nil)
+
+// NewAnnouncer returns an Announcer whose responders use opts.
+func NewAnnouncer(opts ResponderOptions) *Announcer {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Announcer{opts: opts, log: opts.Log, responders: map[string]*Responder{}}
+}
+
+// Announce implements speaker.Announcer.
+func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.Announcement, error) {
+	local, err := LocalInterfaces()
+	if err != nil {
+		return nil, err
+	}
+	owned := Owned(st, local)
+	want := map[string][]netip.Addr{}
+	for _, an := range owned {
+		for _, ifname := range an.Via {
+			if !slices.Contains(want[ifname], an.IP) {
+				want[ifname] = append(want[ifname], an.IP)
+			}
+		}
+	}
+	var errs []error
+	failed := map[string]bool{}
+	for ifname, ips := range want {
+		r := a.responders[ifname]
+		if r == nil {
+			if r, err = Listen(ifname, a.opts); err != nil {
+				errs = append(errs, err)
+				failed[ifname] = true
+				continue
+			}
+			a.responders[ifname] = r
+		}
+		r.SetAddresses(ips)
+	}
+	for ifname, r := range a.responders {
+		if _, ok := want[ifname]; !ok {
+			r.SetAddresses(nil)
+			r.Close()
+			delete(a.responders, ifname)
+		}
+	}
+	// Report only what is really answered.
+	out := owned[:0]
+	for _, an := range owned {
+		an.Via = slices.DeleteFunc(an.Via, func(i string) bool { return failed[i] })
+		if len(an.Via) > 0 {
+			out = append(out, an)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Close stops every responder.
+func (a *Announcer) Close() {
+	for ifname, r := range a.responders {
+		r.Close()
+		delete(a.responders, ifname)
+	}
+}
+
+// Owned returns the layer 2 announcements this node (st.Node) makes given
+// its local interfaces: for every address it owns, on which interfaces.
+// It does no I/O.
+func Owned(st *speaker.State, local map[string][]netip.Prefix) []speaker.Announcement {
+	live := LiveNodes(st)
+	self := slices.IndexFunc(live, func(n Node) bool { return n.Name == st.Node })
+	if self < 0 {
+		return nil
+	}
+	var out []speaker.Announcement
+	for _, g := range groupByIP(st) {
+		addr := AddressOf(st, g.ip, g.services)
+		owner, ok := Owner(addr, live)
+		if !ok || owner != st.Node {
+			continue
+		}
+		via := Interfaces(addr, live[self], local)
+		if len(via) == 0 {
+			continue
+		}
+		for _, svc := range g.services {
+			out = append(out, speaker.Announcement{Service: svc.Name, IP: g.ip, Protocol: speaker.ProtocolL2, Via: slices.Clone(via)})
+		}
+	}
+	return out
+}
+
+type ipGroup struct {
+	ip       netip.Addr
+	services []speaker.Service
+}
+
+// groupByIP gathers the Services sharing each address, in address order.
+func groupByIP(st *speaker.State) []ipGroup {
+	idx := map[netip.Addr]int{}
+	var out []ipGroup
+	for _, svc := range st.Services {
+		for _, ip := range svc.IPs {
+			i, ok := idx[ip]
+			if !ok {
+				i = len(out)
+				idx[ip] = i
+				out = append(out, ipGroup{ip: ip})
+			}
+			out[i].services = append(out[i].services, svc)
+		}
+	}
+	slices.SortFunc(out, func(a, b ipGroup) int { return a.ip.Compare(b.ip) })
+	return out
+}
+
+// AddressOf describes ip, used by services, for owner choice: the
+// L2Advertisements covering its pool, and when any Service is
+// externalTrafficPolicy: Local, the nodes with a ready endpoint of every
+// such Service.
+func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Address {
+	addr := Address{IP: ip}
+	pool := ""
+	for _, svc := range services {
+		if pool == "" {
+			pool = svc.Pool
+		}
+		if !svc.LocalTraffic {
+			continue
+		}
+		if !addr.LocalOnly {
+			addr.LocalOnly = true
+			addr.Endpoints = map[string]bool{}
+			for n := range svc.ReadyNodes {
+				addr.Endpoints[n] = true
+			}
+			continue
+		}
+		for n := range addr.Endpoints {
+			if !svc.ReadyNodes[n] {
+				delete(addr.Endpoints, n)
+			}
+		}
+	}
+	for _, adv := range st.L2Advertisements {
+		if !st.SelectsPool(pool, adv.Spec.AddressPools, adv.Spec.AddressPoolSelectors) {
+			continue
+		}
+		ifaces := make([]string, 0, len(adv.Spec.Interfaces))
+		for _, i := range adv.Spec.Interfaces {
+			ifaces = append(ifaces, string(i))
+		}
+		addr.Advertisements = append(addr.Advertisements, Advertisement{
+			NodeSelectors: speaker.NodeSelectors(adv.Spec.NodeSelectors),
+			Interfaces:    ifaces,
+		})
+	}
+	return addr
+}
+
+// LiveNodes are the live speakers' nodes that the API knows, in name order.
+func LiveNodes(st *speaker.State) []Node {
+	var out []Node
+	for _, m := range st.Members {
+		n, ok := st.Nodes[m.Name]
+		if !ok {
+			continue
+		}
+		out = append(out, Node{
+			Name:               n.Name,
+			Labels:             n.Labels,
+			NetworkUnavailable: speaker.NetworkUnavailable(n),
+			Subnets:            m.Subnets,
+		})
+	}
+	return out
+}
+
+// Interface names of virtual devices that never face the LAN: pod
+// veths, overlay tunnels, kube-proxy's IPVS dummy.
+var virtual = []string{"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev", "wg"}
+
+// LocalInterfaces returns this host's LAN-facing interfaces that are up
+// and have an Ethernet address, with their global unicast prefixes.
+func LocalInterfaces() (map[string][]netip.Prefix, error) {
+	ifis, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listing interfaces: %w", err)
+	}
+	out := map[string][]netip.Prefix{}
+	for _, ifi := range ifis {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
+			continue
+		}
+		if slices.ContainsFunc(virtual, func(p string) bool { return strings.HasPrefix(ifi.Name, p) }) {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		var prefixes []netip.Prefix
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok || !ip.Unmap().IsGlobalUnicast() {
+				continue
+			}
+			bits, _ := ipn.Mask.Size()
+			prefixes = append(prefixes, netip.PrefixFrom(ip.Unmap(), bits).Masked())
+		}
+		if len(prefixes) > 0 {
+			out[ifi.Name] = prefixes
+		}
+	}
+	return out, nil
+}
+
+// Subnets flattens LocalInterfaces for gossip.
+func Subnets(local map[string][]netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, ps := range local {
+		for _, p := range ps {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return out
+}
