@@ -62,8 +62,8 @@ type Config struct {
 // defaults (1 s probes, suspicion of 4 × 1 s × log N) take 5 s or more.
 const (
 	DefaultPort           = 7946
-	DefaultProbeInterval  = 200 * time.Millisecond
-	DefaultProbeTimeout   = 100 * time.Millisecond
+	DefaultProbeInterval  = 150 * time.Millisecond
+	DefaultProbeTimeout   = 75 * time.Millisecond
 	DefaultSuspicionMult  = 2
 	DefaultGossipInterval = 50 * time.Millisecond
 )
