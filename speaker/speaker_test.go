@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,7 +94,13 @@ func (r *recorder) announced() []string {
 
 func runSpeaker(t *testing.T, env *apitest.Env, node string, members ...string) (*speaker.Speaker, *recorder) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	return runSpeakerAs(t, env.Config, env, node, members...)
+}
+
+// runSpeakerAs runs the glue with cfg's credentials.
+func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, members ...string) (*speaker.Speaker, *recorder) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		GracefulShutdownTimeout: ptr.To(2 * time.Second),
@@ -336,4 +345,57 @@ func events(t *testing.T, svc *corev1.Service, reason string) []string {
 		}
 	}
 	return notes
+}
+
+// TestManifestRBACIsEnough applies manifests/speaker to the API server and
+// runs the glue and the key Secret's code as the speaker's service
+// account: the least-privilege RBAC must let it do all it needs.
+func TestManifestRBACIsEnough(t *testing.T) {
+	apitest.Need(t, envErr)
+	ctx := context.Background()
+	out, err := exec.Command(api.Kubectl, "--kubeconfig", api.Kubeconfig, "apply", "-k", filepath.Join("..", "manifests", "speaker")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl apply -k manifests/speaker: %v\n%s", err, out)
+	}
+	sa := rest.CopyConfig(api.Config)
+	sa.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:portico-system:portico-speaker",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:portico-system", "system:authenticated"},
+	}
+	c, err := client.New(sa, client.Options{Scheme: api.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The gossip key: made when missing, read when present.
+	_ = api.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "portico-system", Name: "portico-memberlist"}})
+	k1, err := member.Key(ctx, c, "portico-system", "portico-memberlist")
+	if err != nil {
+		t.Fatalf("creating the key as the speaker: %v", err)
+	}
+	k2, err := member.Key(ctx, c, "portico-system", "portico-memberlist")
+	if err != nil || string(k1) != string(k2) {
+		t.Fatalf("reading the key as the speaker: %v", err)
+	}
+	// No other Secret.
+	var other corev1.Secret
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "portico-system", Name: "short"}, &other); err == nil {
+		t.Fatal("the speaker can read any Secret in portico-system")
+	}
+	// The other speakers' pods.
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace("portico-system")); err != nil {
+		t.Fatalf("listing speaker pods as the speaker: %v", err)
+	}
+
+	// The glue: everything it watches, and the Event it posts.
+	svc := seed(t, api.Client, "192.0.2.13", false)
+	_, rec := runSpeakerAs(t, sa, api, "n1", "n1")
+	waitUntil(t, "the speaker, as its service account, to announce", func() (bool, string) {
+		got := rec.announced()
+		return len(got) == 1, fmt.Sprintf("announced %v", got)
+	})
+	waitUntil(t, "its Announced Event", func() (bool, string) {
+		return len(events(t, svc, speaker.ReasonAnnounced)) > 0, "none"
+	})
 }
