@@ -131,7 +131,7 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 func setMembers(sp *speaker.Speaker, names ...string) {
 	var ms []member.Member
 	for _, n := range names {
-		ms = append(ms, member.Member{Name: n, Subnets: []netip.Prefix{lan}})
+		ms = append(ms, member.Member{Name: n, Interfaces: member.Interfaces{"eth0": {lan}}})
 	}
 	sp.SetMembers(ms)
 }
@@ -284,7 +284,7 @@ func TestKeepsAnnouncingWithoutAPI(t *testing.T) {
 	st := &speaker.State{Services: []speaker.Service{{IPs: []netip.Addr{netip.MustParseAddr("192.0.2.12")}}}}
 	addr := l2.AddressOf(st, netip.MustParseAddr("192.0.2.12"), st.Services)
 	addr.Advertisements = []l2.Advertisement{{}}
-	owner, _ := l2.Owner(addr, []l2.Node{{Name: "n1", Subnets: []netip.Prefix{lan}}, {Name: "n2", Subnets: []netip.Prefix{lan}}})
+	owner, _ := l2.Owner(addr, []l2.Node{{Name: "n1", Interfaces: member.Interfaces{"eth0": {lan}}}, {Name: "n2", Interfaces: member.Interfaces{"eth0": {lan}}}})
 	other := map[string]string{"n1": "n2", "n2": "n1"}[owner]
 
 	// Run the speaker of the node that does not own it, while the owner is live.

@@ -163,7 +163,7 @@ func run() error {
 		BindAddr:       bind,
 		Port:           *mlPort,
 		Key:            key,
-		Subnets:        l2.Subnets(local),
+		Interfaces:     local,
 		ProbeInterval:  *probeInterval,
 		ProbeTimeout:   *probeTimeout,
 		SuspicionMult:  *suspicionMult,
@@ -203,7 +203,7 @@ func run() error {
 }
 
 // upkeep joins the speakers it finds through the API and keeps this
-// node's gossiped subnets current. Gossip does the rest: once joined, the
+// node's gossiped interfaces current. Gossip does the rest: once joined, the
 // speakers need the API for nothing to know who is alive.
 type upkeep struct {
 	client    client.Reader
@@ -222,8 +222,8 @@ func (u *upkeep) Start(ctx context.Context) error {
 	for {
 		u.join(ctx)
 		if local, err := l2.LocalInterfaces(); err == nil {
-			if err := u.members.SetSubnets(ctx, l2.Subnets(local)); err != nil {
-				u.log.Error("gossiping subnets", "err", err)
+			if err := u.members.SetInterfaces(ctx, local); err != nil {
+				u.log.Error("gossiping interfaces", "err", err)
 			}
 		}
 		select {

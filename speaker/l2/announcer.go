@@ -195,7 +195,7 @@ func LiveNodes(st *speaker.State) []Node {
 			Name:               n.Name,
 			Labels:             n.Labels,
 			NetworkUnavailable: speaker.NetworkUnavailable(n),
-			Subnets:            m.Subnets,
+			Interfaces:         m.Interfaces,
 		})
 	}
 	return out
@@ -242,23 +242,4 @@ func LocalInterfaces() (map[string][]netip.Prefix, error) {
 		}
 	}
 	return out, nil
-}
-
-// Subnets flattens LocalInterfaces for gossip.
-func Subnets(local map[string][]netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, ps := range local {
-		for _, p := range ps {
-			if !slices.Contains(out, p) {
-				out = append(out, p)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	return out
 }

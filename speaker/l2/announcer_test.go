@@ -30,7 +30,7 @@ func state(self string, svcs []speaker.Service, advs ...*v1alpha1.L2Advertisemen
 	}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		st.Nodes[n] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"name": n}}}
-		st.Members = append(st.Members, member.Member{Name: n, Subnets: []netip.Prefix{lan}})
+		st.Members = append(st.Members, member.Member{Name: n, Interfaces: member.Interfaces{"eth0": {lan}}})
 	}
 	return st
 }

@@ -85,7 +85,7 @@ func helperMain() int {
 		fmt.Printf("members=%d owned=%d\n", len(ms), len(got))
 	}
 	list, err := member.Start(member.Config{
-		Node: node, BindAddr: bind, Subnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		Node: node, BindAddr: bind, Interfaces: member.Interfaces{"eth0": {netip.MustParsePrefix("192.0.2.0/24")}},
 		OnChange: onChange, Log: log,
 	})
 	if err != nil {
@@ -239,7 +239,7 @@ func (c *cluster) waitWhole(t *testing.T) {
 func (c *cluster) owner() int {
 	var live []Node
 	for _, n := range c.names {
-		live = append(live, Node{Name: n, Subnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+		live = append(live, Node{Name: n, Interfaces: map[string][]netip.Prefix{"eth0": {netip.MustParsePrefix("192.0.2.0/24")}}})
 	}
 	o, _ := Owner(Address{IP: c.vip, Advertisements: []Advertisement{{}}}, live)
 	return slices.Index(c.names, o)
@@ -354,7 +354,7 @@ func TestFailover(t *testing.T) {
 	var rest []Node
 	for i, n := range c.names {
 		if i != owner {
-			rest = append(rest, Node{Name: n, Subnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+			rest = append(rest, Node{Name: n, Interfaces: map[string][]netip.Prefix{"eth0": {netip.MustParsePrefix("192.0.2.0/24")}}})
 		}
 	}
 	next, _ := Owner(Address{IP: c.vip, Advertisements: []Advertisement{{}}}, rest)

@@ -22,9 +22,9 @@ type Node struct {
 	Labels map[string]string
 	// NetworkUnavailable mirrors the Node condition of that name.
 	NetworkUnavailable bool
-	// Subnets are the prefixes of the node's interfaces, as its speaker
-	// reports them through memberlist.
-	Subnets []netip.Prefix
+	// Interfaces are the node's interfaces and their prefixes, as its
+	// speaker reports them through memberlist.
+	Interfaces map[string][]netip.Prefix
 }
 
 // Advertisement is an L2Advertisement that selects the address's pool,
@@ -73,8 +73,9 @@ type Address struct {
 //
 // A node is eligible when an advertisement selects it, it is not labelled
 // ExcludeLabel, it is not NetworkUnavailable, it has a ready local endpoint
-// when the address is LocalOnly, and it has an interface on the address's
-// subnet if any eligible node has one. The owner is the eligible node that
+// when the address is LocalOnly, it has an interface to answer on (one the
+// advertisements name, when they all name some), and it has an interface
+// on the address's subnet if any eligible node has one. The owner is the eligible node that
 // ranks first by rendezvous hash of (node, address), so a node joining or
 // leaving moves only the addresses it wins or owned.
 func Owner(addr Address, live []Node) (string, bool) {
@@ -123,18 +124,27 @@ func mayOwn(addr Address, n Node) bool {
 	if addr.LocalOnly && !addr.Endpoints[n.Name] {
 		return false
 	}
-	return slices.ContainsFunc(addr.Advertisements, func(a Advertisement) bool { return a.selects(n) })
+	if !slices.ContainsFunc(addr.Advertisements, func(a Advertisement) bool { return a.selects(n) }) {
+		return false
+	}
+	return len(Interfaces(addr, n, n.Interfaces)) > 0
 }
 
 func hasSubnet(n Node, ip netip.Addr) bool {
-	return slices.ContainsFunc(n.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
+	for _, prefixes := range n.Interfaces {
+		if slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			return true
+		}
+	}
+	return false
 }
 
-// Interfaces returns the interfaces the owner of addr answers on: those the
-// advertisements selecting node name, if every one of them names some;
-// otherwise the local interfaces on the address's subnet, and when none is
-// on it, every local interface. local maps interface names to their
-// prefixes.
+// Interfaces returns the interfaces node answers on for addr, out of
+// local, its interfaces and their prefixes: those the advertisements
+// selecting the node name, if every one of them names some; otherwise the
+// interfaces on the address's subnet, and when none is on it, all of them.
+// Owner choice applies it to the interfaces a node gossips; the owner
+// applies it to the interfaces it has.
 func Interfaces(addr Address, node Node, local map[string][]netip.Prefix) []string {
 	named := map[string]bool{}
 	anyUnnamed := false

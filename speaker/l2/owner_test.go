@@ -18,8 +18,9 @@ var (
 	anyAdv = []Advertisement{{}}
 )
 
+// node has one interface, eth0, with the given prefixes.
 func node(name string, subnets ...netip.Prefix) Node {
-	return Node{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}, Subnets: subnets}
+	return Node{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}, Interfaces: map[string][]netip.Prefix{"eth0": subnets}}
 }
 
 func names(ns []Node) []string {
@@ -87,6 +88,9 @@ func TestEligible(t *testing.T) {
 		{"ETP Local and subnet together", Address{IP: vip, Advertisements: anyAdv, LocalOnly: true, Endpoints: map[string]bool{"off": true}},
 			[]Node{node("on", lan), node("off", other)}, []string{"off"}},
 		{"no live speakers", Address{IP: vip, Advertisements: anyAdv}, nil, nil},
+		{"named interface: only nodes that have it", Address{IP: vip, Advertisements: []Advertisement{{Interfaces: []string{"eth1"}}}},
+			[]Node{node("n1", lan), {Name: "n2", Interfaces: map[string][]netip.Prefix{"eth0": {lan}, "eth1": {other}}}}, []string{"n2"}},
+		{"no interface at all", Address{IP: vip, Advertisements: anyAdv}, []Node{{Name: "bare"}, node("n1")}, []string{"n1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,8 +1,8 @@
 // Package member tells the speakers which of them are alive, through
 // hashicorp/memberlist: gossip over UDP and TCP between the nodes, with no
 // API server involved once the speakers have found each other. Each
-// speaker also gossips the subnets of its interfaces, which owner choice
-// needs for every node and which only the node itself knows.
+// speaker also gossips its interfaces and their subnets, which owner
+// choice needs for every node and which only the node itself knows.
 package member
 
 import (
@@ -27,9 +27,9 @@ import (
 
 // Member is one live speaker.
 type Member struct {
-	Name    string // the node's name
-	Addr    netip.AddrPort
-	Subnets []netip.Prefix
+	Name       string // the node's name
+	Addr       netip.AddrPort
+	Interfaces Interfaces
 }
 
 // Config says how to run this node's member of the cluster.
@@ -40,8 +40,8 @@ type Config struct {
 	// Key encrypts and authenticates gossip (16, 24 or 32 bytes, AES);
 	// nil sends it in clear, for tests only.
 	Key []byte
-	// Subnets are this node's interface subnets, gossiped to the others.
-	Subnets []netip.Prefix
+	// Interfaces are this node's interfaces, gossiped to the others.
+	Interfaces Interfaces
 
 	// Failure detection; zero means the Default. A dead member is noticed
 	// after about one probe round over the members plus ProbeTimeout plus
@@ -97,11 +97,7 @@ func Start(cfg Config) (*List, error) {
 		cfg.Log = slog.Default()
 	}
 	l := &List{cfg: cfg, log: cfg.Log, changed: make(chan struct{}, 1), stop: make(chan struct{})}
-	meta, err := EncodeSubnets(cfg.Subnets)
-	if err != nil {
-		return nil, err
-	}
-	l.meta.Store(&meta)
+	l.setMeta(cfg.Interfaces)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Node
@@ -163,32 +159,41 @@ func (l *List) Members() []Member {
 		if n.State != memberlist.StateAlive && n.State != memberlist.StateSuspect {
 			continue
 		}
-		subnets, err := DecodeSubnets(n.Meta)
+		ifaces, err := DecodeInterfaces(n.Meta)
 		if err != nil {
-			l.log.Info("member sent unreadable subnets; taking it as on no subnet", "node", n.Name, "err", err)
+			l.log.Info("member sent unreadable interfaces; taking what could be read", "node", n.Name, "err", err)
 		}
 		addr, _ := netip.AddrFromSlice(n.Addr)
-		out = append(out, Member{Name: n.Name, Addr: netip.AddrPortFrom(addr.Unmap(), n.Port), Subnets: subnets})
+		out = append(out, Member{Name: n.Name, Addr: netip.AddrPortFrom(addr.Unmap(), n.Port), Interfaces: ifaces})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-// SetSubnets changes the subnets gossiped for this node.
-func (l *List) SetSubnets(ctx context.Context, subnets []netip.Prefix) error {
-	meta, err := EncodeSubnets(subnets)
-	if err != nil {
-		return err
-	}
-	if old := l.meta.Load(); old != nil && slices.Equal(*old, meta) {
+// SetInterfaces changes the interfaces gossiped for this node.
+func (l *List) SetInterfaces(ctx context.Context, ifaces Interfaces) error {
+	if !l.setMeta(ifaces) {
 		return nil
 	}
-	l.meta.Store(&meta)
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
 	return l.ml.UpdateNode(timeout)
+}
+
+// setMeta encodes ifaces as this node's metadata and reports whether it
+// changed.
+func (l *List) setMeta(ifaces Interfaces) bool {
+	meta, dropped := EncodeInterfaces(ifaces)
+	if len(dropped) > 0 {
+		l.log.Warn("too many interfaces to gossip them all; these are left out and cannot be chosen for announcing", "dropped", dropped)
+	}
+	if old := l.meta.Load(); old != nil && slices.Equal(*old, meta) {
+		return false
+	}
+	l.meta.Store(&meta)
+	return true
 }
 
 // Leave tells the others this node is going, so they stop counting on it

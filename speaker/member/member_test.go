@@ -68,12 +68,12 @@ func startCluster(t *testing.T, w *watcher, n int, port int) []*List {
 	for i := range n {
 		name := fmt.Sprintf("node-%d", i)
 		l, err := Start(Config{
-			Node:     name,
-			BindAddr: netip.MustParseAddr("127.0.0.1"),
-			Port:     port + i,
-			Key:      testKey,
-			Subnets:  []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", i+1)), netip.MustParsePrefix("2001:db8::/64")},
-			OnChange: w.onChange(name),
+			Node:       name,
+			BindAddr:   netip.MustParseAddr("127.0.0.1"),
+			Port:       port + i,
+			Key:        testKey,
+			Interfaces: Interfaces{"eth0": {netip.MustParsePrefix(fmt.Sprintf("192.0.2.%d/24", i+1)), netip.MustParsePrefix("2001:db8::/64")}},
+			OnChange:   w.onChange(name),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -101,10 +101,11 @@ func TestDeadMemberDetected(t *testing.T) {
 		all := []string{"node-0", "node-1", "node-2"}
 		w.wait(t, all, all, 5*time.Second)
 
-		// Subnets travel with the members.
+		// Interfaces travel with the members.
 		for _, m := range lists[0].Members() {
-			if len(m.Subnets) != 2 || !m.Subnets[0].Contains(netip.MustParseAddr("192.0.2.200")) {
-				t.Fatalf("member %s has subnets %v", m.Name, m.Subnets)
+			eth0 := m.Interfaces["eth0"]
+			if len(m.Interfaces) != 1 || len(eth0) != 2 || !eth0[0].Contains(netip.MustParseAddr("192.0.2.200")) {
+				t.Fatalf("member %s has interfaces %v", m.Name, m.Interfaces)
 			}
 		}
 
@@ -148,51 +149,60 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	}
 }
 
-func TestSubnetsRoundTrip(t *testing.T) {
-	in := []netip.Prefix{
-		netip.MustParsePrefix("192.0.2.7/24"),
-		netip.MustParsePrefix("10.0.0.0/8"),
-		netip.MustParsePrefix("2001:db8:1::5/64"),
-		netip.MustParsePrefix("fd00::/8"),
+func TestInterfacesRoundTrip(t *testing.T) {
+	in := Interfaces{
+		"eth0":    {netip.MustParsePrefix("192.0.2.7/24"), netip.MustParsePrefix("2001:db8:1::5/64")},
+		"bond0.7": {netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
+		"eth1":    {},
 	}
-	b, err := EncodeSubnets(in)
+	b, dropped := EncodeInterfaces(in)
+	if len(dropped) > 0 {
+		t.Fatalf("dropped %v", dropped)
+	}
+	out, err := DecodeInterfaces(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := DecodeSubnets(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range in {
-		if out[i] != in[i].Masked() {
-			t.Fatalf("prefix %d: got %v, want %v", i, out[i], in[i].Masked())
-		}
-	}
-	var many []netip.Prefix
-	for i := range 40 {
-		many = append(many, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i)}), 64))
-	}
-	if _, err := EncodeSubnets(many); err == nil {
-		t.Fatal("40 IPv6 subnets fit in 512 bytes?")
+	if out.String() != "bond0.7=10.0.0.0/8,fd00::/8 eth0=192.0.2.0/24,2001:db8:1::/64 eth1=" {
+		t.Fatalf("round trip gave %q", out.String())
 	}
 }
 
-func FuzzDecodeSubnets(f *testing.F) {
-	b, _ := EncodeSubnets([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/64")})
+// TestTooManyInterfaces: what does not fit is left out, not the whole.
+func TestTooManyInterfaces(t *testing.T) {
+	many := Interfaces{}
+	for i := range 40 {
+		many[fmt.Sprintf("eth%02d", i)] = []netip.Prefix{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i)}), 64)}
+	}
+	b, dropped := EncodeInterfaces(many)
+	if len(b) > 512 || len(dropped) == 0 {
+		t.Fatalf("%d bytes, dropped %v", len(b), dropped)
+	}
+	out, err := DecodeInterfaces(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out)+len(dropped) != 40 || out["eth00"] == nil {
+		t.Fatalf("kept %d, dropped %d of 40; eth00 kept: %v", len(out), len(dropped), out["eth00"] != nil)
+	}
+}
+
+func FuzzDecodeInterfaces(f *testing.F) {
+	b, _ := EncodeInterfaces(Interfaces{"eth0": {netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/64")}})
 	f.Add(b)
-	f.Add([]byte{1, 0x80 | 64, 1})
-	f.Add([]byte{1, 33, 1, 2, 3, 4})
+	f.Add([]byte{2, 4, 'e', 't', 'h', '0', 1, 0x80 | 64, 1})
+	f.Add([]byte{2, 1, 'x', 1, 33, 1, 2, 3, 4})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := DecodeSubnets(b)
+		out, err := DecodeInterfaces(b)
 		if err != nil {
 			return
 		}
-		again, err := EncodeSubnets(out)
-		if err != nil {
+		again, dropped := EncodeInterfaces(out)
+		if len(dropped) > 0 {
 			return
 		}
-		back, err := DecodeSubnets(again)
-		if err != nil || !slices.Equal(back, out) {
+		back, err := DecodeInterfaces(again)
+		if err != nil || back.String() != out.String() {
 			t.Fatalf("round trip of %v: %v, %v", out, back, err)
 		}
 	})
