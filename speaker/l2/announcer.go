@@ -49,18 +49,50 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 		}
 	}
 	var errs []error
-	failed := map[string]bool{}
+	type ifIP struct {
+		ifname string
+		ip     netip.Addr
+	}
+	failed := map[ifIP]bool{}
 	for ifname, ips := range want {
+		needARP := slices.ContainsFunc(ips, netip.Addr.Is4)
+		needNDP := slices.ContainsFunc(ips, netip.Addr.Is6)
 		r := a.responders[ifname]
+		if r != nil && (needARP && !r.ServesARP() || needNDP && !r.ServesNDP()) {
+			// Opened before the interface had the address it lacks? Try
+			// again, and keep the new one only if it serves more.
+			if fresh, err := Listen(ifname, a.opts); err == nil {
+				if (fresh.ServesARP() || !r.ServesARP()) && (fresh.ServesNDP() || !r.ServesNDP()) {
+					r.Close()
+					r = fresh
+					a.responders[ifname] = r
+				} else {
+					fresh.Close()
+				}
+			}
+		}
 		if r == nil {
 			if r, err = Listen(ifname, a.opts); err != nil {
 				errs = append(errs, err)
-				failed[ifname] = true
+				for _, ip := range ips {
+					failed[ifIP{ifname, ip}] = true
+				}
 				continue
 			}
 			a.responders[ifname] = r
 		}
 		r.SetAddresses(ips)
+		if needARP && !r.ServesARP() {
+			errs = append(errs, fmt.Errorf("interface %s: cannot answer ARP: it has no IPv4 address", ifname))
+		}
+		if needNDP && !r.ServesNDP() {
+			errs = append(errs, fmt.Errorf("interface %s: cannot answer NDP: it has no IPv6 link-local address", ifname))
+		}
+		for _, ip := range ips {
+			if ip.Is4() && !r.ServesARP() || ip.Is6() && !r.ServesNDP() {
+				failed[ifIP{ifname, ip}] = true
+			}
+		}
 	}
 	for ifname, r := range a.responders {
 		if _, ok := want[ifname]; !ok {
@@ -72,7 +104,7 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 	// Report only what is really answered.
 	out := owned[:0]
 	for _, an := range owned {
-		an.Via = slices.DeleteFunc(an.Via, func(i string) bool { return failed[i] })
+		an.Via = slices.DeleteFunc(an.Via, func(i string) bool { return failed[ifIP{i, an.IP}] })
 		if len(an.Via) > 0 {
 			out = append(out, an)
 		}

@@ -333,3 +333,24 @@ func counter(c interface {
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
 }
+
+// TestResponderWithoutIPv4: an interface with no IPv4 address still
+// answers NDP, and says it cannot answer ARP, so the announcer can try
+// again once the address is there.
+func TestResponderWithoutIPv4(t *testing.T) {
+	l := newLab(t)
+	run(t, "ip", "-n", l.node, "-4", "addr", "flush", "dev", "vb")
+	r := l.listen(t, "vb", ResponderOptions{})
+	if r.ServesARP() || !r.ServesNDP() {
+		t.Fatalf("without IPv4: ServesARP %v, ServesNDP %v; want false, true", r.ServesARP(), r.ServesNDP())
+	}
+	r.SetAddresses([]netip.Addr{vip6B})
+	if got := l.ndisc6(t, vip6B); !allOf(got, macB) {
+		t.Errorf("ndisc6 %s: answers from %v, want only from %s", vip6B, got, macB)
+	}
+	run(t, "ip", "-n", l.node, "addr", "add", "192.0.2.12/24", "dev", "vb")
+	again := l.listen(t, "vb", ResponderOptions{})
+	if !again.ServesARP() || !again.ServesNDP() {
+		t.Fatalf("with IPv4 back: ServesARP %v, ServesNDP %v; want both", again.ServesARP(), again.ServesNDP())
+	}
+}

@@ -142,7 +142,9 @@ func hasSubnet(n Node, ip netip.Addr) bool {
 // Interfaces returns the interfaces node answers on for addr, out of
 // local, its interfaces and their prefixes: those the advertisements
 // selecting the node name, if every one of them names some; otherwise the
-// interfaces on the address's subnet, and when none is on it, all of them.
+// interfaces on the address's subnet, and when none is on it, all those
+// with an address of its family (ARP needs an IPv4 address on the
+// interface, NDP an IPv6 one).
 // Owner choice applies it to the interfaces a node gossips; the owner
 // applies it to the interfaces it has.
 func Interfaces(addr Address, node Node, local map[string][]netip.Prefix) []string {
@@ -175,8 +177,10 @@ func Interfaces(addr Address, node Node, local map[string][]netip.Prefix) []stri
 		}
 	}
 	if len(out) == 0 {
-		for name := range local {
-			out = append(out, name)
+		for name, prefixes := range local {
+			if slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Addr().Is4() == addr.IP.Is4() }) {
+				out = append(out, name)
+			}
 		}
 	}
 	slices.Sort(out)

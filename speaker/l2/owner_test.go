@@ -78,7 +78,9 @@ func TestEligible(t *testing.T) {
 		{"IPv6 subnet", Address{IP: vip6, Advertisements: anyAdv},
 			[]Node{node("v4only", lan), node("v6", lan, lan6)}, []string{"v6"}},
 		{"every node when none is on the subnet", Address{IP: vip, Advertisements: anyAdv},
-			[]Node{node("n1", other), node("n2")}, []string{"n1", "n2"}},
+			[]Node{node("n1", other), node("n2", netip.MustParsePrefix("203.0.113.0/24"))}, []string{"n1", "n2"}},
+		{"off the subnet, a node needs an address of the family", Address{IP: vip, Advertisements: anyAdv},
+			[]Node{node("v6only", lan6), node("n1", other)}, []string{"n1"}},
 		{"subnet rule counts eligible nodes only", Address{IP: vip, Advertisements: anyAdv},
 			[]Node{excluded, node("off", other)}, []string{"off"}},
 		{"ETP Local: nodes with a ready endpoint", Address{IP: vip, Advertisements: anyAdv, LocalOnly: true, Endpoints: map[string]bool{"n2": true}},
@@ -90,7 +92,7 @@ func TestEligible(t *testing.T) {
 		{"no live speakers", Address{IP: vip, Advertisements: anyAdv}, nil, nil},
 		{"named interface: only nodes that have it", Address{IP: vip, Advertisements: []Advertisement{{Interfaces: []string{"eth1"}}}},
 			[]Node{node("n1", lan), {Name: "n2", Interfaces: map[string][]netip.Prefix{"eth0": {lan}, "eth1": {other}}}}, []string{"n2"}},
-		{"no interface at all", Address{IP: vip, Advertisements: anyAdv}, []Node{{Name: "bare"}, node("n1")}, []string{"n1"}},
+		{"no interface at all", Address{IP: vip, Advertisements: anyAdv}, []Node{{Name: "bare"}, node("n1", other)}, []string{"n1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,6 +198,8 @@ func TestInterfaces(t *testing.T) {
 		"eth0": {lan, lan6},
 		"eth1": {other},
 		"eth2": nil,
+		"eth3": {netip.MustParsePrefix("203.0.113.0/24")},
+		"eth4": {netip.MustParsePrefix("2001:db8:4::/64")},
 	}
 	n := node("n1")
 	n.Labels["zone"] = "a"
@@ -206,7 +210,8 @@ func TestInterfaces(t *testing.T) {
 	}{
 		{"on the subnet", Address{IP: vip, Advertisements: anyAdv}, []string{"eth0"}},
 		{"IPv6 on the subnet", Address{IP: vip6, Advertisements: anyAdv}, []string{"eth0"}},
-		{"no interface on the subnet: all", Address{IP: netip.MustParseAddr("203.0.113.1"), Advertisements: anyAdv}, []string{"eth0", "eth1", "eth2"}},
+		{"no interface on the subnet: all of its family", Address{IP: netip.MustParseAddr("198.18.0.1"), Advertisements: anyAdv}, []string{"eth0", "eth1", "eth3"}},
+		{"IPv6, no interface on the subnet: all of its family", Address{IP: netip.MustParseAddr("2001:db8:9::1"), Advertisements: anyAdv}, []string{"eth0", "eth4"}},
 		{"named interfaces", Address{IP: vip, Advertisements: []Advertisement{{Interfaces: []string{"eth1", "eth9"}}}}, []string{"eth1"}},
 		{"named by two advertisements", Address{IP: vip, Advertisements: []Advertisement{{Interfaces: []string{"eth1"}}, {Interfaces: []string{"eth2"}}}}, []string{"eth1", "eth2"}},
 		{"one advertisement names none: subnet", Address{IP: vip, Advertisements: []Advertisement{{Interfaces: []string{"eth1"}}, {}}}, []string{"eth0"}},

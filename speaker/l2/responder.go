@@ -128,6 +128,14 @@ func Listen(ifname string, opts ResponderOptions) (*Responder, error) {
 	return r, nil
 }
 
+// ServesARP reports whether the interface answers ARP: it needs an IPv4
+// address for that.
+func (r *Responder) ServesARP() bool { return r.arp != nil }
+
+// ServesNDP reports whether the interface answers NDP: it needs an IPv6
+// link-local address for that.
+func (r *Responder) ServesNDP() bool { return r.ndp != nil }
+
 // Name is the interface's name.
 func (r *Responder) Name() string { return r.ifi.Name }
 
