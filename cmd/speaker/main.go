@@ -54,6 +54,7 @@ func run() error {
 		gossipInterval = flag.Duration("memberlist-gossip-interval", member.DefaultGossipInterval, "how often news is gossiped")
 		gratuitous     = flag.String("gratuitous", "0s,500ms,2s", "when a new owner sends gratuitous ARP / unsolicited NA, counted from taking the address")
 		refresh        = flag.Duration("gratuitous-refresh", 0, "repeat gratuitous ARP / unsolicited NA this often while owning an address (0: never)")
+		exclude        = flag.String("exclude-interfaces", strings.Join(l2.DefaultExclude, ","), "never announce on interfaces whose names start with one of these (comma-separated)")
 		metricsAddr    = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint (0 to disable)")
 		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of the /healthz and /readyz endpoints")
 		logLevel       = flag.String("log-level", "info", "debug, info, warn or error")
@@ -143,11 +144,13 @@ func run() error {
 		return fmt.Errorf("memberlist key: %w", err)
 	}
 
-	local, err := l2.LocalInterfaces()
+	excluded := strings.Split(*exclude, ",")
+	local, err := l2.LocalInterfaces(excluded)
 	if err != nil {
 		return err
 	}
-	announcer := l2.NewAnnouncer(l2.ResponderOptions{Gratuitous: schedule, Refresh: *refresh, Log: slogger})
+	slogger.Info("interfaces", "node", *node, "interfaces", member.Interfaces(local).String())
+	announcer := l2.NewAnnouncer(l2.ResponderOptions{Gratuitous: schedule, Refresh: *refresh, Log: slogger}, excluded)
 	defer announcer.Close()
 	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorder("portico-speaker"), speaker.Options{
 		Node:       *node,
@@ -180,7 +183,7 @@ func run() error {
 			_ = members.Leave(time.Second)
 		}
 	}()
-	if err := mgr.Add(&upkeep{client: mgr.GetClient(), namespace: *namespace, self: bind, port: *mlPort, members: members, log: slogger}); err != nil {
+	if err := mgr.Add(&upkeep{client: mgr.GetClient(), namespace: *namespace, self: bind, port: *mlPort, exclude: excluded, members: members, log: slogger}); err != nil {
 		return err
 	}
 
@@ -210,6 +213,7 @@ type upkeep struct {
 	namespace string
 	self      netip.Addr
 	port      int
+	exclude   []string
 	members   *member.List
 	log       *slog.Logger
 }
@@ -221,7 +225,7 @@ func (u *upkeep) Start(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		u.join(ctx)
-		if local, err := l2.LocalInterfaces(); err == nil {
+		if local, err := l2.LocalInterfaces(u.exclude); err == nil {
 			if err := u.members.SetInterfaces(ctx, local); err != nil {
 				u.log.Error("gossiping interfaces", "err", err)
 			}

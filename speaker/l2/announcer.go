@@ -17,25 +17,27 @@ import (
 // addresses this node owns and keeps one Responder per interface that has
 // any, closing those that have none left.
 type Announcer struct {
-	opts ResponderOptions
-	log  *slog.Logger
+	opts    ResponderOptions
+	exclude []string
+	log     *slog.Logger
 	// responders by interface; only Announce's caller touches them.
 	responders map[string]*Responder
 }
 
 var _ speaker.Announcer = (*Announcer)(nil)
 
-// NewAnnouncer returns an Announcer whose responders use opts.
-func NewAnnouncer(opts ResponderOptions) *Announcer {
+// NewAnnouncer returns an Announcer whose responders use opts, on the
+// interfaces LocalInterfaces(exclude) finds.
+func NewAnnouncer(opts ResponderOptions, exclude []string) *Announcer {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Announcer{opts: opts, log: opts.Log, responders: map[string]*Responder{}}
+	return &Announcer{opts: opts, exclude: exclude, log: opts.Log, responders: map[string]*Responder{}}
 }
 
 // Announce implements speaker.Announcer.
 func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.Announcement, error) {
-	local, err := LocalInterfaces()
+	local, err := LocalInterfaces(a.exclude)
 	if err != nil {
 		return nil, err
 	}
@@ -233,13 +235,14 @@ func LiveNodes(st *speaker.State) []Node {
 	return out
 }
 
-// Interface names of virtual devices that never face the LAN: pod
-// veths, overlay tunnels, kube-proxy's IPVS dummy.
-var virtual = []string{"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev", "wg"}
+// DefaultExclude are prefixes of the names of virtual devices that never
+// face the LAN: pod veths, overlay tunnels, kube-proxy's IPVS dummy.
+var DefaultExclude = []string{"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev"}
 
-// LocalInterfaces returns this host's LAN-facing interfaces that are up
-// and have an Ethernet address, with their global unicast prefixes.
-func LocalInterfaces() (map[string][]netip.Prefix, error) {
+// LocalInterfaces returns this host's interfaces that are up, have an
+// Ethernet address and a global unicast address, and whose names start
+// with none of exclude, with their global unicast prefixes.
+func LocalInterfaces(exclude []string) (map[string][]netip.Prefix, error) {
 	ifis, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("listing interfaces: %w", err)
@@ -249,7 +252,7 @@ func LocalInterfaces() (map[string][]netip.Prefix, error) {
 		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
 			continue
 		}
-		if slices.ContainsFunc(virtual, func(p string) bool { return strings.HasPrefix(ifi.Name, p) }) {
+		if slices.ContainsFunc(exclude, func(p string) bool { return p != "" && strings.HasPrefix(ifi.Name, p) }) {
 			continue
 		}
 		addrs, err := ifi.Addrs()

@@ -70,7 +70,7 @@ func helperMain() int {
 		})
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ann := NewAnnouncer(ResponderOptions{Log: log})
+	ann := NewAnnouncer(ResponderOptions{Log: log}, DefaultExclude)
 	ctx := context.Background()
 	var mu sync.Mutex
 	onChange := func(ms []member.Member) {
