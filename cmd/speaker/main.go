@@ -183,7 +183,14 @@ func run() error {
 			_ = members.Leave(time.Second)
 		}
 	}()
-	if err := mgr.Add(&upkeep{client: mgr.GetClient(), namespace: *namespace, self: bind, port: *mlPort, exclude: excluded, members: members, log: slogger}); err != nil {
+	// Join the others before anything is announced (memberlist holds back
+	// the member list until then): alone, this speaker would claim every
+	// address. Then keep joining from the pod list, through the cache.
+	first := &upkeep{client: direct, namespace: *namespace, selector: sel, self: bind, port: *mlPort, exclude: excluded, members: members, log: slogger}
+	first.joinFirst(sigCtx)
+	keep := *first
+	keep.client, keep.selector = mgr.GetClient(), labels.Everything() // the cache holds only speaker pods
+	if err := mgr.Add(&keep); err != nil {
 		return err
 	}
 
@@ -211,6 +218,7 @@ func run() error {
 type upkeep struct {
 	client    client.Reader
 	namespace string
+	selector  labels.Selector
 	self      netip.Addr
 	port      int
 	exclude   []string
@@ -238,11 +246,27 @@ func (u *upkeep) Start(ctx context.Context) error {
 	}
 }
 
-func (u *upkeep) join(ctx context.Context) {
+// joinFirst joins the speakers running now, trying for a few seconds
+// while there are some and none answers (they may be starting too).
+func (u *upkeep) joinFirst(ctx context.Context) {
+	for try := 0; ; try++ {
+		peers, joined := u.join(ctx)
+		if peers == 0 || joined > 0 || try == 10 || ctx.Err() != nil {
+			u.log.Info("joined the speakers", "found", peers, "reached", joined)
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// join joins the speaker pods that are not members yet and returns how
+// many pods it found and how many speakers it reached.
+func (u *upkeep) join(ctx context.Context) (peers, joined int) {
 	var pods corev1.PodList
-	if err := u.client.List(ctx, &pods, client.InNamespace(u.namespace)); err != nil {
+	if err := u.client.List(ctx, &pods, client.InNamespace(u.namespace), client.MatchingLabelsSelector{Selector: u.selector}); err != nil {
 		u.log.Error("listing speaker pods", "err", err)
-		return
+		_, _ = u.members.Join(nil)
+		return 0, 0
 	}
 	var addrs []string
 	for _, p := range pods.Items {
@@ -252,10 +276,9 @@ func (u *upkeep) join(ctx context.Context) {
 		}
 		addrs = append(addrs, netip.AddrPortFrom(ip, uint16(u.port)).String())
 	}
-	if len(addrs) == 0 {
-		return
-	}
-	if n, err := u.members.Join(addrs); err != nil {
+	n, err := u.members.Join(addrs)
+	if err != nil {
 		u.log.Info("could not reach every speaker yet", "joined", n, "err", err)
 	}
+	return len(addrs), n
 }

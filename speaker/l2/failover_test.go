@@ -393,6 +393,28 @@ func TestFailover(t *testing.T) {
 		c.waitWhole(t)
 		until(t, replies, c.macs[owner], time.Now(), 10*time.Second)
 	}
+	// A speaker that starts claims nothing before it has joined the
+	// others: the third node, which owns nothing, restarts, and no
+	// reply may come from it.
+	third := 3 - owner - heir
+	c.stop(t, third)
+	c.waitWhole(t)
+	at := time.Now()
+	c.start(t, third)
+	c.waitWhole(t)
+	time.Sleep(500 * time.Millisecond)
+drain:
+	for {
+		select {
+		case r := <-replies:
+			if r.mac == c.macs[third] && r.at.After(at) {
+				t.Errorf("%s answered for the address while starting, though %s owns it", c.names[third], c.names[owner])
+			}
+		default:
+			break drain
+		}
+	}
+
 	t.Logf("owner's link cut: time to the first ARP reply from the new owner %s", summary(cut))
 	t.Logf("owner's speaker stopped (SIGTERM): %s", summary(graceful))
 }

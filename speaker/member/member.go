@@ -52,8 +52,12 @@ type Config struct {
 	GossipInterval time.Duration
 
 	// OnChange is called with the live members, this one included, each
-	// time the set or a member's subnets change. Calls come one at a time
-	// from one goroutine.
+	// time the set or a member's interfaces change, from the first Join
+	// on. Calls come one at a time from one goroutine.
+	//
+	// Before the first Join a starting speaker knows only itself; told
+	// so, it would own every address and claim them all by gratuitous
+	// ARP, taking them from their owners until it learnt better.
 	OnChange func([]Member)
 	Log      *slog.Logger
 }
@@ -85,6 +89,7 @@ type List struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	left    atomic.Bool
+	joined  atomic.Bool // OnChange is held back until the first Join
 }
 
 // Start joins no one yet: it opens the sockets and starts gossiping, so
@@ -128,8 +133,14 @@ func Start(cfg Config) (*List, error) {
 
 // Join contacts the given speakers (host:port or host, DefaultPort
 // implied) and merges clusters with them. Addresses already members are
-// left alone.
+// left alone. Call it at start even with no one to join: OnChange is
+// called only from the first Join on, whatever its result.
 func (l *List) Join(addrs []string) (int, error) {
+	defer func() {
+		if l.joined.CompareAndSwap(false, true) {
+			l.poke()
+		}
+	}()
 	known := map[string]bool{}
 	for _, n := range l.ml.Members() {
 		known[n.Address()] = true
@@ -229,7 +240,7 @@ func (l *List) notify() {
 		case <-l.changed:
 			members := l.Members()
 			membersGauge.Set(float64(len(members)))
-			if l.cfg.OnChange != nil {
+			if l.cfg.OnChange != nil && l.joined.Load() {
 				l.cfg.OnChange(members)
 			}
 		}

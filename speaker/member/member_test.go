@@ -81,6 +81,10 @@ func startCluster(t *testing.T, w *watcher, n int, port int) []*List {
 		t.Cleanup(func() { _ = l.Leave(time.Second) })
 		lists = append(lists, l)
 	}
+	// The first has no one to join, but must say so.
+	if _, err := lists[0].Join(nil); err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range lists[1:] {
 		if _, err := l.Join([]string{fmt.Sprintf("127.0.0.1:%d", port)}); err != nil {
 			t.Fatal(err)
@@ -132,6 +136,36 @@ func TestLeaveSeenAtOnce(t *testing.T) {
 	left := time.Since(start)
 	w.wait(t, all[:2], all[:2], 5*time.Second)
 	t.Logf("a leaving member was seen gone by both others %v after Leave began (Leave returned after %v)", time.Since(start).Round(time.Millisecond), left.Round(time.Millisecond))
+}
+
+// TestNoChangesBeforeJoin: a starting member tells nothing until it has
+// tried to join the others, so that it never reports itself alone.
+func TestNoChangesBeforeJoin(t *testing.T) {
+	w := newWatcher()
+	startCluster(t, w, 2, 16946)
+	called := make(chan []Member, 8)
+	late, err := Start(Config{Node: "late", BindAddr: netip.MustParseAddr("127.0.0.1"), Port: 16956, Key: testKey,
+		OnChange: func(ms []Member) { called <- ms }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Leave(time.Second)
+	select {
+	case ms := <-called:
+		t.Fatalf("OnChange(%v) before any Join", ms)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := late.Join([]string{"127.0.0.1:16946"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ms := <-called:
+		if len(ms) != 3 {
+			t.Fatalf("first OnChange after Join: %d members, want all 3", len(ms))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no OnChange after Join")
+	}
 }
 
 // TestWrongKeyCannotJoin: gossip is encrypted; a speaker without the key
