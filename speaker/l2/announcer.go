@@ -20,8 +20,10 @@ type Announcer struct {
 	opts    ResponderOptions
 	exclude []string
 	log     *slog.Logger
-	// responders by interface; only Announce's caller touches them.
+	// responders by interface, and the members of the last State; only
+	// Announce's caller touches them.
 	responders map[string]*Responder
+	members    map[string]bool
 }
 
 var _ speaker.Announcer = (*Announcer)(nil)
@@ -42,6 +44,18 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 		return nil, err
 	}
 	owned := Owned(st, local)
+	// A member that was not there last time may have been apart from us
+	// (a partition, a cut link) and claiming our addresses; once it backs
+	// off, nothing would tell its clients to come back. Announce again.
+	newcomer := false
+	members := map[string]bool{}
+	for _, m := range st.Members {
+		members[m.Name] = true
+		if a.members != nil && !a.members[m.Name] {
+			newcomer = true
+		}
+	}
+	a.members = members
 	want := map[string][]netip.Addr{}
 	for _, an := range owned {
 		for _, ifname := range an.Via {
@@ -84,6 +98,9 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 			a.responders[ifname] = r
 		}
 		r.SetAddresses(ips)
+		if newcomer {
+			r.Reannounce()
+		}
 		if needARP && !r.ServesARP() {
 			errs = append(errs, fmt.Errorf("interface %s: cannot answer ARP: it has no IPv4 address", ifname))
 		}

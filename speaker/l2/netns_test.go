@@ -295,6 +295,44 @@ func TestGratuitousMovesNeighbour(t *testing.T) {
 	}
 }
 
+// TestReannounce: after another node claimed an address and let go, the
+// owner's Reannounce brings the client's neighbour entry back to it.
+func TestReannounce(t *testing.T) {
+	l := newLab(t)
+	// One gratuitous packet only, so that nothing but Reannounce can
+	// bring the entry back.
+	a := l.listen(t, "va", ResponderOptions{Gratuitous: []time.Duration{0}})
+	b := l.listen(t, "vb", ResponderOptions{})
+	a.SetAddresses([]netip.Addr{vipA, vip6A})
+	l.exec(t, "ping", "-c", "1", "-W", "1", vipA.String())
+	l.exec(t, "ping", "-6", "-c", "1", "-W", "1", vip6A.String())
+	// B claims the addresses, as a node cut off from the others would, then
+	// lets go once it is back; A never stopped owning them.
+	b.SetAddresses([]netip.Addr{vipA, vip6A})
+	l.waitNeighbour(t, macB, vipA, vip6A)
+	b.SetAddresses(nil)
+	time.Sleep(1100 * time.Millisecond) // past the neighbour table's lock time
+	a.Reannounce()
+	l.waitNeighbour(t, macA, vipA, vip6A)
+}
+
+func (l *lab) waitNeighbour(t *testing.T, mac string, ips ...netip.Addr) {
+	t.Helper()
+	for _, ip := range ips {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			got := l.neighbour(t, ip)
+			if got == mac {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client's neighbour entry for %s has MAC %q, want %s", ip, got, mac)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // TestRefresh: with a refresh period, the owner keeps announcing.
 func TestRefresh(t *testing.T) {
 	l := newLab(t)

@@ -59,6 +59,7 @@ type Responder struct {
 
 	owned  atomic.Pointer[map[netip.Addr]bool]
 	update chan []netip.Addr
+	again  chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -80,7 +81,7 @@ func Listen(ifname string, opts ResponderOptions) (*Responder, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	r := &Responder{ifi: ifi, opts: opts, log: opts.Log.With("interface", ifname), update: make(chan []netip.Addr, 1)}
+	r := &Responder{ifi: ifi, opts: opts, log: opts.Log.With("interface", ifname), update: make(chan []netip.Addr, 1), again: make(chan struct{}, 1)}
 	r.owned.Store(&map[netip.Addr]bool{})
 
 	var arpErr, ndpErr error
@@ -172,6 +173,16 @@ func (r *Responder) SetAddresses(addrs []netip.Addr) {
 	}
 }
 
+// Reannounce sends the gratuitous packets for every owned address again,
+// on the same schedule as when they were taken: for when another node may
+// have claimed them meanwhile.
+func (r *Responder) Reannounce() {
+	select {
+	case r.again <- struct{}{}:
+	default:
+	}
+}
+
 // Close stops answering and closes the sockets.
 func (r *Responder) Close() {
 	r.cancel()
@@ -240,6 +251,12 @@ func (r *Responder) run(ctx context.Context) {
 			snapshot := maps.Clone(want)
 			r.owned.Store(&snapshot)
 			ownedAddresses.WithLabelValues(r.ifi.Name).Set(float64(len(owned)))
+			schedule(now)
+		case <-r.again:
+			now := time.Now()
+			for a := range owned {
+				next[a], step[a] = now.Add(r.opts.Gratuitous[0]), 0
+			}
 			schedule(now)
 		case <-timer.C:
 			now := time.Now()
