@@ -229,7 +229,10 @@ type upkeep struct {
 func (u *upkeep) NeedLeaderElection() bool { return false }
 
 func (u *upkeep) Start(ctx context.Context) error {
-	tick := time.NewTicker(10 * time.Second)
+	// Often: memberlist never probes a member it declared dead, so after
+	// a partition heals only a Join merges the two sides again, and until
+	// then a node that was cut off still claims every address.
+	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
 		u.join(ctx)

@@ -116,6 +116,9 @@ func Start(cfg Config) (*List, error) {
 	mc.GossipInterval = cmp.Or(cfg.GossipInterval, DefaultGossipInterval)
 	// A node that restarts comes back under its name at once.
 	mc.DeadNodeReclaimTime = time.Second
+	// Join and state syncs use TCP; on a LAN 2s is ample, and a dead
+	// peer must not hold a Join up for memberlist's default 10s.
+	mc.TCPTimeout = 2 * time.Second
 	mc.SecretKey = cfg.Key
 	mc.Delegate = delegate{l}
 	mc.Events = events{l}
