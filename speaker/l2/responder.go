@@ -29,7 +29,7 @@ var DefaultGratuitous = []time.Duration{0, 500 * time.Millisecond, 2 * time.Seco
 // ResponderOptions tune a Responder.
 type ResponderOptions struct {
 	// Gratuitous is the schedule of gratuitous ARP / unsolicited NA after
-	// an address is taken; nil means DefaultGratuitous.
+	// an address is taken, increasing; empty means DefaultGratuitous.
 	Gratuitous []time.Duration
 	// Refresh, when positive, repeats the gratuitous packets this often
 	// for as long as the address is owned.
@@ -75,7 +75,7 @@ func Listen(ifname string, opts ResponderOptions) (*Responder, error) {
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("interface %s: no Ethernet address, cannot answer ARP or NDP", ifname)
 	}
-	if opts.Gratuitous == nil {
+	if len(opts.Gratuitous) == 0 {
 		opts.Gratuitous = DefaultGratuitous
 	}
 	if opts.Log == nil {
