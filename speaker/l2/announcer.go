@@ -1,0 +1,297 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/portico-lb/portico/speaker"
+)
+
+// Announcer is the layer 2 speaker.Announcer: it works out which
+// addresses this node owns and keeps one Responder per interface that has
+// any, closing those that have none left.
+type Announcer struct {
+	opts    ResponderOptions
+	exclude []string
+	log     *slog.Logger
+	// responders by interface, and the members of the last State; only
+	// Announce's caller touches them.
+	responders map[string]*Responder
+	members    map[string]bool
+}
+
+var _ speaker.Announcer = (*Announcer)(nil)
+
+// NewAnnouncer returns an Announcer whose responders use opts, on the
+// interfaces LocalInterfaces(exclude) finds.
+func NewAnnouncer(opts ResponderOptions, exclude []string) *Announcer {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	return &Announcer{opts: opts, exclude: exclude, log: opts.Log, responders: map[string]*Responder{}}
+}
+
+// Announce implements speaker.Announcer.
+func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.Announcement, error) {
+	local, err := LocalInterfaces(a.exclude)
+	if err != nil {
+		return nil, err
+	}
+	owned := Owned(st, local)
+	// A member that was not there last time may have been apart from us
+	// (a partition, a cut link) and claiming our addresses; once it backs
+	// off, nothing would tell its clients to come back. Announce again.
+	newcomer := false
+	members := map[string]bool{}
+	for _, m := range st.Members {
+		members[m.Name] = true
+		if a.members != nil && !a.members[m.Name] {
+			newcomer = true
+		}
+	}
+	a.members = members
+	want := map[string][]netip.Addr{}
+	for _, an := range owned {
+		for _, ifname := range an.Via {
+			if !slices.Contains(want[ifname], an.IP) {
+				want[ifname] = append(want[ifname], an.IP)
+			}
+		}
+	}
+	var errs []error
+	type ifIP struct {
+		ifname string
+		ip     netip.Addr
+	}
+	failed := map[ifIP]bool{}
+	for ifname, ips := range want {
+		needARP := slices.ContainsFunc(ips, netip.Addr.Is4)
+		needNDP := slices.ContainsFunc(ips, netip.Addr.Is6)
+		r := a.responders[ifname]
+		if r != nil && (needARP && !r.ServesARP() || needNDP && !r.ServesNDP()) {
+			// Opened before the interface had the address it lacks? Try
+			// again, and keep the new one only if it serves more.
+			if fresh, err := Listen(ifname, a.opts); err == nil {
+				if (fresh.ServesARP() || !r.ServesARP()) && (fresh.ServesNDP() || !r.ServesNDP()) {
+					r.Close()
+					r = fresh
+					a.responders[ifname] = r
+				} else {
+					fresh.Close()
+				}
+			}
+		}
+		if r == nil {
+			if r, err = Listen(ifname, a.opts); err != nil {
+				errs = append(errs, err)
+				for _, ip := range ips {
+					failed[ifIP{ifname, ip}] = true
+				}
+				continue
+			}
+			a.responders[ifname] = r
+		}
+		r.SetAddresses(ips)
+		if newcomer {
+			r.Reannounce()
+		}
+		if needARP && !r.ServesARP() {
+			errs = append(errs, fmt.Errorf("interface %s: cannot answer ARP: it has no IPv4 address", ifname))
+		}
+		if needNDP && !r.ServesNDP() {
+			errs = append(errs, fmt.Errorf("interface %s: cannot answer NDP: it has no IPv6 link-local address", ifname))
+		}
+		for _, ip := range ips {
+			if ip.Is4() && !r.ServesARP() || ip.Is6() && !r.ServesNDP() {
+				failed[ifIP{ifname, ip}] = true
+			}
+		}
+	}
+	for ifname, r := range a.responders {
+		if _, ok := want[ifname]; !ok {
+			r.SetAddresses(nil)
+			r.Close()
+			delete(a.responders, ifname)
+		}
+	}
+	// Report only what is really answered.
+	out := owned[:0]
+	for _, an := range owned {
+		an.Via = slices.DeleteFunc(an.Via, func(i string) bool { return failed[ifIP{i, an.IP}] })
+		if len(an.Via) > 0 {
+			out = append(out, an)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// Close stops every responder.
+func (a *Announcer) Close() {
+	for ifname, r := range a.responders {
+		r.Close()
+		delete(a.responders, ifname)
+	}
+}
+
+// Owned returns the layer 2 announcements this node (st.Node) makes given
+// its local interfaces: for every address it owns, on which interfaces.
+// It does no I/O.
+func Owned(st *speaker.State, local map[string][]netip.Prefix) []speaker.Announcement {
+	live := LiveNodes(st)
+	self := slices.IndexFunc(live, func(n Node) bool { return n.Name == st.Node })
+	if self < 0 {
+		return nil
+	}
+	var out []speaker.Announcement
+	for _, g := range groupByIP(st) {
+		addr := AddressOf(st, g.ip, g.services)
+		owner, ok := Owner(addr, live)
+		if !ok || owner != st.Node {
+			continue
+		}
+		via := Interfaces(addr, live[self], local)
+		if len(via) == 0 {
+			continue
+		}
+		for _, svc := range g.services {
+			out = append(out, speaker.Announcement{Service: svc.Name, IP: g.ip, Protocol: speaker.ProtocolL2, Via: slices.Clone(via)})
+		}
+	}
+	return out
+}
+
+type ipGroup struct {
+	ip       netip.Addr
+	services []speaker.Service
+}
+
+// groupByIP gathers the Services sharing each address, in address order.
+func groupByIP(st *speaker.State) []ipGroup {
+	idx := map[netip.Addr]int{}
+	var out []ipGroup
+	for _, svc := range st.Services {
+		for _, ip := range svc.IPs {
+			i, ok := idx[ip]
+			if !ok {
+				i = len(out)
+				idx[ip] = i
+				out = append(out, ipGroup{ip: ip})
+			}
+			out[i].services = append(out[i].services, svc)
+		}
+	}
+	slices.SortFunc(out, func(a, b ipGroup) int { return a.ip.Compare(b.ip) })
+	return out
+}
+
+// AddressOf describes ip, used by services, for owner choice: the
+// L2Advertisements covering its pool, and when any Service is
+// externalTrafficPolicy: Local, the nodes with a ready endpoint of every
+// such Service.
+func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Address {
+	addr := Address{IP: ip}
+	pool := ""
+	for _, svc := range services {
+		if pool == "" {
+			pool = svc.Pool
+		}
+		if !svc.LocalTraffic {
+			continue
+		}
+		if !addr.LocalOnly {
+			addr.LocalOnly = true
+			addr.Endpoints = map[string]bool{}
+			for n := range svc.ReadyNodes {
+				addr.Endpoints[n] = true
+			}
+			continue
+		}
+		for n := range addr.Endpoints {
+			if !svc.ReadyNodes[n] {
+				delete(addr.Endpoints, n)
+			}
+		}
+	}
+	for _, adv := range st.L2Advertisements {
+		if !st.SelectsPool(pool, adv.Spec.AddressPools, adv.Spec.AddressPoolSelectors) {
+			continue
+		}
+		ifaces := make([]string, 0, len(adv.Spec.Interfaces))
+		for _, i := range adv.Spec.Interfaces {
+			ifaces = append(ifaces, string(i))
+		}
+		addr.Advertisements = append(addr.Advertisements, Advertisement{
+			NodeSelectors: speaker.NodeSelectors(adv.Spec.NodeSelectors),
+			Interfaces:    ifaces,
+		})
+	}
+	return addr
+}
+
+// LiveNodes are the live speakers' nodes that the API knows, in name order.
+func LiveNodes(st *speaker.State) []Node {
+	var out []Node
+	for _, m := range st.Members {
+		n, ok := st.Nodes[m.Name]
+		if !ok {
+			continue
+		}
+		out = append(out, Node{
+			Name:               n.Name,
+			Labels:             n.Labels,
+			NetworkUnavailable: speaker.NetworkUnavailable(n),
+			Interfaces:         m.Interfaces,
+		})
+	}
+	return out
+}
+
+// DefaultExclude are prefixes of the names of virtual devices that never
+// face the LAN: pod veths, overlay tunnels, kube-proxy's IPVS dummy.
+var DefaultExclude = []string{"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev"}
+
+// LocalInterfaces returns this host's interfaces that are up, have an
+// Ethernet address and a global unicast address, and whose names start
+// with none of exclude, with their global unicast prefixes.
+func LocalInterfaces(exclude []string) (map[string][]netip.Prefix, error) {
+	ifis, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listing interfaces: %w", err)
+	}
+	out := map[string][]netip.Prefix{}
+	for _, ifi := range ifis {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
+			continue
+		}
+		if slices.ContainsFunc(exclude, func(p string) bool { return p != "" && strings.HasPrefix(ifi.Name, p) }) {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		var prefixes []netip.Prefix
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok || !ip.Unmap().IsGlobalUnicast() {
+				continue
+			}
+			bits, _ := ipn.Mask.Size()
+			prefixes = append(prefixes, netip.PrefixFrom(ip.Unmap(), bits).Masked())
+		}
+		if len(prefixes) > 0 {
+			out[ifi.Name] = prefixes
+		}
+	}
+	return out, nil
+}

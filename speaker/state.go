@@ -1,0 +1,190 @@
+// Package speaker decides, on every node, which LoadBalancer addresses the
+// node announces, and hands that to the protocols that announce them:
+// layer 2 (package l2, ARP and NDP) and BGP (package bgp).
+//
+// The glue here watches the API through a cache, builds an immutable
+// State from it and from the live speakers (package member), and gives it
+// to each Announcer. What an Announcer does with the State is its own
+// business; it reports back what this node announces, and the glue tells
+// users with Events. Because the cache keeps what it last listed when the
+// API server goes away, announcing goes on from the last-known State.
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/pools"
+	"github.com/portico-lb/portico/speaker/member"
+)
+
+// Protocol names, as they appear in Events and in porticoctl status.
+const (
+	ProtocolL2  = "layer2"
+	ProtocolBGP = "bgp"
+)
+
+// Announcer is one way of announcing addresses: layer 2 or BGP.
+type Announcer interface {
+	// Announce makes this node announce what s calls for, and stop
+	// announcing everything else, then returns what the node announces
+	// now. It is called from one goroutine, after every change, with the
+	// whole State; it must not keep s beyond the call's effects nor
+	// modify it, and must not block on the network for long. On error
+	// the glue calls it again later with the then-current State.
+	Announce(ctx context.Context, s *State) ([]Announcement, error)
+}
+
+// Announcement is one address this node announces for one Service.
+type Announcement struct {
+	Service  types.NamespacedName
+	IP       netip.Addr
+	Protocol string
+	// Via says where: the interfaces for layer 2, the peers for BGP.
+	Via []string
+}
+
+// State is the cluster as this speaker sees it. Built fresh for each
+// Announce and never modified afterwards.
+type State struct {
+	// Node is this speaker's node.
+	Node string
+	// Members are the live speakers, this one included, by name.
+	Members []member.Member
+	// Nodes by name.
+	Nodes map[string]*corev1.Node
+	// Services are the LoadBalancer Services Portico serves that have
+	// addresses, ordered by namespace/name.
+	Services []Service
+	// Pools by name.
+	Pools             map[string]*v1alpha1.AddressPool
+	L2Advertisements  []*v1alpha1.L2Advertisement
+	BGPAdvertisements []*v1alpha1.BGPAdvertisement
+	BGPPeers          []*v1alpha1.BGPPeer
+}
+
+// Service is a LoadBalancer Service with addresses.
+type Service struct {
+	Name types.NamespacedName
+	IPs  []netip.Addr
+	// Pool is the pool the addresses came from (the controller's
+	// allocated-from-pool annotation, else the pool holding them).
+	Pool string
+	// LocalTraffic is externalTrafficPolicy: Local.
+	LocalTraffic bool
+	// ReadyNodes are the nodes with a ready endpoint of the Service.
+	ReadyNodes map[string]bool
+	Object     *corev1.Service
+}
+
+// Live reports whether node is a live speaker.
+func (s *State) Live(node string) bool {
+	return slices.ContainsFunc(s.Members, func(m member.Member) bool { return m.Name == node })
+}
+
+// SelectsPool reports whether an advertisement with these pool names and
+// selectors covers the named pool. With neither, it covers every pool.
+func (s *State) SelectsPool(pool string, names []string, selectors []metav1.LabelSelector) bool {
+	if len(names) == 0 && len(selectors) == 0 {
+		return true
+	}
+	if slices.Contains(names, pool) {
+		return true
+	}
+	p, ok := s.Pools[pool]
+	if !ok {
+		return false
+	}
+	for _, ls := range selectors {
+		sel, err := metav1.LabelSelectorAsSelector(&ls)
+		if err == nil && sel.Matches(labels.Set(p.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+// NodeSelectors turns an advertisement's node selectors into label
+// selectors; an invalid one selects nothing (the schema should have
+// refused it).
+func NodeSelectors(in []metav1.LabelSelector) []labels.Selector {
+	out := make([]labels.Selector, 0, len(in))
+	for _, ls := range in {
+		sel, err := metav1.LabelSelectorAsSelector(&ls)
+		if err != nil {
+			sel = labels.Nothing()
+		}
+		out = append(out, sel)
+	}
+	return out
+}
+
+// NetworkUnavailable reports the Node condition of that name.
+func NetworkUnavailable(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// poolOf finds the pool holding ip, for Services without the annotation.
+func poolOf(ps map[string]*v1alpha1.AddressPool, ip netip.Addr) string {
+	names := make([]string, 0, len(ps))
+	for name := range ps {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, a := range ps[name].Spec.Addresses {
+			r, err := pools.ParseRange(string(a))
+			if err == nil && r.Contains(ip) {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// Event notes. porticoctl reads them back with ParseNote, so the wording
+// is fixed: "announcing <ip> by <protocol> from node <node> via <a,b>".
+const (
+	ReasonAnnounced = "Announced"
+	ReasonWithdrawn = "Withdrawn"
+)
+
+// Note is the note of an Announced or Withdrawn Event.
+func Note(verb string, a Announcement, node string) string {
+	via := strings.Join(a.Via, ",")
+	if via == "" {
+		via = "-"
+	}
+	return fmt.Sprintf("%s %s by %s from node %s via %s", verb, a.IP, a.Protocol, node, via)
+}
+
+// ParseNote reads a note written by Note.
+func ParseNote(note string) (verb string, a Announcement, node string, ok bool) {
+	f := strings.Fields(note)
+	if len(f) != 9 || f[2] != "by" || f[4] != "from" || f[5] != "node" || f[7] != "via" {
+		return "", Announcement{}, "", false
+	}
+	ip, err := netip.ParseAddr(f[1])
+	if err != nil {
+		return "", Announcement{}, "", false
+	}
+	a = Announcement{IP: ip, Protocol: f[3]}
+	if f[8] != "-" {
+		a.Via = strings.Split(f[8], ",")
+	}
+	return f[0], a, f[6], true
+}
