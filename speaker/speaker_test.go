@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -377,10 +378,18 @@ func TestManifestRBACIsEnough(t *testing.T) {
 	if err != nil || string(k1) != string(k2) {
 		t.Fatalf("reading the key as the speaker: %v", err)
 	}
-	// No other Secret.
+	// BGPPeers' passwordSecrets live in portico-system, so the speaker
+	// reads Secrets there, and nowhere else.
 	var other corev1.Secret
-	if err := c.Get(ctx, client.ObjectKey{Namespace: "portico-system", Name: "short"}, &other); err == nil {
-		t.Fatal("the speaker can read any Secret in portico-system")
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "portico-system", Name: "short"}, &other); err != nil {
+		t.Fatalf("the speaker cannot read a password Secret in portico-system: %v", err)
+	}
+	elsewhere := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "not-for-speakers"}, StringData: map[string]string{"password": "x"}}
+	if err := api.Client.Create(ctx, elsewhere); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(elsewhere), &other); err == nil {
+		t.Fatal("the speaker can read Secrets outside portico-system")
 	}
 	// The other speakers' pods.
 	var pods corev1.PodList

@@ -25,10 +25,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/speaker"
+	"github.com/portico-lb/portico/speaker/bgp"
 	"github.com/portico-lb/portico/speaker/l2"
 	"github.com/portico-lb/portico/speaker/member"
 )
@@ -55,6 +57,7 @@ func run() error {
 		gratuitous     = flag.String("gratuitous", "0s,500ms,2s", "when a new owner sends gratuitous ARP / unsolicited NA, counted from taking the address")
 		refresh        = flag.Duration("gratuitous-refresh", 0, "repeat gratuitous ARP / unsolicited NA this often while owning an address (0: never)")
 		exclude        = flag.String("exclude-interfaces", strings.Join(l2.DefaultExclude, ","), "never announce on interfaces whose names start with one of these (comma-separated)")
+		bgpListen      = flag.Int("bgp-listen-port", -1, "TCP port the embedded BGP speaker listens on for routers that connect first (-1: none; the speaker always connects out)")
 		metricsAddr    = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint (0 to disable)")
 		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of the /healthz and /readyz endpoints")
 		logLevel       = flag.String("log-level", "info", "debug, info, warn or error")
@@ -152,9 +155,25 @@ func run() error {
 	slogger.Info("interfaces", "node", *node, "interfaces", member.Interfaces(local).String())
 	announcer := l2.NewAnnouncer(l2.ResponderOptions{Gratuitous: schedule, Refresh: *refresh, Log: slogger}, excluded)
 	defer announcer.Close()
+	// BGP sessions are not closed on exit: with graceful restart the
+	// router keeps the routes while the speaker restarts, and without it
+	// the router drops them as the connection goes anyway.
+	sessions := bgp.NewAnnouncer(bgp.Options{Logger: slogger.With("component", "bgp"), ListenPort: *bgpListen})
+	metrics.Registry.MustRegister(sessions)
+	bgpProtocol := bgp.NewProtocol(sessions, func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
+		var s corev1.Secret
+		if err := direct.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+			return "", err
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok {
+			return "", fmt.Errorf("the Secret has no key %q", ref.Key)
+		}
+		return string(v), nil
+	})
 	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorder("portico-speaker"), speaker.Options{
 		Node:       *node,
-		Announcers: []speaker.Announcer{announcer},
+		Announcers: []speaker.Announcer{announcer, bgpProtocol},
 		Log:        log.WithName("speaker"),
 	})
 	if err := mgr.Add(sp); err != nil {

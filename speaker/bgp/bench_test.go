@@ -112,7 +112,7 @@ func prefixesIn(r *frr, addr string, n int) error {
 }
 
 // rssKiB is the speaker process's resident memory.
-func rssKiB(b *testing.B, s *speaker) int {
+func rssKiB(b *testing.B, s *speakerProc) int {
 	b.Helper()
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {

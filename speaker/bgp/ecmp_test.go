@@ -28,7 +28,7 @@ func TestFRRECMPFollowsPlans(t *testing.T) {
 		{Name: "n1", RouterID: netip.MustParseAddr("192.0.2.2"), Labels: map[string]string{}},
 		{Name: "n2", RouterID: netip.MustParseAddr("192.0.2.3"), Labels: map[string]string{}},
 	}
-	speakers := []*speaker{l.startSpeakerIn(l.nodes[0], "speaker-n1"), l.startSpeakerIn(l.nodes[1], "speaker-n2")}
+	speakers := []*speakerProc{l.startSpeakerIn(l.nodes[0], "speaker-n1"), l.startSpeakerIn(l.nodes[1], "speaker-n2")}
 	cluster := Service{Name: "ns/cluster", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.10")}}
 	local := Service{Name: "ns/local", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.20")},
 		LocalTraffic: true, ReadyNodes: map[string]bool{"n2": true}}

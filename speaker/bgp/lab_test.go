@@ -443,8 +443,8 @@ func (f *frr) route(prefix string) ([]frrPath, error) {
 	return r.Paths, nil
 }
 
-// speaker is the Announcer in its helper process.
-type speaker struct {
+// speakerProc is the Announcer in its helper process.
+type speakerProc struct {
 	l   *lab
 	cmd *exec.Cmd
 	in  io.WriteCloser
@@ -454,17 +454,17 @@ type speaker struct {
 
 // kill ends the speaker as a crash or SIGKILL would: no NOTIFICATION, the
 // kernel closes its connections.
-func (s *speaker) kill() {
+func (s *speakerProc) kill() {
 	_ = s.cmd.Process.Kill()
 }
 
-func (l *lab) startSpeaker(name string) *speaker {
+func (l *lab) startSpeaker(name string) *speakerProc {
 	l.t.Helper()
 	return l.startSpeakerIn(l.spk, name)
 }
 
 // startSpeakerIn starts a speaker in the node namespace ns.
-func (l *lab) startSpeakerIn(ns, name string, env ...string) *speaker {
+func (l *lab) startSpeakerIn(ns, name string, env ...string) *speakerProc {
 	l.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -478,7 +478,7 @@ func (l *lab) startSpeakerIn(ns, name string, env ...string) *speaker {
 	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), helperEnv+"=1"), env...)
 	cmd.Stderr = logf
-	s := &speaker{l: l, cmd: cmd}
+	s := &speakerProc{l: l, cmd: cmd}
 	if s.in, err = cmd.StdinPipe(); err != nil {
 		l.t.Fatal(err)
 	}
@@ -507,7 +507,7 @@ func (l *lab) startSpeakerIn(ns, name string, env ...string) *speaker {
 	return s
 }
 
-func (s *speaker) call(req helperRequest) (helperReply, error) {
+func (s *speakerProc) call(req helperRequest) (helperReply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, _ := json.Marshal(req)
@@ -527,19 +527,19 @@ func (s *speaker) call(req helperRequest) (helperReply, error) {
 	return rep, nil
 }
 
-func (s *speaker) apply(sessions []Session, paths map[string][]Path) {
+func (s *speakerProc) apply(sessions []Session, paths map[string][]Path) {
 	s.l.t.Helper()
 	if _, err := s.call(helperRequest{Op: "apply", Sessions: sessions, Paths: paths}); err != nil {
 		s.l.t.Fatalf("apply: %v", err)
 	}
 }
 
-func (s *speaker) status() []SessionStatus {
+func (s *speakerProc) status() []SessionStatus {
 	s.l.t.Helper()
 	return s.report().Status
 }
 
-func (s *speaker) report() helperReply {
+func (s *speakerProc) report() helperReply {
 	s.l.t.Helper()
 	rep, err := s.call(helperRequest{Op: "status"})
 	if err != nil {

@@ -1,0 +1,172 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/speaker"
+)
+
+// PasswordFunc reads the MD5 password a BGPPeer's passwordSecret names.
+type PasswordFunc func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error)
+
+// Protocol is the BGP speaker.Announcer: it turns the speaker's State into
+// an Input, Computes the Plan and Applies it to the sessions.
+type Protocol struct {
+	ann       *Announcer
+	passwords PasswordFunc
+
+	// last holds the last password read for each Secret key, so that a
+	// session keeps its password while the API server is unreachable.
+	mu   sync.Mutex
+	last map[v1alpha1.SecretKeyRef]string
+}
+
+var _ speaker.Announcer = (*Protocol)(nil)
+
+// NewProtocol returns a Protocol driving ann; passwords may be nil when no
+// BGPPeer uses one.
+func NewProtocol(ann *Announcer, passwords PasswordFunc) *Protocol {
+	return &Protocol{ann: ann, passwords: passwords, last: map[v1alpha1.SecretKeyRef]string{}}
+}
+
+// Announce implements speaker.Announcer. Configuration problems (a bad
+// BGPPeer, a password that cannot be read) leave that part out and come
+// back as the error, after everything else was applied.
+func (p *Protocol) Announce(ctx context.Context, st *speaker.State) ([]speaker.Announcement, error) {
+	in, problems := p.input(ctx, st)
+	plan := Compute(in)
+	problems = append(problems, plan.Problems...)
+	if err := p.ann.Apply(ctx, plan); err != nil {
+		problems = append(problems, err)
+	}
+	return announcements(in, plan), errors.Join(problems...)
+}
+
+func (p *Protocol) input(ctx context.Context, st *speaker.State) (Input, []error) {
+	var problems []error
+	in := Input{Node: Node{Name: st.Node}, PoolLabels: map[string]map[string]string{}}
+	if n := st.Nodes[st.Node]; n != nil {
+		in.Node.Labels = n.Labels
+		in.Node.NetworkUnavailable = speaker.NetworkUnavailable(n)
+		in.Node.RouterID = nodeIPv4(n)
+	}
+	for name, pool := range st.Pools {
+		in.PoolLabels[name] = pool.Labels
+	}
+	for _, bp := range st.BGPPeers {
+		password, err := p.password(ctx, bp)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("BGPPeer %q: %w", bp.Name, err))
+			continue
+		}
+		peer, err := PeerFromAPI(bp, password)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		in.Peers = append(in.Peers, peer)
+	}
+	for _, ba := range st.BGPAdvertisements {
+		adv, err := AdvertisementFromAPI(ba)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		in.Advertisements = append(in.Advertisements, adv)
+	}
+	for _, s := range st.Services {
+		in.Services = append(in.Services, Service{
+			Name: s.Name.String(), Pool: s.Pool, IPs: s.IPs,
+			LocalTraffic: s.LocalTraffic, ReadyNodes: s.ReadyNodes,
+		})
+	}
+	return in, problems
+}
+
+func (p *Protocol) password(ctx context.Context, bp *v1alpha1.BGPPeer) (string, error) {
+	ref := bp.Spec.PasswordSecret
+	if ref == nil {
+		return "", nil
+	}
+	key := *ref
+	if key.Namespace == "" {
+		key.Namespace = "portico-system"
+	}
+	if key.Key == "" {
+		key.Key = "password"
+	}
+	if p.passwords == nil {
+		return "", fmt.Errorf("passwordSecret %s/%s: this speaker cannot read Secrets", key.Namespace, key.Name)
+	}
+	pw, err := p.passwords(ctx, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		if last, ok := p.last[key]; ok {
+			return last, nil // the API is away: keep the session as it was
+		}
+		return "", fmt.Errorf("passwordSecret %s/%s key %q: %w", key.Namespace, key.Name, key.Key, err)
+	}
+	p.last[key] = pw
+	return pw, nil
+}
+
+// nodeIPv4 is the node's first IPv4 InternalIP, the default router ID.
+func nodeIPv4(n *corev1.Node) netip.Addr {
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Unmap().Is4() {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// announcements says, per Service address this node advertises, to which
+// peers a prefix holding it goes.
+func announcements(in Input, plan Plan) []speaker.Announcement {
+	var out []speaker.Announcement
+	for _, s := range in.Services {
+		// An aggregated prefix may cover a Local Service with no endpoint
+		// here; this node does not announce that one.
+		if s.LocalTraffic && !s.ReadyNodes[in.Node.Name] {
+			continue
+		}
+		for _, ip := range s.IPs {
+			var via []string
+			for peer, paths := range plan.Paths {
+				if slices.ContainsFunc(paths, func(p Path) bool { return p.Prefix.Contains(ip.Unmap()) }) {
+					via = append(via, peer)
+				}
+			}
+			if len(via) == 0 {
+				continue
+			}
+			slices.Sort(via)
+			ns, name := splitName(s.Name)
+			a := speaker.Announcement{IP: ip, Protocol: speaker.ProtocolBGP, Via: via}
+			a.Service.Namespace, a.Service.Name = ns, name
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func splitName(s string) (string, string) {
+	for i := range len(s) {
+		if s[i] == '/' {
+			return s[:i], s[i+1:]
+		}
+	}
+	return "", s
+}
