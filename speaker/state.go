@@ -86,11 +86,6 @@ type Service struct {
 	Object     *corev1.Service
 }
 
-// Live reports whether node is a live speaker.
-func (s *State) Live(node string) bool {
-	return slices.ContainsFunc(s.Members, func(m member.Member) bool { return m.Name == node })
-}
-
 // SelectsPool reports whether an advertisement with these pool names and
 // selectors covers the named pool. With neither, it covers every pool.
 func (s *State) SelectsPool(pool string, names []string, selectors []metav1.LabelSelector) bool {

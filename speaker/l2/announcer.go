@@ -253,8 +253,12 @@ func LiveNodes(st *speaker.State) []Node {
 }
 
 // DefaultExclude are prefixes of the names of virtual devices that never
-// face the LAN: pod veths, overlay tunnels, kube-proxy's IPVS dummy.
-var DefaultExclude = []string{"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "kube-ipvs", "docker", "cni", "genev"}
+// face the LAN: pod bridges and veths of the common network plugins,
+// overlay tunnels, kube-proxy's IPVS dummy, NodeLocal DNSCache's dummy.
+var DefaultExclude = []string{
+	"veth", "cali", "lxc", "cilium", "flannel", "vxlan", "tunl", "genev",
+	"cni", "cbr", "docker", "kube-bridge", "kube-ipvs", "weave", "antrea", "ovn", "nodelocaldns",
+}
 
 // LocalInterfaces returns this host's interfaces that are up, have an
 // Ethernet address and a global unicast address, and whose names start

@@ -134,7 +134,7 @@ func newCluster(t *testing.T, n int) *cluster {
 		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
 	mk(c.client)
-	run(t, "ip", "-n", c.client, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
+	run(t, "ip", "-n", c.client, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
 	run(t, "ip", "-n", c.client, "addr", "add", "192.0.2.1/24", "dev", "br0")
 	run(t, "ip", "-n", c.client, "link", "set", "br0", "up")
 	for i := range n {

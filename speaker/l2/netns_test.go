@@ -91,9 +91,9 @@ func newLab(t *testing.T) *lab {
 	}
 	c := func(args ...string) { run(t, append([]string{"ip", "-n", l.client}, args...)...) }
 	n := func(args ...string) { run(t, append([]string{"ip", "-n", l.node}, args...)...) }
-	// No multicast snooping: with no querier on the LAN it would keep
-	// solicited-node multicast from reaching the client's own stack.
-	c("link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
+	// A bridge as Linux makes it by default, multicast snooping on, as on
+	// the lab's LAN.
+	c("link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
 	for _, v := range []struct{ node, client, mac, v4, v6 string }{
 		{"va", "pa", macA, "192.0.2.11/24", "2001:db8::11/64"},
 		{"vb", "pb", macB, "192.0.2.12/24", "2001:db8::12/64"},
