@@ -166,9 +166,8 @@ func TestLayer2FailoverLinkCut(t *testing.T) {
 	}
 	port := func(state string) {
 		t.Helper()
-		cmd := exec.Command("ip", "netns", "exec", plan.Prefix+"lan", "ip", "link", "set", "v-"+owner, state)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("setting %s's switch port %s: %v: %s", owner, state, err, out)
+		if out, code := runIn(plan.Prefix+"lan", "ip", "link", "set", "v-"+owner, state); code != 0 {
+			t.Fatalf("setting %s's switch port %s: %s", owner, state, out)
 		}
 	}
 	port("down")
@@ -267,4 +266,16 @@ spec:
 	if strings.TrimSpace(out) != "404" {
 		t.Fatalf("unknown host got %q, want 404", out)
 	}
+}
+
+// runIn runs a command in a network namespace of the lab that is not a
+// host (the LAN switch) and returns its output and exit code.
+func runIn(netns string, argv ...string) (string, int) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", netns}, argv...)...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		return err.Error(), -1
+	}
+	return string(out), 0
 }
