@@ -107,6 +107,9 @@ func TestRequestedPool(t *testing.T) {
 
 	s := makeService(t, "unknown", annotate(controller.AnnotationPool, "nope"))
 	waitEvent(t, s, controller.ReasonAllocationFailed, `"nope"`, "does not exist")
+	// A second, different reason shows too: not merged into the first.
+	updateService(t, s, func(s *corev1.Service) { s.Annotations[controller.AnnotationPool] = "nope-either" })
+	waitEvent(t, s, controller.ReasonAllocationFailed, `"nope-either"`, "does not exist")
 	s = makeService(t, "wrong-namespace", annotate(controller.AnnotationPool, "team-a-only"))
 	waitEvent(t, s, controller.ReasonAllocationFailed, "team-a-only")
 	if got := ips(t, s); len(got) != 0 {

@@ -22,7 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -56,7 +56,10 @@ type Options struct {
 // Controller owns the allocator and the bookkeeping around it.
 type Controller struct {
 	client client.Client
-	events events.EventRecorder
+	// events is the core/v1 recorder: the events.k8s.io one merges Events
+	// that differ only in their note into one series and keeps the first
+	// note, which would hide a second, different AllocationFailed reason.
+	events record.EventRecorder
 	opts   Options
 	alloc  *pools.Allocator
 
@@ -84,7 +87,7 @@ type poolState struct {
 }
 
 // New returns a Controller; Setup wires it into a manager.
-func New(c client.Client, rec events.EventRecorder, opts Options) *Controller {
+func New(c client.Client, rec record.EventRecorder, opts Options) *Controller {
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
@@ -104,7 +107,7 @@ func New(c client.Client, rec events.EventRecorder, opts Options) *Controller {
 
 // Setup registers the Service and AddressPool reconcilers with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
-	c := New(mgr.GetClient(), mgr.GetEventRecorder("portico-controller"), opts)
+	c := New(mgr.GetClient(), mgr.GetEventRecorderFor("portico-controller"), opts) //nolint:staticcheck // see Controller.events
 	if err := mgr.Add(c.serviceKicks); err != nil {
 		return err
 	}
@@ -248,17 +251,17 @@ func (c *Controller) assigned(ctx context.Context, svc *corev1.Service, a pools.
 	if changed {
 		switch {
 		case wasOrphan && len(lostIPs) > 0:
-			c.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonReleased, "Release",
+			c.events.Eventf(svc, corev1.EventTypeWarning, ReasonReleased,
 				"%s left every usable address pool; replaced by %s from pool %q", joinIPs(lostIPs), joinIPs(a.IPs), a.Pool)
 		case len(old) > 0:
-			c.events.Eventf(svc, nil, corev1.EventTypeNormal, ReasonAllocated, "Allocate",
+			c.events.Eventf(svc, corev1.EventTypeNormal, ReasonAllocated,
 				"assigned %s from pool %q (was %s)", joinIPs(a.IPs), a.Pool, joinIPs(old))
 		default:
-			c.events.Eventf(svc, nil, corev1.EventTypeNormal, ReasonAllocated, "Allocate",
+			c.events.Eventf(svc, corev1.EventTypeNormal, ReasonAllocated,
 				"assigned %s from pool %q", joinIPs(a.IPs), a.Pool)
 		}
 		if a.Note != "" {
-			c.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAllocated, "Allocate", "%s", a.Note)
+			c.events.Eventf(svc, corev1.EventTypeWarning, ReasonAllocated, "%s", a.Note)
 		}
 		logr.FromContextOrDiscard(ctx).Info("assigned", "service", key.String(), "ip", joinIPs(a.IPs), "pool", a.Pool)
 		c.kickPools(a.Pool)
@@ -286,7 +289,7 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why string
 			return err
 		}
 		if !wasPending || last != why {
-			c.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAllocationFailed, "Allocate",
+			c.events.Eventf(svc, corev1.EventTypeWarning, ReasonAllocationFailed,
 				"%s; keeping %s", why, joinIPs(cur.IPs))
 		}
 		return nil
@@ -299,10 +302,10 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why string
 		if !wasOrphan {
 			lostIPs = old
 		}
-		c.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonReleased, "Release",
+		c.events.Eventf(svc, corev1.EventTypeWarning, ReasonReleased,
 			"%s is no longer usable and no replacement could be allocated: %s", joinIPs(lostIPs), why)
 	} else if !wasPending || last != why {
-		c.events.Eventf(svc, nil, corev1.EventTypeWarning, ReasonAllocationFailed, "Allocate", "%s", why)
+		c.events.Eventf(svc, corev1.EventTypeWarning, ReasonAllocationFailed, "%s", why)
 	}
 	logr.FromContextOrDiscard(ctx).Info("allocation failed", "service", key.String(), "reason", why)
 	return nil
@@ -341,7 +344,7 @@ func (c *Controller) unmanage(ctx context.Context, svc *corev1.Service) error {
 		released = a.IPs
 	}
 	if len(released) > 0 {
-		c.events.Eventf(svc, nil, corev1.EventTypeNormal, ReasonReleased, "Release", "released %s: %s", joinIPs(released), why)
+		c.events.Eventf(svc, corev1.EventTypeNormal, ReasonReleased, "released %s: %s", joinIPs(released), why)
 	}
 	return nil
 }

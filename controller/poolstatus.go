@@ -165,7 +165,7 @@ func (c *Controller) writePoolStatus(ctx context.Context, pool *v1alpha1.Address
 	}
 	prevReady := meta.FindStatusCondition(st.Conditions, v1alpha1.PoolReady)
 	if warn != "" && (prevReady == nil || prevReady.Message != ready.Message) {
-		c.events.Eventf(pool, nil, corev1.EventTypeWarning, warnReason, "Validate", "%s", warn)
+		c.events.Eventf(pool, corev1.EventTypeWarning, warnReason, "%s", warn)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	meta.SetStatusCondition(&st.Conditions, conflict)

@@ -22,7 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -62,11 +62,13 @@ func CacheOptions() cache.Options {
 
 // Controller keeps the proxy's Config in step with the cluster.
 type Controller struct {
-	opts    Options
-	reader  client.Reader
-	cache   cache.Cache
-	proxy   *proxy.Server
-	events  events.EventRecorder
+	opts   Options
+	reader client.Reader
+	cache  cache.Cache
+	proxy  *proxy.Server
+	// events is the core/v1 recorder: the events.k8s.io one merges Events
+	// that differ only in their note, hiding a second, different problem.
+	events  record.EventRecorder
 	elected <-chan struct{}
 	log     *slog.Logger
 
@@ -94,7 +96,7 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 		reader:  mgr.GetCache(),
 		cache:   mgr.GetCache(),
 		proxy:   srv,
-		events:  mgr.GetEventRecorder("portico-ingress"),
+		events:  mgr.GetEventRecorderFor("portico-ingress"), //nolint:staticcheck // see controller.events
 		elected: mgr.Elected(),
 		log:     log,
 		kick:    make(chan struct{}, 1),
@@ -251,7 +253,7 @@ func (c *Controller) warn(ings []*networkingv1.Ingress, probs []problem) {
 		if ing == nil {
 			continue
 		}
-		c.events.Eventf(ing, nil, corev1.EventTypeWarning, p.Reason, "Route", "%s", p.Note)
+		c.events.Event(ing, corev1.EventTypeWarning, p.Reason, p.Note)
 		c.log.Warn("ingress problem", "ingress", p.Ingress.String(), "reason", p.Reason, "note", p.Note)
 	}
 	c.warned = now // a problem that goes away and comes back is posted again

@@ -12,10 +12,9 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -44,8 +43,11 @@ type Options struct {
 // goroutine (Start) builds each State and calls the announcers; informers
 // and membership only kick it.
 type Speaker struct {
-	cache   cache.Cache
-	events  events.EventRecorder
+	cache cache.Cache
+	// events is the core/v1 recorder: the events.k8s.io one merges Events
+	// that differ only in their note, so announcing a Service's IPv6
+	// address right after its IPv4 one would not show.
+	events  record.EventRecorder
 	opts    Options
 	log     logr.Logger
 	members atomic.Pointer[[]member.Member]
@@ -65,7 +67,7 @@ type announceKey struct {
 
 // New returns a Speaker that reads the cluster from c and posts Events
 // with rec. Add it to a manager, which runs Start.
-func New(c cache.Cache, rec events.EventRecorder, opts Options) *Speaker {
+func New(c cache.Cache, rec record.EventRecorder, opts Options) *Speaker {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
 	}
@@ -169,14 +171,13 @@ func (s *Speaker) announce(ctx context.Context, st *State) error {
 	for _, sv := range st.Services {
 		svcs[sv.Name] = sv.Object
 	}
-	node := st.Nodes[st.Node]
 	for k, an := range now {
 		if old, ok := s.announced[k]; ok && slices.Equal(old.Via, an.Via) {
 			continue
 		}
 		s.log.Info("announcing", "service", an.Service.String(), "ip", an.IP.String(), "protocol", an.Protocol, "via", an.Via)
 		if svc := svcs[k.service]; svc != nil {
-			s.event(svc, node, corev1.EventTypeNormal, ReasonAnnounced, "Announce", Note("announcing", an, st.Node))
+			s.event(svc, corev1.EventTypeNormal, ReasonAnnounced, Note("announcing", an, st.Node))
 		}
 	}
 	for k, an := range s.announced {
@@ -185,22 +186,18 @@ func (s *Speaker) announce(ctx context.Context, st *State) error {
 		}
 		s.log.Info("withdrawn", "service", an.Service.String(), "ip", an.IP.String(), "protocol", an.Protocol)
 		if svc := svcs[k.service]; svc != nil {
-			s.event(svc, node, corev1.EventTypeNormal, ReasonWithdrawn, "Withdraw", Note("withdrawn", an, st.Node))
+			s.event(svc, corev1.EventTypeNormal, ReasonWithdrawn, Note("withdrawn", an, st.Node))
 		}
 	}
 	s.announced = now
 	return errors.Join(errs...)
 }
 
-func (s *Speaker) event(svc *corev1.Service, node *corev1.Node, typ, reason, action, note string) {
+func (s *Speaker) event(svc *corev1.Service, typ, reason, note string) {
 	if s.events == nil {
 		return
 	}
-	var related runtime.Object
-	if node != nil {
-		related = node
-	}
-	s.events.Eventf(svc, related, typ, reason, action, "%s", note)
+	s.events.Event(svc, typ, reason, note)
 }
 
 // withdraw stops every announcement, as the speaker goes away. Its peers

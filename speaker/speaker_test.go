@@ -110,7 +110,7 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorder("portico-speaker"), speaker.Options{
+	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
 		Node: node, Announcers: []speaker.Announcer{rec}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond,
 	})
 	if err := mgr.Add(sp); err != nil {

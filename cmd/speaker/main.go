@@ -171,7 +171,7 @@ func run() error {
 		}
 		return string(v), nil
 	})
-	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorder("portico-speaker"), speaker.Options{
+	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
 		Node:       *node,
 		Announcers: []speaker.Announcer{announcer, bgpProtocol},
 		Log:        log.WithName("speaker"),
