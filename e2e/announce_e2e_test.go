@@ -42,9 +42,14 @@ func announcedBy(t *testing.T, ns, ip string) string {
 		var newest time.Time
 		for _, e := range evs.Items {
 			notes = append(notes, e.Note)
+			// Speakers post core/v1 Events: when one repeats, its
+			// lastTimestamp moves.
 			at := e.EventTime.Time
-			if e.Series != nil {
+			if e.Series != nil && e.Series.LastObservedTime.After(at) {
 				at = e.Series.LastObservedTime.Time
+			}
+			if e.DeprecatedLastTimestamp.After(at) {
+				at = e.DeprecatedLastTimestamp.Time
 			}
 			if m := re.FindStringSubmatch(e.Note); m != nil && !at.Before(newest) {
 				node, newest = m[1], at

@@ -103,7 +103,11 @@ func checkHTTP(args []string) error {
 	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	seen := map[string]int{}
 	var lastErr error
-	for range *tries {
+	// At least --tries requests; then keep asking, for up to 30 s, while
+	// fewer than --pods have answered: a node's kube-proxy may program a
+	// new endpoint a little after the Pod turned Ready.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < *tries || (len(seen) < *wantPods && time.Now().Before(deadline)); i++ {
 		resp, err := c.Get(url)
 		if err != nil {
 			lastErr = err
