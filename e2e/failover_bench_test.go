@@ -1,0 +1,458 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-lb/portico/e2e/lab"
+)
+
+// How the benchmark probes and how long it lets things take. None of these
+// is an assertion about speed: a failover that does not happen within
+// failoverLimit is a broken failover, not a slow one.
+const (
+	probeEvery    = 10 * time.Millisecond
+	failoverLimit = 15 * time.Second
+	settleLimit   = 90 * time.Second
+	// Settled: only the expected owner answered the probes for this long.
+	settledFor = 1500 * time.Millisecond
+)
+
+// BenchmarkFailover measures layer 2 failover as a client on the LAN sees
+// it: the client asks for the Service IP by ARP every 10 ms, the owner
+// node fails, and each trial records the time from the failure to the
+// first answer to a probe from another node's MAC.
+//
+//   - node-cut: the owner's switch port goes down (its cable is pulled).
+//   - graceful-stop: the owner's speaker pod is deleted, so the node agent
+//     SIGTERMs the speaker, which leaves memberlist first. Deleting the pod
+//     rather than signalling the process keeps the node agent's restart
+//     back-off (1 s doubling to 30 s for a container that keeps dying) out
+//     of the run: the DaemonSet makes a fresh pod each time.
+//
+// Between trials the lab goes back to its steady state (the first owner
+// answers alone and every speaker sees all the others) so that trials do
+// not overlap. Run with -benchtime=20x (or more) for 20 trials each; the
+// figures are p50-ms, p99-ms and max-ms per scenario.
+func BenchmarkFailover(b *testing.B) {
+	if err := lab.Install(context.Background(), withOut(cfg, benchWriter{b})); err != nil {
+		b.Fatalf("installing Portico: %v", err)
+	}
+	plan, err := cfg.Plan()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := benchNamespace(b)
+	benchKubectl(b, echoDeployment, "apply", "-n", ns, "-f", "-")
+	benchKubectl(b, `apiVersion: v1
+kind: Service
+metadata: {name: echo-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: http}]
+`, "apply", "-n", ns, "-f", "-")
+	vip := benchLBIP(b, ns, "echo-lb")
+
+	nodeOf := map[string]string{} // MAC → node
+	var nodes []string
+	for _, h := range plan.Nodes {
+		nodes = append(nodes, h.Name)
+	}
+	for _, n := range nodes {
+		out, err := exec.Command("ip", "netns", "exec", plan.Prefix+n, "cat", "/sys/class/net/eth0/address").CombinedOutput()
+		if err != nil {
+			b.Fatalf("MAC of %s: %v: %s", n, err, out)
+		}
+		nodeOf[strings.ToLower(strings.TrimSpace(string(out)))] = n
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := startProber(ctx, "/run/netns/"+plan.Prefix+"client", "eth0", vip)
+	if err != nil {
+		cancel()
+		b.Fatalf("ARP prober in the client namespace: %v", err)
+	}
+	b.Cleanup(func() { cancel(); p.wait() })
+
+	// The owner is whichever node answers once things are steady; with
+	// every speaker alive it is the same node after every trial, since
+	// the owner is a pure function of (IP, live members).
+	ownerMAC := settle(b, p, "", plan, nodes)
+	owner, ok := nodeOf[ownerMAC]
+	if !ok {
+		b.Fatalf("%s is answered by %s, which is no node's MAC (%v)", vip, ownerMAC, nodeOf)
+	}
+	fmt.Printf("failover: %s owned by %s (%s); nodes %v\n", vip, owner, ownerMAC, nodeOf)
+
+	b.Run("node-cut", func(b *testing.B) {
+		port := func(state string) {
+			out, err := exec.Command("ip", "netns", "exec", plan.Prefix+"lan", "ip", "link", "set", "v-"+owner, state).CombinedOutput()
+			if err != nil {
+				b.Fatalf("setting %s's switch port %s: %v: %s", owner, state, err, out)
+			}
+		}
+		b.Cleanup(func() { port("up") })
+		var took []time.Duration
+		for b.Loop() {
+			cut := time.Now()
+			port("down")
+			took = append(took, failedOver(b, p, cut, ownerMAC, nodeOf))
+			port("up")
+			settle(b, p, ownerMAC, plan, nodes)
+		}
+		report(b, "node-cut", took)
+	})
+
+	b.Run("graceful-stop", func(b *testing.B) {
+		var took []time.Duration
+		for b.Loop() {
+			pod := speakerPod(b, owner, "")
+			stop := time.Now()
+			if err := cs.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
+				b.Fatalf("deleting speaker pod %s: %v", pod.Name, err)
+			}
+			took = append(took, failedOver(b, p, stop, ownerMAC, nodeOf))
+			speakerPod(b, owner, pod.UID) // the DaemonSet's replacement, Ready
+			settle(b, p, ownerMAC, plan, nodes)
+		}
+		report(b, "graceful-stop", took)
+	})
+}
+
+// failedOver waits for the first answer to a probe, sent after since, from
+// a node other than the one with oldMAC, and returns how long after since
+// it came.
+func failedOver(b *testing.B, p *prober, since time.Time, oldMAC string, nodeOf map[string]string) time.Duration {
+	b.Helper()
+	deadline := since.Add(failoverLimit)
+	for time.Now().Before(deadline) {
+		for _, r := range p.since(since) {
+			if r.mac == oldMAC {
+				continue
+			}
+			if _, ok := nodeOf[r.mac]; !ok {
+				b.Fatalf("%s answered by %s, which is no node's MAC", p.vip, r.mac)
+			}
+			return r.at.Sub(since)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.Fatalf("no node but %s answered %s within %s: replies since %v", oldMAC, p.vip, failoverLimit, summarise(p.since(since)))
+	return 0
+}
+
+// settle waits for the lab's steady state: every speaker counts every node
+// as a member, and for settledFor only one MAC (want, when given) answered
+// the probes, and answered most of them. It returns that MAC.
+func settle(b *testing.B, p *prober, want string, plan lab.Plan, nodes []string) string {
+	b.Helper()
+	deadline := time.Now().Add(settleLimit)
+	var why error
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		if why = allMembers(plan, nodes); why != nil {
+			continue
+		}
+		from := time.Now().Add(-settledFor)
+		rs := p.since(from)
+		macs := map[string]int{}
+		for _, r := range rs {
+			macs[r.mac]++
+		}
+		switch {
+		case len(macs) != 1:
+			why = fmt.Errorf("answers from %v in the last %s", macs, settledFor)
+		case want != "" && macs[want] == 0:
+			why = fmt.Errorf("answers from %v, want %s", macs, want)
+		case len(rs) < int(settledFor/probeEvery)/2:
+			why = fmt.Errorf("only %d answers in the last %s", len(rs), settledFor)
+		case p.started().After(from):
+			why = errors.New("probing for too short a time")
+		default:
+			return rs[0].mac
+		}
+	}
+	b.Fatalf("%s did not settle within %s: %v", p.vip, settleLimit, why)
+	return ""
+}
+
+// allMembers checks, through each speaker's metrics endpoint as a
+// monitoring system would, that every speaker sees every node: after a cut
+// link comes back the two sides must have merged before the next trial.
+func allMembers(plan lab.Plan, nodes []string) error {
+	want := fmt.Sprintf("portico_speaker_members %d", len(nodes))
+	for _, n := range nodes {
+		out, err := exec.Command("ip", "netns", "exec", plan.Prefix+n, "curl", "-sS", "-m", "2", "http://127.0.0.1:7474/metrics").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("metrics of the speaker on %s: %v: %s", n, err, out)
+		}
+		if !strings.Contains(string(out), "\n"+want+"\n") {
+			return fmt.Errorf("the speaker on %s does not report %q", n, want)
+		}
+	}
+	return nil
+}
+
+// speakerPod waits for the Ready speaker pod on node whose UID is not
+// notUID and returns it.
+func speakerPod(b *testing.B, node string, notUID types.UID) corev1.Pod {
+	b.Helper()
+	var pod corev1.Pod
+	benchEventually(b, 60*time.Second, "a Ready speaker pod on "+node, func() error {
+		l, err := cs.CoreV1().Pods("portico-system").List(context.Background(), metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/name=portico-speaker", FieldSelector: "spec.nodeName=" + node})
+		if err != nil {
+			return err
+		}
+		for _, p := range l.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) && p.UID != notUID {
+				pod = p
+				return nil
+			}
+		}
+		return fmt.Errorf("%d speaker pods on %s, none new and Ready", len(l.Items), node)
+	})
+	return pod
+}
+
+// report prints the percentiles of one scenario and reports them as the
+// benchmark's metrics. p99 of fewer than 100 trials is the maximum.
+func report(b *testing.B, scenario string, took []time.Duration) {
+	if len(took) == 0 {
+		return
+	}
+	s := slices.Clone(took)
+	slices.Sort(s)
+	pct := func(q float64) time.Duration {
+		i := int(q*float64(len(s))+0.999999) - 1 // nearest rank
+		return s[max(0, min(i, len(s)-1))]
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(pct(0.50)), "p50-ms")
+	b.ReportMetric(ms(pct(0.99)), "p99-ms")
+	b.ReportMetric(ms(s[len(s)-1]), "max-ms")
+	fmt.Printf("failover %-13s trials=%d p50=%v p99=%v max=%v (all: %v)\n", scenario, len(s),
+		pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), rounded(took))
+}
+
+func rounded(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
+
+// A reply is one answer to one of the prober's requests.
+type reply struct {
+	at  time.Time
+	mac string
+}
+
+// prober asks for vip by ARP every probeEvery from inside a network
+// namespace and keeps every answer. One long-lived socket, not a process per
+// probe, so that 10 ms means 10 ms.
+type prober struct {
+	vip   netip.Addr
+	c     *arp.Client
+	start time.Time
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	replies []reply
+}
+
+// startProber opens an ARP socket on dev in the network namespace at
+// netnsPath and probes vip until ctx ends.
+func startProber(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
+	ip, err := netip.ParseAddr(vip)
+	if err != nil || !ip.Is4() {
+		return nil, fmt.Errorf("%q is not an IPv4 address", vip)
+	}
+	var c *arp.Client
+	// A socket belongs to the network namespace it was made in, whatever
+	// thread uses it later; so only its making needs the client's netns.
+	err = inNetns(netnsPath, func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		c, err = arp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &prober{vip: ip, c: c, start: time.Now()}
+	p.wg.Add(2)
+	go func() { // owns the socket's reading side, and closes it
+		defer p.wg.Done()
+		defer c.Close()
+		for ctx.Err() == nil {
+			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			pkt, _, err := c.Read()
+			if err != nil {
+				continue
+			}
+			// Only answers to our requests: gratuitous ARP is broadcast
+			// and would time the new owner's announcement, not whether a
+			// client gets an answer.
+			if pkt.Operation != arp.OperationReply || pkt.SenderIP != ip || !bytes.Equal(pkt.TargetHardwareAddr, c.HardwareAddr()) {
+				continue
+			}
+			p.mu.Lock()
+			p.replies = append(p.replies, reply{at: time.Now(), mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
+			p.mu.Unlock()
+		}
+	}()
+	go func() { // sends the requests
+		defer p.wg.Done()
+		tick := time.NewTicker(probeEvery)
+		defer tick.Stop()
+		for {
+			_ = c.Request(ip)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p, nil
+}
+
+func (p *prober) started() time.Time { return p.start }
+
+func (p *prober) wait() { p.wg.Wait() }
+
+// since returns the replies that came after t, oldest first.
+func (p *prober) since(t time.Time) []reply {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(p.replies, t, func(r reply, t time.Time) int { return r.at.Compare(t) })
+	return slices.Clone(p.replies[i:])
+}
+
+func summarise(rs []reply) map[string]int {
+	m := map[string]int{}
+	for _, r := range rs {
+		m[r.mac]++
+	}
+	return m
+}
+
+// inNetns runs f on a thread that is switched into the network namespace
+// at path. The thread is never switched back: it stays locked and exits
+// with its goroutine, so no other goroutine ever runs in that namespace.
+func inNetns(path string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open %s: %w", path, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", path, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// The shared e2e helpers take a *testing.T; these are the few the
+// benchmark needs, for a *testing.B.
+
+func withOut(c lab.Config, w benchWriter) lab.Config { c.Out = w; return c }
+
+type benchWriter struct{ b *testing.B }
+
+func (w benchWriter) Write(p []byte) (int, error) {
+	w.b.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func benchKubectl(b *testing.B, stdin string, args ...string) string {
+	b.Helper()
+	cmd := exec.Command(filepath.Join(cfg.Bins, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cfg.Dirs().Kubeconfig())
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+func benchEventually(b *testing.B, timeout time.Duration, what string, f func() error) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Fatalf("%s: not after %s: %v", what, timeout, err)
+}
+
+// benchNamespace makes a namespace for the benchmark and deletes it after.
+func benchNamespace(b *testing.B) string {
+	b.Helper()
+	ns := fmt.Sprintf("bench-failover-%d", time.Now().Unix())
+	benchKubectl(b, "", "create", "namespace", ns)
+	benchEventually(b, 30*time.Second, "default ServiceAccount in "+ns, func() error {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
+		return err
+	})
+	b.Cleanup(func() {
+		_ = exec.Command(filepath.Join(cfg.Bins, "kubectl"), "--kubeconfig", cfg.Dirs().Kubeconfig(),
+			"delete", "namespace", ns, "--wait=false").Run()
+	})
+	return ns
+}
+
+// benchLBIP waits for the Service's first LoadBalancer address.
+func benchLBIP(b *testing.B, ns, name string) string {
+	b.Helper()
+	var ip string
+	benchEventually(b, 60*time.Second, "an address for "+ns+"/"+name, func() error {
+		svc, err := cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(svc.Status.LoadBalancer.Ingress) == 0 {
+			return errors.New("EXTERNAL-IP pending")
+		}
+		ip = svc.Status.LoadBalancer.Ingress[0].IP
+		return nil
+	})
+	return ip
+}
