@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 )
 
 // installPortico installs Portico into the lab as a user would (kubectl
-// apply -k manifests/) and waits for it; it is idempotent.
+// apply -k manifests/) and waits for it; it is idempotent. The first call
+// of a run also restarts Portico's pods, so that a lab kept up across
+// builds runs the binaries under test.
 func installPortico(t *testing.T) {
 	t.Helper()
 	c := cfg
@@ -24,7 +27,17 @@ func installPortico(t *testing.T) {
 	if err := lab.Install(context.Background(), c); err != nil {
 		t.Fatalf("installing Portico: %v", err)
 	}
+	restartOnce.Do(func() {
+		for _, w := range []string{"deployment/portico-controller", "deployment/portico-ingress", "daemonset/portico-speaker"} {
+			kubectl(t, "", "rollout", "restart", "-n", "portico-system", w)
+		}
+		for _, w := range []string{"deployment/portico-controller", "deployment/portico-ingress", "daemonset/portico-speaker"} {
+			kubectl(t, "", "rollout", "status", "-n", "portico-system", w, "--timeout=120s")
+		}
+	})
 }
+
+var restartOnce sync.Once
 
 type testWriter struct{ t *testing.T }
 
