@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,22 +27,34 @@ func peerRouterWithNodes(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	var nodes []string
-	args := []string{"vtysh", "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", lab.RouterASN)}
-	undo := slices.Clone(args)
+	undo := []string{"vtysh", "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", lab.RouterASN)}
 	for _, n := range plan.Nodes {
 		nodes = append(nodes, n.V4.String())
-		args = append(args, "-c", fmt.Sprintf("neighbor %s remote-as %d", n.V4, speakerASN), "-c", fmt.Sprintf("neighbor %s timers connect 1", n.V4))
 		undo = append(undo, "-c", fmt.Sprintf("no neighbor %s", n.V4))
+	}
+	configureRouter(t, nodes)
+	t.Cleanup(func() { labExec(t, "router", undo...) })
+	return nodes
+}
+
+// configureRouter adds every node as a neighbour of the router (also after
+// bgpd restarted from its file, which does not hold them).
+func configureRouter(t *testing.T, nodes []string) {
+	t.Helper()
+	args := []string{"vtysh", "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", lab.RouterASN)}
+	for _, n := range nodes {
+		args = append(args, "-c", fmt.Sprintf("neighbor %s remote-as %d", n, speakerASN), "-c", fmt.Sprintf("neighbor %s timers connect 1", n))
 	}
 	args = append(args, "-c", "address-family ipv4 unicast")
 	for _, n := range nodes {
 		args = append(args, "-c", "neighbor "+n+" activate")
 	}
-	if out, code := labExec(t, "router", args...); code != 0 {
-		t.Fatalf("configuring the router: %s", out)
-	}
-	t.Cleanup(func() { labExec(t, "router", undo...) })
-	return nodes
+	eventually(t, 20*time.Second, "configuring the restarted router", func() error {
+		if out, code := labExec(t, "router", args...); code != 0 {
+			return fmt.Errorf("vtysh: %s", out)
+		}
+		return nil
+	})
 }
 
 // routerNextHops reads the router's kernel route for ip (a /32 learned by
@@ -66,71 +79,11 @@ func routerNextHops(t *testing.T, ip string) []string {
 // externalTrafficPolicy Local the next hops narrow to the node with the pod.
 func TestBGPFromOutside(t *testing.T) {
 	installPortico(t)
-	nodes := peerRouterWithNodes(t)
-	kubectl(t, fmt.Sprintf(`apiVersion: portico.dev/v1alpha1
-kind: BGPPeer
-metadata: {name: lab-router}
-spec:
-  myASN: %d
-  peerASN: %d
-  peerAddress: 172.31.0.1
-  holdTime: 9s
-  keepaliveTime: 3s
----
-apiVersion: portico.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {name: lab}
-spec: {}
-`, speakerASN, lab.RouterASN), "apply", "-f", "-")
-	t.Cleanup(func() {
-		kubectl(t, "", "delete", "bgppeer/lab-router", "bgpadvertisement/lab", "--ignore-not-found")
-	})
-	eventually(t, 60*time.Second, "sessions with every node", func() error {
-		out, _ := labExec(t, "router", "vtysh", "-c", "show bgp ipv4 unicast summary")
-		for _, n := range nodes {
-			for _, line := range strings.Split(out, "\n") {
-				if strings.HasPrefix(line, n+" ") && (strings.Contains(line, "Active") || strings.Contains(line, "Connect") || strings.Contains(line, "Idle")) {
-					return fmt.Errorf("%s not established:\n%s", n, out)
-				}
-			}
-			if !strings.Contains(out, n) {
-				return fmt.Errorf("no session with %s:\n%s", n, out)
-			}
-		}
-		return nil
-	})
-
+	nodes := peerWithRouter(t, false)
 	ns := namespace(t)
 	apply(t, ns, echoDeployment)
 	want := names(readyPods(t, ns, "app=echo", 3))
-	apply(t, ns, `
-apiVersion: v1
-kind: Service
-metadata: {name: echo-bgp}
-spec:
-  type: LoadBalancer
-  selector: {app: echo}
-  ports: [{port: 80, targetPort: http}]
-`)
-	ip := lbIPs(t, ns, "echo-bgp")[0]
-	eventually(t, 30*time.Second, "an ECMP route through every node", func() error {
-		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
-			return fmt.Errorf("next hops %v, want %v", hops, nodes)
-		}
-		return nil
-	})
-	eventually(t, 20*time.Second, "curl from outside", func() error {
-		out, code := labExec(t, "outside", "curl", "-sS", "-m", "3", "http://"+ip+"/")
-		if code != 0 {
-			return fmt.Errorf("curl: %s", out)
-		}
-		for pod := range want {
-			if strings.Contains(out, pod) {
-				return nil
-			}
-		}
-		return fmt.Errorf("answer from no echo pod: %s", out)
-	})
+	ip := bgpService(t, ns, nodes, want)
 
 	// Local: only the node with the one remaining pod advertises.
 	kubectl(t, "", "scale", "-n", ns, "deployment/echo", "--replicas=1")
@@ -159,4 +112,160 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestBGPRestarts: the router's bgpd restarts and the routes come back;
+// a speaker dies with graceful restart on and the router keeps its routes
+// (stale) while curl from outside keeps working throughout.
+func TestBGPRestarts(t *testing.T) {
+	installPortico(t)
+	nodes := peerWithRouter(t, true)
+	ns := namespace(t)
+	apply(t, ns, echoDeployment)
+	want := names(readyPods(t, ns, "app=echo", 3))
+	ip := bgpService(t, ns, nodes, want)
+
+	// bgpd restarts (with its configuration, as a router reloads it).
+	if err := lab.Stop(cfg, "router.bgpd"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Start(cfg, "router.bgpd"); err != nil {
+		t.Fatal(err)
+	}
+	configureRouter(t, nodes)
+	eventually(t, 60*time.Second, "routes back after bgpd restarted", func() error {
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
+			return fmt.Errorf("next hops %v, want %v", hops, nodes)
+		}
+		return nil
+	})
+
+	// A speaker dies and stays down for 6 s (the node agent would restart
+	// it within a second): with graceful restart the router keeps the
+	// node's route, marked stale, and traffic through it keeps flowing.
+	victim := "node-1"
+	stop := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if p, ok := findSpeaker(victim); ok {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(6 * time.Second)
+	requests, stale := 0, false
+	for time.Now().Before(deadline) {
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
+			close(stop)
+			t.Fatalf("while %s's speaker is down the router's next hops are %v, want %v kept", victim, hops, nodes)
+		}
+		out, _ := labExec(t, "router", "vtysh", "-c", "show bgp ipv4 unicast "+ip+"/32")
+		stale = stale || strings.Contains(out, "stale") || strings.Contains(out, "Stale")
+		if out, code := labExec(t, "outside", "curl", "-sS", "-m", "2", "http://"+ip+"/"); code != 0 {
+			close(stop)
+			t.Fatalf("curl from outside failed while %s's speaker was down: %s", victim, out)
+		}
+		requests++
+	}
+	close(stop)
+	<-killed
+	if !stale {
+		t.Errorf("the router never marked %s's path stale: was graceful restart negotiated?", victim)
+	}
+	t.Logf("%d requests from outside succeeded while %s's speaker was down", requests, victim)
+	readyPods(t, "portico-system", "app.kubernetes.io/name=portico-speaker", 3)
+	eventually(t, 60*time.Second, "routes refreshed by the restarted speaker", func() error {
+		out, _ := labExec(t, "router", "vtysh", "-c", "show bgp ipv4 unicast "+ip+"/32")
+		if strings.Contains(strings.ToLower(out), "stale") {
+			return fmt.Errorf("still stale:\n%s", out)
+		}
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
+			return fmt.Errorf("next hops %v", hops)
+		}
+		return nil
+	})
+}
+
+// peerWithRouter configures the router and a BGPPeer and BGPAdvertisement
+// for it, and waits for a session with every node.
+func peerWithRouter(t *testing.T, gracefulRestart bool) []string {
+	t.Helper()
+	nodes := peerRouterWithNodes(t)
+	kubectl(t, fmt.Sprintf(`apiVersion: portico.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: lab-router}
+spec:
+  myASN: %d
+  peerASN: %d
+  peerAddress: 172.31.0.1
+  holdTime: 9s
+  keepaliveTime: 3s
+  gracefulRestart: %v
+---
+apiVersion: portico.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: lab}
+spec: {}
+`, speakerASN, lab.RouterASN, gracefulRestart), "apply", "-f", "-")
+	t.Cleanup(func() {
+		kubectl(t, "", "delete", "bgppeer/lab-router", "bgpadvertisement/lab", "--ignore-not-found")
+	})
+	eventually(t, 60*time.Second, "sessions with every node", func() error {
+		out, _ := labExec(t, "router", "vtysh", "-c", "show bgp ipv4 unicast summary")
+		for _, n := range nodes {
+			for _, line := range strings.Split(out, "\n") {
+				if strings.HasPrefix(line, n+" ") && (strings.Contains(line, "Active") || strings.Contains(line, "Connect") || strings.Contains(line, "Idle")) {
+					return fmt.Errorf("%s not established:\n%s", n, out)
+				}
+			}
+			if !strings.Contains(out, n) {
+				return fmt.Errorf("no session with %s:\n%s", n, out)
+			}
+		}
+		return nil
+	})
+	return nodes
+}
+
+// bgpService creates a LoadBalancer Service for the echo pods and waits
+// for an ECMP route through every node and an answer from outside.
+func bgpService(t *testing.T, ns string, nodes []string, want map[string]bool) string {
+	t.Helper()
+	apply(t, ns, `
+apiVersion: v1
+kind: Service
+metadata: {name: echo-bgp}
+spec:
+  type: LoadBalancer
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: http}]
+`)
+	ip := lbIPs(t, ns, "echo-bgp")[0]
+	eventually(t, 30*time.Second, "an ECMP route through every node", func() error {
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
+			return fmt.Errorf("next hops %v, want %v", hops, nodes)
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, "curl from outside", func() error {
+		out, code := labExec(t, "outside", "curl", "-sS", "-m", "3", "http://"+ip+"/")
+		if code != 0 {
+			return fmt.Errorf("curl: %s", out)
+		}
+		for pod := range want {
+			if strings.Contains(out, pod) {
+				return nil
+			}
+		}
+		return fmt.Errorf("answer from no echo pod: %s", out)
+	})
+	return ip
 }
