@@ -5,6 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -84,6 +87,23 @@ func TestBGPFromOutside(t *testing.T) {
 	apply(t, ns, echoDeployment)
 	want := names(readyPods(t, ns, "app=echo", 3))
 	ip := bgpService(t, ns, nodes, want)
+
+	// porticoctl status: every node's session up, every node announcing.
+	eventually(t, 30*time.Second, "porticoctl status", func() error {
+		out, err := exec.Command(filepath.Join(cfg.Repo, "bin", "porticoctl"), "--kubeconfig", cfg.Dirs().Kubeconfig(), "status", "-n", ns).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		for _, n := range []string{"node-1", "node-2", "node-3"} {
+			if !regexp.MustCompile(`(?m)^lab-router\s+` + n + `\s+172\.31\.0\.1\s+established`).Match(out) {
+				return fmt.Errorf("no established session from %s:\n%s", n, out)
+			}
+			if !regexp.MustCompile(`(?m)^` + ns + `\s+echo-bgp\s+` + regexp.QuoteMeta(ip) + `\s+lab\s+` + n + `\s+bgp\s+lab-router`).Match(out) {
+				return fmt.Errorf("%s not shown announcing %s:\n%s", n, ip, out)
+			}
+		}
+		return nil
+	})
 
 	// Local: only the node with the one remaining pod advertises.
 	kubectl(t, "", "scale", "-n", ns, "deployment/echo", "--replicas=1")

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -62,7 +63,11 @@ func run(args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return print(out, rows)
+		sessions, err := Sessions(context.Background(), c)
+		if err != nil {
+			return err
+		}
+		return print(out, rows, sessions)
 	default:
 		global.Usage()
 		return fmt.Errorf("unknown command %q", cmd)
@@ -83,11 +88,23 @@ func newClient(kubeconfig string) (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-func print(out io.Writer, rows []Row) error {
+func print(out io.Writer, rows []Row, sessions []Session) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAMESPACE\tNAME\tIP\tPOOL\tANNOUNCED BY\tPROTOCOL\tVIA")
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, dash(r.IP), dash(r.Pool), dash(r.Node), dash(r.Protocol), dash(r.Via))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(sessions) == 0 {
+		return nil
+	}
+	fmt.Fprintln(out)
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "BGP PEER\tNODE\tADDRESS\tSTATE\tSINCE")
+	for _, s := range sessions {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Peer, s.Node, s.Address, s.State, s.Since.Format(time.RFC3339))
 	}
 	return w.Flush()
 }

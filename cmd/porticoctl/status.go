@@ -9,10 +9,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/speaker"
+	"github.com/portico-lb/portico/speaker/bgp"
 )
 
 // Row is one line of `porticoctl status`: one address of a Service and
@@ -154,4 +156,48 @@ func eventTime(e eventsv1.Event) time.Time {
 		t = e.DeprecatedLastTimestamp.Time
 	}
 	return t
+}
+
+// Session is one node's BGP session to a BGPPeer, as the speakers' Events
+// tell: the latest SessionUp or SessionDown per (peer, node).
+type Session struct {
+	Peer, Node, Address, State string
+	Up                         bool
+	Since                      time.Time
+}
+
+// Sessions reads the speakers' session Events. Events about cluster-scoped
+// objects such as BGPPeers live in the default namespace.
+func Sessions(ctx context.Context, c client.Reader) ([]Session, error) {
+	var evs eventsv1.EventList
+	if err := c.List(ctx, &evs, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+		return nil, fmt.Errorf("listing Events: %w", err)
+	}
+	latest := map[[2]string]Session{}
+	for _, e := range evs.Items {
+		if e.Regarding.Kind != "BGPPeer" || (e.Reason != bgp.ReasonSessionUp && e.Reason != bgp.ReasonSessionDown) {
+			continue
+		}
+		node, addr, state, ok := bgp.ParseSessionNote(e.Note)
+		if !ok {
+			continue
+		}
+		k := [2]string{e.Regarding.Name, node}
+		at := eventTime(e)
+		if s, seen := latest[k]; seen && s.Since.After(at) {
+			continue
+		}
+		latest[k] = Session{Peer: e.Regarding.Name, Node: node, Address: addr.String(), State: state, Up: e.Reason == bgp.ReasonSessionUp, Since: at}
+	}
+	out := make([]Session, 0, len(latest))
+	for _, s := range latest {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Session) int {
+		if c := strings.Compare(a.Peer, b.Peer); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	return out, nil
 }

@@ -158,7 +158,22 @@ func run() error {
 	// BGP sessions are not closed on exit: with graceful restart the
 	// router keeps the routes while the speaker restarts, and without it
 	// the router drops them as the connection goes anyway.
-	sessions := bgp.NewAnnouncer(bgp.Options{Logger: slogger.With("component", "bgp"), ListenPort: *bgpListen})
+	recorder := mgr.GetEventRecorderFor("portico-speaker") //nolint:staticcheck // see speaker.Speaker.events
+	sessions := bgp.NewAnnouncer(bgp.Options{
+		Logger:     slogger.With("component", "bgp"),
+		ListenPort: *bgpListen,
+		// Each change of a session is an Event on its BGPPeer.
+		OnChange: func(st bgp.SessionStatus) {
+			reason, note := bgp.SessionEvent(*node, st)
+			typ := corev1.EventTypeNormal
+			if !st.Up {
+				typ = corev1.EventTypeWarning
+			}
+			peer := &v1alpha1.BGPPeer{}
+			peer.Name = st.Name
+			recorder.Event(peer, typ, reason, note)
+		},
+	})
 	metrics.Registry.MustRegister(sessions)
 	bgpProtocol := bgp.NewProtocol(sessions, func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
 		var s corev1.Secret
@@ -171,7 +186,7 @@ func run() error {
 		}
 		return string(v), nil
 	})
-	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
+	sp := speaker.New(mgr.GetCache(), recorder, speaker.Options{
 		Node:       *node,
 		Announcers: []speaker.Announcer{announcer, bgpProtocol},
 		Log:        log.WithName("speaker"),
