@@ -132,6 +132,33 @@ func TestBGPFromOutside(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The pod moves to another node; the route follows it.
+	plan, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other, otherIP string
+	for _, n := range plan.Nodes {
+		if n.Name != node.Name {
+			other, otherIP = n.Name, n.V4.String()
+			break
+		}
+	}
+	kubectl(t, "", "patch", "-n", ns, "deployment/echo", "-p", `{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/hostname":"`+other+`"}}}}}`)
+	eventually(t, 60*time.Second, "next hop following the pod to "+other, func() error {
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, []string{otherIP}) {
+			return fmt.Errorf("next hops %v, want [%s]", hops, otherIP)
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, "curl from outside after the move", func() error {
+		_, code := labExec(t, "outside", "curl", "-sS", "-m", "3", "http://"+ip+"/")
+		if code != 0 {
+			return fmt.Errorf("curl: exit %d", code)
+		}
+		return nil
+	})
 }
 
 // TestBGPRestarts: the router's bgpd restarts and the routes come back;

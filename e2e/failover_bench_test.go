@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -56,16 +54,14 @@ const (
 // not overlap. Run with -benchtime=20x (or more) for 20 trials each; the
 // figures are p50-ms, p99-ms and max-ms per scenario.
 func BenchmarkFailover(b *testing.B) {
-	if err := lab.Install(context.Background(), withOut(cfg, benchWriter{b})); err != nil {
-		b.Fatalf("installing Portico: %v", err)
-	}
+	installPortico(b)
 	plan, err := cfg.Plan()
 	if err != nil {
 		b.Fatal(err)
 	}
-	ns := benchNamespace(b)
-	benchKubectl(b, echoDeployment, "apply", "-n", ns, "-f", "-")
-	benchKubectl(b, `apiVersion: v1
+	ns := namespace(b)
+	kubectl(b, echoDeployment, "apply", "-n", ns, "-f", "-")
+	kubectl(b, `apiVersion: v1
 kind: Service
 metadata: {name: echo-lb}
 spec:
@@ -73,7 +69,7 @@ spec:
   selector: {app: echo}
   ports: [{port: 80, targetPort: http}]
 `, "apply", "-n", ns, "-f", "-")
-	vip := benchLBIP(b, ns, "echo-lb")
+	vip := lbIPs(b, ns, "echo-lb")[0]
 
 	nodeOf := map[string]string{} // MAC → node
 	var nodes []string
@@ -220,7 +216,7 @@ func allMembers(plan lab.Plan, nodes []string) error {
 func speakerPod(b *testing.B, node string, notUID types.UID) corev1.Pod {
 	b.Helper()
 	var pod corev1.Pod
-	benchEventually(b, 60*time.Second, "a Ready speaker pod on "+node, func() error {
+	eventually(b, 60*time.Second, "a Ready speaker pod on "+node, func() error {
 		l, err := cs.CoreV1().Pods("portico-system").List(context.Background(), metav1.ListOptions{
 			LabelSelector: "app.kubernetes.io/name=portico-speaker", FieldSelector: "spec.nodeName=" + node})
 		if err != nil {
@@ -383,76 +379,4 @@ func inNetns(path string, f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
-}
-
-// The shared e2e helpers take a *testing.T; these are the few the
-// benchmark needs, for a *testing.B.
-
-func withOut(c lab.Config, w benchWriter) lab.Config { c.Out = w; return c }
-
-type benchWriter struct{ b *testing.B }
-
-func (w benchWriter) Write(p []byte) (int, error) {
-	w.b.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func benchKubectl(b *testing.B, stdin string, args ...string) string {
-	b.Helper()
-	cmd := exec.Command(filepath.Join(cfg.Bins, "kubectl"), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+cfg.Dirs().Kubeconfig())
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
-}
-
-func benchEventually(b *testing.B, timeout time.Duration, what string, f func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	b.Fatalf("%s: not after %s: %v", what, timeout, err)
-}
-
-// benchNamespace makes a namespace for the benchmark and deletes it after.
-func benchNamespace(b *testing.B) string {
-	b.Helper()
-	ns := fmt.Sprintf("bench-failover-%d", time.Now().Unix())
-	benchKubectl(b, "", "create", "namespace", ns)
-	benchEventually(b, 30*time.Second, "default ServiceAccount in "+ns, func() error {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
-		return err
-	})
-	b.Cleanup(func() {
-		_ = exec.Command(filepath.Join(cfg.Bins, "kubectl"), "--kubeconfig", cfg.Dirs().Kubeconfig(),
-			"delete", "namespace", ns, "--wait=false").Run()
-	})
-	return ns
-}
-
-// benchLBIP waits for the Service's first LoadBalancer address.
-func benchLBIP(b *testing.B, ns, name string) string {
-	b.Helper()
-	var ip string
-	benchEventually(b, 60*time.Second, "an address for "+ns+"/"+name, func() error {
-		svc, err := cs.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(svc.Status.LoadBalancer.Ingress) == 0 {
-			return errors.New("EXTERNAL-IP pending")
-		}
-		ip = svc.Status.LoadBalancer.Ingress[0].IP
-		return nil
-	})
-	return ip
 }

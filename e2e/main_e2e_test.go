@@ -87,7 +87,7 @@ func run(m *testing.M) int {
 }
 
 // kubectl runs the lab's kubectl against the lab and returns its stdout.
-func kubectl(t *testing.T, stdin string, args ...string) string {
+func kubectl(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(cfg.Bins, "kubectl"), args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+cfg.Dirs().Kubeconfig())
@@ -101,13 +101,13 @@ func kubectl(t *testing.T, stdin string, args ...string) string {
 }
 
 // apply creates objects from YAML in namespace ns.
-func apply(t *testing.T, ns, yaml string) {
+func apply(t testing.TB, ns, yaml string) {
 	t.Helper()
 	kubectl(t, yaml, "apply", "-n", ns, "-f", "-")
 }
 
 // namespace creates a namespace for one test and deletes it afterwards.
-func namespace(t *testing.T) string {
+func namespace(t testing.TB) string {
 	t.Helper()
 	ns := "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	if len(ns) > 50 {
@@ -133,7 +133,7 @@ func namespace(t *testing.T) string {
 
 // labExec runs a command in a lab host and returns its combined output and
 // exit code.
-func labExec(t *testing.T, host string, argv ...string) (string, int) {
+func labExec(t testing.TB, host string, argv ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(cfg.Repo, "bin", "lab"), append([]string{"--repo", cfg.Repo, "--k8s-bins", cfg.Bins, "exec", host, "--"}, argv...)...)
 	out, err := cmd.CombinedOutput()
@@ -154,7 +154,7 @@ func asExit(err error, ee **exec.ExitError) bool {
 }
 
 // eventually polls f every half second until it returns nil or timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -177,7 +177,7 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // readyPods waits until selector matches exactly n Ready pods and returns them.
-func readyPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
+func readyPods(t testing.TB, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	eventually(t, 60*time.Second, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func() error {
@@ -200,7 +200,7 @@ func readyPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
 }
 
 // podPhase waits for a pod to finish and returns its phase.
-func podPhase(t *testing.T, ns, name string) corev1.PodPhase {
+func podPhase(t testing.TB, ns, name string) corev1.PodPhase {
 	t.Helper()
 	var phase corev1.PodPhase
 	eventually(t, 90*time.Second, "pod "+name+" finishes", func() error {

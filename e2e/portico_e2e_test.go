@@ -20,7 +20,7 @@ import (
 // apply -k manifests/) and waits for it; it is idempotent. The first call
 // of a run also restarts Portico's pods, so that a lab kept up across
 // builds runs the binaries under test.
-func installPortico(t *testing.T) {
+func installPortico(t testing.TB) {
 	t.Helper()
 	c := cfg
 	c.Out = testWriter{t}
@@ -39,7 +39,7 @@ func installPortico(t *testing.T) {
 
 var restartOnce sync.Once
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -47,7 +47,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // lbIPs waits for a Service to have addresses in its status.
-func lbIPs(t *testing.T, ns, name string) []string {
+func lbIPs(t testing.TB, ns, name string) []string {
 	t.Helper()
 	var ips []string
 	eventually(t, 60*time.Second, "an address for "+ns+"/"+name, func() error {
@@ -67,7 +67,7 @@ func lbIPs(t *testing.T, ns, name string) []string {
 	return ips
 }
 
-func inLabPool(t *testing.T, ip string) bool {
+func inLabPool(t testing.TB, ip string) bool {
 	first, last, _ := strings.Cut(lab.PoolV4, "-")
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
