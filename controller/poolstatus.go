@@ -103,6 +103,12 @@ func (c *Controller) applyPoolsLocked(ctx context.Context) (bool, error) {
 		}
 		configs = append(configs, cfg)
 	}
+	// Listed before anything changes: if this fails, nothing has, and the
+	// next reconcile tries again.
+	var services corev1.ServiceList
+	if err := c.client.List(ctx, &services); err != nil {
+		return false, fmt.Errorf("listing services: %w", err)
+	}
 	report := c.alloc.SetPools(configs)
 	for name, why := range report.Invalid {
 		invalid[name] = why
@@ -122,10 +128,6 @@ func (c *Controller) applyPoolsLocked(ctx context.Context) (bool, error) {
 	// Every Service is looked at again: a pool's namespace or selector
 	// restrictions may have changed, and waiting Services may now fit.
 	// Allocate is idempotent, so Services that are fine stay as they are.
-	var services corev1.ServiceList
-	if err := c.client.List(ctx, &services); err != nil {
-		return false, fmt.Errorf("listing services: %w", err)
-	}
 	for i := range services.Items {
 		if Managed(&services.Items[i]) {
 			kicks = append(kicks, client.ObjectKeyFromObject(&services.Items[i]))

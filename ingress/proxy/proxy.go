@@ -84,7 +84,7 @@ func NewUpstream(addrs ...string) *Upstream {
 
 // pick returns the index of the endpoint to try first.
 func (u *Upstream) pick() int {
-	return int(u.next.Add(1)-1) % len(u.Addrs)
+	return int((u.next.Add(1) - 1) % uint32(len(u.Addrs)))
 }
 
 // Options tune the server. The zero value is a sane production setting.

@@ -303,9 +303,16 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 	if len(res.Trailer) > 0 {
 		announceTrailers(dst, res.Trailer)
 	}
+	// A client that goes away must not keep the endpoint's connection: a
+	// body of unknown length has no read deadline, so unblock the read.
+	gone := context.AfterFunc(r.Context(), func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 	w.WriteHeader(res.StatusCode)
 	berr := copyBody(w, res, r.Method)
-	if berr == nil && !res.Close {
+	left := !gone() // the deadline was clobbered: the connection is spent
+	if left && berr != nil {
+		berr = context.Canceled
+	}
+	if berr == nil && !res.Close && !left {
 		s.pool.put(rec.Endpoint, c) // the body was read to its end: reusable
 	} else {
 		c.Close()
