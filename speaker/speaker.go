@@ -200,6 +200,12 @@ func (s *Speaker) event(svc *corev1.Service, typ, reason, note string) {
 	s.events.Event(svc, typ, reason, note)
 }
 
+// Keeper is an Announcer whose announcements are meant to outlive the
+// speaker when it stops (BGP with graceful restart); withdraw leaves it be.
+type Keeper interface {
+	KeepOnExit() bool
+}
+
 // withdraw stops every announcement, as the speaker goes away. Its peers
 // have been told by memberlist already and take the addresses over.
 func (s *Speaker) withdraw() {
@@ -207,6 +213,9 @@ func (s *Speaker) withdraw() {
 	defer cancel()
 	empty := &State{Node: s.opts.Node}
 	for _, a := range s.opts.Announcers {
+		if k, ok := a.(Keeper); ok && k.KeepOnExit() {
+			continue
+		}
 		if _, err := a.Announce(ctx, empty); err != nil {
 			s.log.Error(err, "withdrawing failed")
 		}

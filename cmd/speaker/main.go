@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -155,9 +156,10 @@ func run() error {
 	slogger.Info("interfaces", "node", *node, "interfaces", member.Interfaces(local).String())
 	announcer := l2.NewAnnouncer(l2.ResponderOptions{Gratuitous: schedule, Refresh: *refresh, Log: slogger}, excluded)
 	defer announcer.Close()
-	// BGP sessions are not closed on exit: with graceful restart the
-	// router keeps the routes while the speaker restarts, and without it
-	// the router drops them as the connection goes anyway.
+	// BGP sessions are not closed on exit (bgp.Protocol is a
+	// speaker.Keeper): with graceful restart the router keeps the routes
+	// while the speaker restarts, and without it the router drops them as
+	// the connection goes anyway.
 	recorder := mgr.GetEventRecorderFor("portico-speaker") //nolint:staticcheck // see speaker.Speaker.events
 	sessions := bgp.NewAnnouncer(bgp.Options{
 		Logger:     slogger.With("component", "bgp"),
@@ -178,11 +180,14 @@ func run() error {
 	bgpProtocol := bgp.NewProtocol(sessions, func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
 		var s corev1.Secret
 		if err := direct.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return "", fmt.Errorf("%w: %v", bgp.ErrNoPassword, err)
+			}
 			return "", err
 		}
 		v, ok := s.Data[ref.Key]
 		if !ok {
-			return "", fmt.Errorf("the Secret has no key %q", ref.Key)
+			return "", fmt.Errorf("the Secret has no key %q: %w", ref.Key, bgp.ErrNoPassword)
 		}
 		return string(v), nil
 	})

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -14,8 +14,21 @@ import (
 	"github.com/portico-lb/portico/speaker"
 )
 
-// PasswordFunc reads the MD5 password a BGPPeer's passwordSecret names.
+// PasswordFunc reads the MD5 password a BGPPeer's passwordSecret names. It
+// returns an error wrapping ErrNoPassword when the Secret or its key does
+// not exist, as opposed to the API server being unreachable.
 type PasswordFunc func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error)
+
+// ErrNoPassword says the password Secret or its key does not exist.
+var ErrNoPassword = errors.New("no such Secret or key")
+
+// Passwords are read at most this often, and each read may take this long:
+// the speaker's one loop also runs layer 2 failover, which must not wait on
+// an API server that is away.
+const (
+	passwordTTL     = 30 * time.Second
+	passwordTimeout = time.Second
+)
 
 // Protocol is the BGP speaker.Announcer: it turns the speaker's State into
 // an Input, Computes the Plan and Applies it to the sessions.
@@ -23,10 +36,15 @@ type Protocol struct {
 	ann       *Announcer
 	passwords PasswordFunc
 
-	// last holds the last password read for each Secret key, so that a
-	// session keeps its password while the API server is unreachable.
-	mu   sync.Mutex
-	last map[v1alpha1.SecretKeyRef]string
+	// last holds the last password read for each Secret key, and when, so
+	// that a session keeps its password while the API server is
+	// unreachable. Only Announce's caller touches it.
+	last map[v1alpha1.SecretKeyRef]password
+}
+
+type password struct {
+	value string
+	read  time.Time
 }
 
 var _ speaker.Announcer = (*Protocol)(nil)
@@ -34,7 +52,7 @@ var _ speaker.Announcer = (*Protocol)(nil)
 // NewProtocol returns a Protocol driving ann; passwords may be nil when no
 // BGPPeer uses one.
 func NewProtocol(ann *Announcer, passwords PasswordFunc) *Protocol {
-	return &Protocol{ann: ann, passwords: passwords, last: map[v1alpha1.SecretKeyRef]string{}}
+	return &Protocol{ann: ann, passwords: passwords, last: map[v1alpha1.SecretKeyRef]password{}}
 }
 
 // Announce implements speaker.Announcer. Configuration problems (a bad
@@ -106,18 +124,30 @@ func (p *Protocol) password(ctx context.Context, bp *v1alpha1.BGPPeer) (string, 
 	if p.passwords == nil {
 		return "", fmt.Errorf("passwordSecret %s/%s: this speaker cannot read Secrets", key.Namespace, key.Name)
 	}
-	pw, err := p.passwords(ctx, key)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil {
-		if last, ok := p.last[key]; ok {
-			return last, nil // the API is away: keep the session as it was
-		}
+	last, known := p.last[key]
+	if known && time.Since(last.read) < passwordTTL {
+		return last.value, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, passwordTimeout)
+	pw, err := p.passwords(rctx, key)
+	cancel()
+	switch {
+	case err == nil:
+		p.last[key] = password{value: pw, read: time.Now()}
+		return pw, nil
+	case known && !errors.Is(err, ErrNoPassword):
+		return last.value, nil // the API is away: keep the session as it was
+	default:
+		delete(p.last, key)
 		return "", fmt.Errorf("passwordSecret %s/%s key %q: %w", key.Namespace, key.Name, key.Key, err)
 	}
-	p.last[key] = pw
-	return pw, nil
 }
+
+// KeepOnExit implements speaker.Keeper: BGP sessions are left as they are
+// when the speaker stops. With graceful restart the router keeps the routes
+// while the speaker restarts; without it the router drops them as the
+// connection goes.
+func (p *Protocol) KeepOnExit() bool { return true }
 
 // nodeIPv4 is the node's first IPv4 InternalIP, the default router ID.
 func nodeIPv4(n *corev1.Node) netip.Addr {

@@ -3,6 +3,7 @@ package bgp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -78,32 +79,48 @@ func TestProtocolInput(t *testing.T) {
 	}
 }
 
-// TestProtocolPasswordWhileAPIAway: a password read once is kept while the
-// API server cannot be reached; one never read is a clear problem and the
+// TestProtocolPassword: a password is read at most every passwordTTL; one
+// read before is kept while the API server cannot be reached, but not
+// once the Secret is gone; one never read is a clear problem and the
 // session is left out.
-func TestProtocolPasswordWhileAPIAway(t *testing.T) {
-	fail := false
-	p := NewProtocol(nil, func(context.Context, v1alpha1.SecretKeyRef) (string, error) {
-		if fail {
-			return "", errors.New("connection refused")
+func TestProtocolPassword(t *testing.T) {
+	var reads int
+	var fail error
+	p := NewProtocol(nil, func(ctx context.Context, _ v1alpha1.SecretKeyRef) (string, error) {
+		reads++
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("password read without a deadline")
 		}
-		return "s3cret", nil
+		return "s3cret", fail
 	})
 	st := protocolState()
-	if _, problems := p.input(context.Background(), st); len(problems) != 0 {
-		t.Fatal(problems)
+	peers := func() ([]Peer, []error) {
+		in, problems := p.input(context.Background(), st)
+		return in.Peers, problems
 	}
-	fail = true
-	in, problems := p.input(context.Background(), st)
-	if len(problems) != 0 || len(in.Peers) != 1 || in.Peers[0].Password != "s3cret" {
-		t.Fatalf("with the API away: peers %+v, problems %v", in.Peers, problems)
+	age := func() {
+		for k, v := range p.last {
+			v.read = v.read.Add(-2 * passwordTTL)
+			p.last[k] = v
+		}
+	}
+	if _, problems := peers(); len(problems) != 0 || reads != 1 {
+		t.Fatalf("first read: %d reads, problems %v", reads, problems)
+	}
+	if _, _ = peers(); reads != 1 {
+		t.Fatalf("read again within the TTL: %d reads", reads)
 	}
 
-	fresh := NewProtocol(nil, func(context.Context, v1alpha1.SecretKeyRef) (string, error) {
-		return "", errors.New(`secrets "bgp" not found`)
-	})
-	in, problems = fresh.input(context.Background(), st)
-	if len(in.Peers) != 0 || len(problems) != 1 || !strings.Contains(problems[0].Error(), `BGPPeer "router": passwordSecret portico-system/bgp key "password"`) {
-		t.Fatalf("peers %+v, problems %v", in.Peers, problems)
+	age()
+	fail = errors.New("connection refused")
+	if ps, problems := peers(); len(problems) != 0 || len(ps) != 1 || ps[0].Password != "s3cret" || reads != 2 {
+		t.Fatalf("with the API away: %d reads, peers %+v, problems %v", reads, ps, problems)
+	}
+
+	age()
+	fail = fmt.Errorf("secrets \"bgp\" not found: %w", ErrNoPassword)
+	ps, problems := peers()
+	if len(ps) != 0 || len(problems) != 1 || !strings.Contains(problems[0].Error(), `BGPPeer "router": passwordSecret portico-system/bgp key "password"`) {
+		t.Fatalf("with the Secret gone: peers %+v, problems %v", ps, problems)
 	}
 }
