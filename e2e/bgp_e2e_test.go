@@ -229,6 +229,22 @@ func TestBGPRestarts(t *testing.T) {
 	}
 	t.Logf("%d requests from outside succeeded while %s's speaker was down", requests, victim)
 	readyPods(t, "portico-system", "app.kubernetes.io/name=portico-speaker", 3)
+
+	// A graceful stop, as in a rollout: SIGTERM. The speaker withdraws its
+	// layer 2 announcements but leaves its BGP sessions to graceful
+	// restart, so the router keeps node-2's path while it restarts.
+	if err := syscall.Kill(speakerPID(t, "node-2"), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if hops := routerNextHops(t, ip); !slices.Equal(hops, nodes) {
+			t.Fatalf("after node-2's speaker was stopped gracefully the next hops are %v, want %v kept", hops, nodes)
+		}
+		if out, code := labExec(t, "outside", "curl", "-sS", "-m", "2", "http://"+ip+"/"); code != 0 {
+			t.Fatalf("curl from outside failed while node-2's speaker restarted: %s", out)
+		}
+	}
+	readyPods(t, "portico-system", "app.kubernetes.io/name=portico-speaker", 3)
 	eventually(t, 60*time.Second, "routes refreshed by the restarted speaker", func() error {
 		out, _ := labExec(t, "router", "vtysh", "-c", "show bgp ipv4 unicast "+ip+"/32")
 		if strings.Contains(strings.ToLower(out), "stale") {
