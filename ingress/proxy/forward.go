@@ -156,9 +156,11 @@ func copyBody(w http.ResponseWriter, res *http.Response, method string) error {
 // neither side modifies.
 func (s *Server) outHeader(r *http.Request) http.Header {
 	h := make(http.Header, len(r.Header)+4)
+	client := clientIP(r.RemoteAddr)
+	trusted := s.trusted(client)
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if hopByHop(k) || (len(conn) > 0 && listed(conn, k)) {
+		if hopByHop(k) || (len(conn) > 0 && listed(conn, k)) || (!trusted && forwarding(k)) {
 			continue
 		}
 		h[k] = vv
@@ -170,26 +172,29 @@ func (s *Server) outHeader(r *http.Request) http.Header {
 		h["User-Agent"] = noValue // else Go would send its own
 	}
 
-	client := clientIP(r.RemoteAddr)
-	if s.trusted(client) {
-		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + client}
-		} else {
-			h["X-Forwarded-For"] = []string{client}
-		}
-		if _, ok := h["X-Forwarded-Proto"]; ok {
-			return h
-		}
+	if prior := r.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
+		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + client}
 	} else {
 		h["X-Forwarded-For"] = []string{client}
 	}
-	if r.TLS != nil {
-		h["X-Forwarded-Proto"] = protoHTTPS
-	} else {
-		h["X-Forwarded-Proto"] = protoHTTP
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		if r.TLS != nil {
+			h["X-Forwarded-Proto"] = protoHTTPS
+		} else {
+			h["X-Forwarded-Proto"] = protoHTTP
+		}
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
+	if _, ok := h["X-Forwarded-Host"]; !ok {
+		h["X-Forwarded-Host"] = []string{r.Host}
+	}
 	return h
+}
+
+// forwarding reports the headers in which a client tells what a proxy in
+// front of it saw: kept from trusted proxies, dropped from anyone else
+// (X-Forwarded-For is handled apart: it is appended to, or replaced).
+func forwarding(k string) bool {
+	return k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" || k == "Forwarded"
 }
 
 func (s *Server) trusted(ip string) bool {

@@ -265,6 +265,46 @@ func TestTrustedProxyForwardedFor(t *testing.T) {
 	}
 }
 
+// TestForwardedHeadersBothPaths: a GET (the proxy's own upstream client)
+// and a POST (net/http's Transport) carry the same forwarding headers: a
+// trusted proxy's X-Forwarded-Proto and -Host each kept when it sent them
+// and set when it did not; an untrusted client's dropped, its RFC 7239
+// Forwarded too.
+func TestForwardedHeadersBothPaths(t *testing.T) {
+	b := echo(t, "web")
+	cfg := &Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+	}
+	trusted := start(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	trusted.Store(cfg)
+	untrusted := start(t, Options{})
+	untrusted.Store(cfg)
+	for _, method := range []string{"GET", "POST"} {
+		req := method + " / HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nContent-Length: 2\r\n\r\nok"
+		if method == "GET" {
+			req = strings.Replace(req, "Content-Length: 2\r\n\r\nok", "\r\n", 1)
+		}
+		s := decode(t, raw(t, trusted.plain, req))
+		if got := s.Header.Get("X-Forwarded-Proto"); got != "https" {
+			t.Errorf("%s, trusted: X-Forwarded-Proto = %q, want the proxy's https", method, got)
+		}
+		if got := s.Header.Get("X-Forwarded-Host"); got != "shop.example" {
+			t.Errorf("%s, trusted: X-Forwarded-Host = %q, want shop.example set", method, got)
+		}
+		if got := s.Header.Get("Forwarded"); got != "for=6.6.6.6" {
+			t.Errorf("%s, trusted: Forwarded = %q, want it kept", method, got)
+		}
+		s = decode(t, raw(t, untrusted.plain, req))
+		if got := s.Header.Get("X-Forwarded-Proto"); got != "http" {
+			t.Errorf("%s, untrusted: X-Forwarded-Proto = %q, want http", method, got)
+		}
+		if got := s.Header.Get("Forwarded"); got != "" {
+			t.Errorf("%s, untrusted: Forwarded = %q passed through", method, got)
+		}
+	}
+}
+
 func TestRoutesAndSpreadsLoad(t *testing.T) {
 	a1, a2, b := echo(t, "a1"), echo(t, "a2"), echo(t, "b")
 	p := start(t, Options{})

@@ -219,13 +219,8 @@ func (s *Server) writeRequest(w *bufio.Writer, r *http.Request) {
 		if hopByHop(k) || (len(conn) > 0 && listed(conn, k)) || k == "Host" {
 			continue
 		}
-		switch k {
-		case "X-Forwarded-For":
+		if k == "X-Forwarded-For" || (!trusted && forwarding(k)) {
 			continue
-		case "X-Forwarded-Proto", "X-Forwarded-Host":
-			if !trusted {
-				continue
-			}
 		}
 		for _, v := range vv {
 			w.WriteString(k)
