@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -55,6 +56,9 @@ func runController(t testing.TB, leaderElect bool) (stop func()) {
 		RenewDeadline:                 ptr.To(2 * time.Second),
 		RetryPeriod:                   ptr.To(500 * time.Millisecond),
 		Controller:                    ctrlConfig(),
+		// Once, under a loaded CI machine, a stop took longer than the
+		// default 30 s; stop() prints every goroutine if one ever hangs.
+		GracefulShutdownTimeout: ptr.To(90 * time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +77,10 @@ func runController(t testing.TB, leaderElect bool) (stop func()) {
 		stopped = true
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
+			// Say what was still running: a stuck runnable is a bug.
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Errorf("controller: %v\ngoroutines:\n%s", err, buf)
 		}
 	}
 	t.Cleanup(stop)
