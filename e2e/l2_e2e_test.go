@@ -125,7 +125,20 @@ func speakerPID(t *testing.T, n string) int {
 // speaker leaves the cluster on its way out.
 func TestL2SpeakerKilled(t *testing.T) {
 	ns, ip := lbService(t, 3, "", false)
+	plan, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []string
+	for _, n := range plan.Nodes {
+		nodes = append(nodes, n.Name)
+	}
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		// A restarted speaker is Ready before gossip has brought it back
+		// into every member list; start each round from a settled cluster.
+		eventually(t, 60*time.Second, "every speaker seeing all "+fmt.Sprint(len(nodes)), func() error {
+			return allMembers(plan, nodes)
+		})
 		owner := announcedBy(t, ns, ip)
 		answeredBy(t, ip, owner)
 		// The node agent restarts the killed speaker within seconds and it
