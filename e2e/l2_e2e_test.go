@@ -276,4 +276,8 @@ func TestL2WithoutAPIServer(t *testing.T) {
 		_, err := cs.Discovery().ServerVersion()
 		return err
 	})
+	// Leave the cluster working for the next test: the controller manager
+	// has re-established its watches once a new namespace gets its
+	// default ServiceAccount.
+	namespace(t)
 }

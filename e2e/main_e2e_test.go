@@ -118,7 +118,9 @@ func namespace(t testing.TB) string {
 	kubectl(t, "", "create", "namespace", ns)
 	// Pods are refused until the controller manager made the default
 	// ServiceAccount.
-	eventually(t, 30*time.Second, "default ServiceAccount in "+ns, func() error {
+	// The controller manager may still be re-establishing its watches
+	// after a test stopped the API server: allow it time.
+	eventually(t, 90*time.Second, "default ServiceAccount in "+ns, func() error {
 		_, err := cs.CoreV1().ServiceAccounts(ns).Get(context.Background(), "default", metav1.GetOptions{})
 		return err
 	})
