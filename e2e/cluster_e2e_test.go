@@ -427,7 +427,7 @@ func TestStoppedAgentMakesNodeNotReady(t *testing.T) {
 	if err := lab.Start(cfg, node+".agent"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, node+" is Ready again", func() error {
+	eventually(t, 150*time.Second, node+" is Ready again", func() error {
 		s, err := readyStatus()
 		if err == nil && s != corev1.ConditionTrue {
 			err = fmt.Errorf("Ready is %s", s)
