@@ -71,26 +71,8 @@ spec:
 `, "apply", "-n", ns, "-f", "-")
 	vip := lbIPs(b, ns, "echo-lb")[0]
 
-	nodeOf := map[string]string{} // MAC → node
-	var nodes []string
-	for _, h := range plan.Nodes {
-		nodes = append(nodes, h.Name)
-	}
-	for _, n := range nodes {
-		out, err := exec.Command("ip", "netns", "exec", plan.Prefix+n, "cat", "/sys/class/net/eth0/address").CombinedOutput()
-		if err != nil {
-			b.Fatalf("MAC of %s: %v: %s", n, err, out)
-		}
-		nodeOf[strings.ToLower(strings.TrimSpace(string(out)))] = n
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := startProber(ctx, "/run/netns/"+plan.Prefix+"client", "eth0", vip)
-	if err != nil {
-		cancel()
-		b.Fatalf("ARP prober in the client namespace: %v", err)
-	}
-	b.Cleanup(func() { cancel(); p.wait() })
+	nodes, nodeOf := nodeMACs(b, plan)
+	p := startProber(b, plan, vip)
 
 	// The owner is whichever node answers once things are steady; with
 	// every speaker alive it is the same node after every trial, since
@@ -140,7 +122,7 @@ spec:
 // failedOver waits for the first answer to a probe, sent after since, from
 // a node other than the one with oldMAC, and returns how long after since
 // it came.
-func failedOver(b *testing.B, p *prober, since time.Time, oldMAC string, nodeOf map[string]string) time.Duration {
+func failedOver(b testing.TB, p *prober, since time.Time, oldMAC string, nodeOf map[string]string) time.Duration {
 	b.Helper()
 	deadline := since.Add(failoverLimit)
 	for time.Now().Before(deadline) {
@@ -162,7 +144,7 @@ func failedOver(b *testing.B, p *prober, since time.Time, oldMAC string, nodeOf 
 // settle waits for the lab's steady state: every speaker counts every node
 // as a member, and for settledFor only one MAC (want, when given) answered
 // the probes, and answered most of them. It returns that MAC.
-func settle(b *testing.B, p *prober, want string, plan lab.Plan, nodes []string) string {
+func settle(b testing.TB, p *prober, want string, plan lab.Plan, nodes []string) string {
 	b.Helper()
 	deadline := time.Now().Add(settleLimit)
 	var why error
@@ -213,7 +195,7 @@ func allMembers(plan lab.Plan, nodes []string) error {
 
 // speakerPod waits for the Ready speaker pod on node whose UID is not
 // notUID and returns it.
-func speakerPod(b *testing.B, node string, notUID types.UID) corev1.Pod {
+func speakerPod(b testing.TB, node string, notUID types.UID) corev1.Pod {
 	b.Helper()
 	var pod corev1.Pod
 	eventually(b, 60*time.Second, "a Ready speaker pod on "+node, func() error {
@@ -280,9 +262,39 @@ type prober struct {
 	replies []reply
 }
 
-// startProber opens an ARP socket on dev in the network namespace at
-// netnsPath and probes vip until ctx ends.
-func startProber(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
+// nodeMACs returns the lab's node names and, for each MAC of a node's LAN
+// interface, that node's name.
+func nodeMACs(t testing.TB, plan lab.Plan) ([]string, map[string]string) {
+	t.Helper()
+	var nodes []string
+	nodeOf := map[string]string{}
+	for _, h := range plan.Nodes {
+		out, err := exec.Command("ip", "netns", "exec", plan.Prefix+h.Name, "cat", "/sys/class/net/eth0/address").CombinedOutput()
+		if err != nil {
+			t.Fatalf("MAC of %s: %v: %s", h.Name, err, out)
+		}
+		nodes = append(nodes, h.Name)
+		nodeOf[strings.ToLower(strings.TrimSpace(string(out)))] = h.Name
+	}
+	return nodes, nodeOf
+}
+
+// startProber probes vip from the lab's client until the test ends.
+func startProber(t testing.TB, plan lab.Plan, vip string) *prober {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := probe(ctx, "/run/netns/"+plan.Prefix+"client", "eth0", vip)
+	if err != nil {
+		cancel()
+		t.Fatalf("ARP prober in the client namespace: %v", err)
+	}
+	t.Cleanup(func() { cancel(); p.wait() })
+	return p
+}
+
+// probe opens an ARP socket on dev in the network namespace at netnsPath
+// and probes vip until ctx ends.
+func probe(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
 	ip, err := netip.ParseAddr(vip)
 	if err != nil || !ip.Is4() {
 		return nil, fmt.Errorf("%q is not an IPv4 address", vip)
