@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portico-lb/portico/speaker"
 )
@@ -24,7 +25,34 @@ type Announcer struct {
 	// Announce's caller touches them.
 	responders map[string]*Responder
 	members    map[string]bool
+	// opened holds, for each responder, what its interface looked like
+	// when it was last opened, and when it may be opened again should it
+	// lack a protocol its addresses need.
+	opened map[string]reopen
+	// last is what the previous Announce reported. When the interfaces
+	// cannot be listed the responders are left as they are, and so is
+	// the report: the addresses are still answered.
+	last []speaker.Announcement
+
+	// LocalInterfaces, Listen and time.Now, replaced in tests.
+	interfaces func() (map[string][]netip.Prefix, error)
+	listen     func(string, ResponderOptions) (*Responder, error)
+	now        func() time.Time
 }
+
+// reopen is when a responder lacking a protocol is opened again: at once
+// when its interface's addresses change, else not before at.
+type reopen struct {
+	prefixes []netip.Prefix
+	at       time.Time
+}
+
+// ReopenEvery bounds how often a responder that lacks a protocol (an
+// interface without an IPv4 address, or whose IPv6 link-local address is
+// not ready yet) is opened again while its addresses stay the same. Every
+// change in the cluster syncs the announcer; reopening raw sockets on each
+// would churn them for nothing.
+const ReopenEvery = 5 * time.Second
 
 var _ speaker.Announcer = (*Announcer)(nil)
 
@@ -34,14 +62,20 @@ func NewAnnouncer(opts ResponderOptions, exclude []string) *Announcer {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Announcer{opts: opts, exclude: exclude, log: opts.Log, responders: map[string]*Responder{}}
+	return &Announcer{
+		opts: opts, exclude: exclude, log: opts.Log,
+		responders: map[string]*Responder{}, opened: map[string]reopen{},
+		interfaces: func() (map[string][]netip.Prefix, error) { return LocalInterfaces(exclude) },
+		listen:     Listen,
+		now:        time.Now,
+	}
 }
 
 // Announce implements speaker.Announcer.
 func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.Announcement, error) {
-	local, err := LocalInterfaces(a.exclude)
+	local, err := a.interfaces()
 	if err != nil {
-		return nil, err
+		return slices.Clone(a.last), err
 	}
 	owned := Owned(st, local)
 	// A member that was not there last time may have been apart from us
@@ -74,10 +108,10 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 		needARP := slices.ContainsFunc(ips, netip.Addr.Is4)
 		needNDP := slices.ContainsFunc(ips, netip.Addr.Is6)
 		r := a.responders[ifname]
-		if r != nil && (needARP && !r.ServesARP() || needNDP && !r.ServesNDP()) {
+		if r != nil && (needARP && !r.ServesARP() || needNDP && !r.ServesNDP()) && a.mayReopen(ifname, local[ifname]) {
 			// Opened before the interface had the address it lacks? Try
 			// again, and keep the new one only if it serves more.
-			if fresh, err := Listen(ifname, a.opts); err == nil {
+			if fresh, err := a.listen(ifname, a.opts); err == nil {
 				if (fresh.ServesARP() || !r.ServesARP()) && (fresh.ServesNDP() || !r.ServesNDP()) {
 					r.Close()
 					r = fresh
@@ -86,9 +120,10 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 					fresh.Close()
 				}
 			}
+			a.opened[ifname] = reopen{prefixes: local[ifname], at: a.now().Add(ReopenEvery)}
 		}
 		if r == nil {
-			if r, err = Listen(ifname, a.opts); err != nil {
+			if r, err = a.listen(ifname, a.opts); err != nil {
 				errs = append(errs, err)
 				for _, ip := range ips {
 					failed[ifIP{ifname, ip}] = true
@@ -96,6 +131,7 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 				continue
 			}
 			a.responders[ifname] = r
+			a.opened[ifname] = reopen{prefixes: local[ifname], at: a.now().Add(ReopenEvery)}
 		}
 		r.SetAddresses(ips)
 		if newcomer {
@@ -118,6 +154,7 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 			r.SetAddresses(nil)
 			r.Close()
 			delete(a.responders, ifname)
+			delete(a.opened, ifname)
 		}
 	}
 	// Report only what is really answered.
@@ -128,7 +165,15 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 			out = append(out, an)
 		}
 	}
+	a.last = slices.Clone(out)
 	return out, errors.Join(errs...)
+}
+
+// mayReopen reports whether the responder on ifname, which lacks a
+// protocol, may be opened again now that the interface has prefixes.
+func (a *Announcer) mayReopen(ifname string, prefixes []netip.Prefix) bool {
+	r, ok := a.opened[ifname]
+	return !ok || !slices.Equal(r.prefixes, prefixes) || !a.now().Before(r.at)
 }
 
 // Close stops every responder.
@@ -137,6 +182,8 @@ func (a *Announcer) Close() {
 		r.Close()
 		delete(a.responders, ifname)
 	}
+	clear(a.opened)
+	a.last = nil
 }
 
 // Owned returns the layer 2 announcements this node (st.Node) makes given

@@ -1,10 +1,13 @@
 package l2
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -13,6 +16,11 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/speaker"
+	"github.com/portico-lb/portico/speaker/member"
 )
 
 // The namespace tests build, with no Kubernetes at all, a LAN of two
@@ -136,38 +144,43 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// listen starts a Responder on ifname inside the node namespace. The
-// goroutine that enters the namespace keeps its thread locked and exits,
-// so the thread dies and no other goroutine ever runs in the namespace;
-// the sockets opened there stay in it.
-func (l *lab) listen(t *testing.T, ifname string, opts ResponderOptions) *Responder {
+// inNode runs f on a thread inside the node namespace. The thread keeps
+// its lock and exits with f's goroutine, so it dies and no other goroutine
+// ever runs in the namespace; sockets opened there stay in it.
+func (l *lab) inNode(t *testing.T, f func()) {
 	t.Helper()
-	type result struct {
-		r   *Responder
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + l.node)
+		ns, err := os.Open("/var/run/netns/" + l.node)
 		if err != nil {
-			done <- result{err: err}
+			done <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("setns: %w", err)}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns: %w", err)
 			return
 		}
-		r, err := Listen(ifname, opts)
-		done <- result{r, err}
+		f()
+		done <- nil
 	}()
-	res := <-done
-	if res.err != nil {
-		t.Fatalf("Listen(%s): %v", ifname, res.err)
+	if err := <-done; err != nil {
+		t.Fatalf("entering %s: %v", l.node, err)
 	}
-	t.Cleanup(res.r.Close)
-	return res.r
+}
+
+// listen starts a Responder on ifname inside the node namespace.
+func (l *lab) listen(t *testing.T, ifname string, opts ResponderOptions) *Responder {
+	t.Helper()
+	var r *Responder
+	var err error
+	l.inNode(t, func() { r, err = Listen(ifname, opts) })
+	if err != nil {
+		t.Fatalf("Listen(%s): %v", ifname, err)
+	}
+	t.Cleanup(r.Close)
+	return r
 }
 
 func (l *lab) exec(t *testing.T, args ...string) (string, error) {
@@ -390,5 +403,68 @@ func TestResponderWithoutIPv4(t *testing.T) {
 	again := l.listen(t, "vb", ResponderOptions{})
 	if !again.ServesARP() || !again.ServesNDP() {
 		t.Fatalf("with IPv4 back: ServesARP %v, ServesNDP %v; want both", again.ServesARP(), again.ServesNDP())
+	}
+}
+
+// TestAnnouncerReopens: a responder lacking a protocol its addresses need
+// is opened again when its interface's addresses change, or after
+// ReopenEvery, not on every sync; and when the interfaces cannot be
+// listed, the addresses stay answered and reported.
+func TestAnnouncerReopens(t *testing.T) {
+	l := newLab(t)
+	run(t, "ip", "-n", l.node, "-4", "addr", "flush", "dev", "vb")
+
+	onVB := adv([]string{"lan"})
+	onVB.Spec.Interfaces = []v1alpha1.InterfaceName{"vb"}
+	st := state("n1", []speaker.Service{svc("a", "lan", vipB.String())}, onVB)
+	st.Nodes = map[string]*corev1.Node{"n1": st.Nodes["n1"]}
+	st.Members = []member.Member{{Name: "n1", Interfaces: member.Interfaces{"vb": {lan}}}}
+
+	a := NewAnnouncer(ResponderOptions{}, nil)
+	t.Cleanup(a.Close)
+	opens := 0
+	a.listen = func(ifname string, o ResponderOptions) (*Responder, error) {
+		opens++
+		return Listen(ifname, o)
+	}
+	clock := time.Now()
+	a.now = func() time.Time { return clock }
+	announce := func() ([]speaker.Announcement, error) {
+		var got []speaker.Announcement
+		var err error
+		l.inNode(t, func() { got, err = a.Announce(context.Background(), st) })
+		return got, err
+	}
+
+	for i := range 4 {
+		got, err := announce()
+		if err == nil || len(got) != 0 {
+			t.Fatalf("sync %d without IPv4 on vb: %v, %v; want nothing announced and an error", i, got, err)
+		}
+	}
+	if opens != 1 {
+		t.Fatalf("4 syncs opened the responder %d times, want once", opens)
+	}
+	clock = clock.Add(ReopenEvery)
+	if _, err := announce(); err == nil || opens != 2 {
+		t.Fatalf("after ReopenEvery: %d opens (want 2), err %v", opens, err)
+	}
+
+	run(t, "ip", "-n", l.node, "addr", "add", "192.0.2.12/24", "dev", "vb")
+	got, err := announce()
+	if err != nil || opens != 3 || len(got) != 1 || got[0].IP != vipB {
+		t.Fatalf("with IPv4 back on vb: %v, %v after %d opens; want %s announced after 3", got, err, opens, vipB)
+	}
+	if macs := l.arping(t, vipB); !allOf(macs, macB) {
+		t.Fatalf("arping %s: answers from %v, want only from %s", vipB, macs, macB)
+	}
+
+	a.interfaces = func() (map[string][]netip.Prefix, error) { return nil, errors.New("netlink: no buffer space") }
+	again, err := announce()
+	if err == nil || !reflect.DeepEqual(again, got) {
+		t.Fatalf("interfaces not listed: %v, %v; want %v reported and an error", again, err, got)
+	}
+	if macs := l.arping(t, vipB); !allOf(macs, macB) {
+		t.Fatalf("arping %s with the interfaces not listed: answers from %v, want only from %s", vipB, macs, macB)
 	}
 }
