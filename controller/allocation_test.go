@@ -319,22 +319,14 @@ func TestAddressLeavesEveryPool(t *testing.T) {
 	waitIPs(t, s, "192.0.2.1")
 	// An unrelated edit moves nothing.
 	makePool(t, "other", []string{"198.51.100.0/29"})
-	p := getPool(t, pool.Name)
-	p.Spec.Addresses = append(p.Spec.Addresses, "192.0.2.64/29")
-	if err := apiClient.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	update(t, pool, func(p *v1alpha1.AddressPool) { p.Spec.Addresses = append(p.Spec.Addresses, "192.0.2.64/29") })
 	waitUntil(t, "pool edit seen", func() (bool, string) {
 		p := getPool(t, pool.Name)
 		return p.Status.ObservedGeneration == p.Generation, ""
 	})
 	waitIPs(t, s, "192.0.2.1")
 	// Now the address leaves every pool: replaced, with a Warning.
-	p = getPool(t, pool.Name)
-	p.Spec.Addresses = []v1alpha1.AddressRange{"192.0.2.64/29"}
-	if err := apiClient.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	update(t, pool, func(p *v1alpha1.AddressPool) { p.Spec.Addresses = []v1alpha1.AddressRange{"192.0.2.64/29"} })
 	waitIPs(t, s, "192.0.2.65")
 	waitEvent(t, s, controller.ReasonReleased, "192.0.2.1", "left every usable address pool", "192.0.2.65")
 }

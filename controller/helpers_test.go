@@ -52,10 +52,12 @@ func runController(t testing.TB, leaderElect bool) (stop func()) {
 		LeaderElectionID:              "portico-controller",
 		LeaderElectionNamespace:       "portico-system",
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 ptr.To(3 * time.Second),
-		RenewDeadline:                 ptr.To(2 * time.Second),
-		RetryPeriod:                   ptr.To(500 * time.Millisecond),
-		Controller:                    ctrlConfig(),
+		// Short enough for quick failover tests, long enough that a
+		// loaded machine's slow API server does not cost the lease.
+		LeaseDuration: ptr.To(6 * time.Second),
+		RenewDeadline: ptr.To(4 * time.Second),
+		RetryPeriod:   ptr.To(500 * time.Millisecond),
+		Controller:    ctrlConfig(),
 		// Once, under a loaded CI machine, a stop took longer than the
 		// default 30 s; stop() prints every goroutine if one ever hangs.
 		GracefulShutdownTimeout: ptr.To(90 * time.Second),
@@ -91,6 +93,7 @@ func runController(t testing.TB, leaderElect bool) (stop func()) {
 // starts from an empty allocator.
 func cleanup(t testing.TB) {
 	t.Helper()
+	needAPI(t)
 	t.Cleanup(func() {
 		ctx := context.Background()
 		for _, ns := range []string{"default", "team-a", "team-b", "portico-system"} {
@@ -214,24 +217,33 @@ func makeService(t testing.TB, name string, opts ...svcOpt) *corev1.Service {
 	return s
 }
 
-func updateService(t testing.TB, s *corev1.Service, change func(*corev1.Service)) {
+// update applies change to the latest version of obj (which it leaves
+// alone) and writes it, retrying on conflicts with the controller's own
+// writes, and returns what was written.
+func update[T client.Object](t testing.TB, obj T, change func(T)) T {
 	t.Helper()
-	key := client.ObjectKeyFromObject(s)
-	for range 10 {
-		var cur corev1.Service
-		if err := apiClient.Get(context.Background(), key, &cur); err != nil {
+	key := client.ObjectKeyFromObject(obj)
+	for range 20 {
+		cur := obj.DeepCopyObject().(T)
+		if err := apiClient.Get(context.Background(), key, cur); err != nil {
 			t.Fatal(err)
 		}
-		change(&cur)
-		err := apiClient.Update(context.Background(), &cur)
+		change(cur)
+		err := apiClient.Update(context.Background(), cur)
 		if err == nil {
-			return
+			return cur
 		}
 		if !apierrors.IsConflict(err) {
 			t.Fatalf("updating %s: %v", key, err)
 		}
 	}
 	t.Fatalf("updating %s: too many conflicts", key)
+	return obj
+}
+
+func updateService(t testing.TB, s *corev1.Service, change func(*corev1.Service)) {
+	t.Helper()
+	update(t, s, change)
 }
 
 func deleteObject(t testing.TB, obj client.Object) {
