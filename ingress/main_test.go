@@ -77,10 +77,12 @@ func startInstance(t *testing.T, lease, publish string) *instance {
 		LeaderElectionID:              lease,
 		LeaderElectionNamespace:       "portico-system",
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 ptr.To(2 * time.Second),
-		RenewDeadline:                 ptr.To(time.Second),
-		RetryPeriod:                   ptr.To(100 * time.Millisecond),
-		Controller:                    config.Controller{SkipNameValidation: ptr.To(true)},
+		// Leadership moves on stop (ReleaseOnCancel), so the lease can be
+		// long enough that a loaded machine's slow API server keeps it.
+		LeaseDuration: ptr.To(6 * time.Second),
+		RenewDeadline: ptr.To(4 * time.Second),
+		RetryPeriod:   ptr.To(100 * time.Millisecond),
+		Controller:    config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
