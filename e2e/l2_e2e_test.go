@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,8 +55,20 @@ func answeredBy(t *testing.T, ip, want string) {
 }
 
 // answeredByOtherThan waits until exactly one node other than old answers,
-// and returns it.
+// and curl works, and returns that node.
 func answeredByOtherThan(t *testing.T, ip, old string) string {
+	t.Helper()
+	owner := answeringNode(t, ip, old)
+	eventually(t, 20*time.Second, "curl "+ip, func() error {
+		_, err := curlPod(t, "http://"+ip+"/")
+		return err
+	})
+	return owner
+}
+
+// answeringNode waits until exactly one node, other than old when that is
+// set, answers ARP for ip, and returns it.
+func answeringNode(t *testing.T, ip, old string) string {
 	t.Helper()
 	plan, err := cfg.Plan()
 	if err != nil {
@@ -66,7 +79,7 @@ func answeredByOtherThan(t *testing.T, ip, old string) string {
 		macs[macOf(t, n.Name)] = n.Name
 	}
 	var owner string
-	eventually(t, 20*time.Second, "another node than "+old+" answering "+ip, func() error {
+	eventually(t, 20*time.Second, "one node other than "+cmp.Or(old, "none")+" answering "+ip, func() error {
 		got := arpingMACs(t, ip, 2)
 		if len(got) != 1 {
 			return fmt.Errorf("replies from %v", got)
@@ -78,10 +91,6 @@ func answeredByOtherThan(t *testing.T, ip, old string) string {
 			return fmt.Errorf("answered by %q", owner)
 		}
 		return nil
-	})
-	eventually(t, 20*time.Second, "curl "+ip, func() error {
-		_, err := curlPod(t, "http://"+ip+"/")
-		return err
 	})
 	return owner
 }
