@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,6 +246,8 @@ type response struct {
 	// exit code.
 	err  error
 	exit int
+	// at is when the request was sent (startSending only).
+	at time.Time
 }
 
 // curlArgs is the curl command line for one request to addr. It writes
@@ -362,21 +365,33 @@ func sendMany(t *testing.T, addr string, req request, n int) []response {
 }
 
 // startSending sends req to addr from the client, one curl (and so one
-// connection) after another, until the returned function is called; that
-// returns every response.
+// connection) after another, 20 ms apart, until the returned function is
+// called; that returns every response, each with the time it was sent.
 func startSending(t *testing.T, addr string, req request) (stop func() []response) {
 	t.Helper()
-	flag := filepath.Join(t.TempDir(), "stop")
-	done := make(chan string, 1)
+	quit, done := make(chan struct{}), make(chan []response)
 	go func() {
-		out, _ := labExec(t, "client", "sh", "-c", fmt.Sprintf("while [ ! -e %s ]; do %s; sleep 0.02; done", shellJoin([]string{flag}), shellJoin(req.curlArgs(addr))))
-		done <- out
+		var rs []response
+		for {
+			select {
+			case <-quit:
+				done <- rs
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			at := time.Now()
+			out, _ := labExec(t, "client", req.curlArgs(addr)...)
+			r := response{err: fmt.Errorf("curl wrote %q", out)}
+			if got := parseCurl(out); len(got) == 1 {
+				r = got[0]
+			}
+			r.at = at
+			rs = append(rs, r)
+		}
 	}()
 	return func() []response {
-		if err := os.WriteFile(flag, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return parseCurl(<-done)
+		close(quit)
+		return <-done
 	}
 }
 
@@ -879,17 +894,7 @@ spec:
 	req := request{host: "echo.example.com"}
 	f.ready(t, req, expect{status: 200, service: "echo"})
 
-	const selector = "app.kubernetes.io/name=portico-ingress"
-	owner := answeringNode(t, f.addr, "")
-	var victim string
-	for _, p := range readyPods(t, "portico-system", selector, 2) {
-		if p.Spec.NodeName == owner {
-			victim = p.Name
-		}
-	}
-	if victim == "" {
-		t.Fatalf("no ingress pod on %s, which answers for %s", owner, f.addr)
-	}
+	victim, owner := ingressPodAnswering(t, f.addr)
 
 	sending := startSending(t, f.addr, req)
 	time.Sleep(2 * time.Second)
@@ -901,15 +906,101 @@ spec:
 		}
 		return fmt.Errorf("still there (%v)", err)
 	})
-	readyPods(t, "portico-system", selector, 2)
+	readyPods(t, "portico-system", "app.kubernetes.io/name=portico-ingress", 2)
 	next := answeringNode(t, f.addr, "")
 	time.Sleep(2 * time.Second)
 	rs := sending()
 	t.Logf("%d requests while %s on %s was deleted; %s answers for %s now", len(rs), victim, owner, next, f.addr)
-	if len(rs) < 20 {
+	if len(rs) < 10 {
 		t.Fatalf("only %d requests were sent", len(rs))
 	}
 	if bad := failed(rs, "echo"); len(bad) > 0 {
 		t.Errorf("%d of %d requests failed: %q", len(bad), len(rs), bad)
 	}
+}
+
+// TestIngressReplicaCrashes: the ingress replica that takes the client's
+// requests crashes (SIGKILL, no goodbye) and stays down for 6 s, as a
+// crash-looping process would. Requests fail only in the first moments,
+// while the dead replica is still the one their address leads to, and only
+// by failing to connect, never with a wrong answer; then the other replica
+// serves them while the first is still down.
+func TestIngressReplicaCrashes(t *testing.T) {
+	f := newFeature(t)
+	name := f.ingress(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: crash}
+spec:
+  rules:
+  - host: echo.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}]}
+`)
+	f.address(t, name)
+	req := request{host: "echo.example.com"}
+	f.ready(t, req, expect{status: 200, service: "echo"})
+	victim, owner := ingressPodAnswering(t, f.addr)
+
+	sending := startSending(t, f.addr, req)
+	time.Sleep(time.Second)
+	killed := time.Now()
+	// The node agent restarts a dead container at once, then after 1 s,
+	// 2 s, ...: keep it dead.
+	kills := 0
+	for time.Since(killed) < 6*time.Second {
+		if pid, ok := findProcess("ingress", "HOSTNAME="+victim); ok && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			kills++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rs := sending()
+	if kills == 0 {
+		t.Fatalf("found no process of %s to kill", victim)
+	}
+	readyPods(t, "portico-system", "app.kubernetes.io/name=portico-ingress", 2)
+
+	// What a crash may cost: the request in flight (sent up to half a
+	// second before, counting curl's start), and those sent until the
+	// address leads to the other replica: the pod's Ready condition turns
+	// false when its process dies, the EndpointSlice follows, then the
+	// speakers move the address to the other replica's node.
+	const before, window = -500 * time.Millisecond, 3 * time.Second
+	var lost, late []string
+	served := 0
+	for _, r := range rs {
+		after := r.at.Sub(killed)
+		switch {
+		case r.err == nil && r.status == 200 && r.echo != nil && r.echo.Service == "echo":
+			if after > window {
+				served++
+			}
+		case r.err == nil:
+			t.Errorf("request sent %s after the crash got a wrong answer: %d %q", after.Round(time.Millisecond), r.status, r.body)
+		case after < before || after > window:
+			late = append(late, fmt.Sprintf("%s: %v", after.Round(time.Millisecond), r.err))
+		default:
+			lost = append(lost, after.Round(time.Millisecond).String())
+		}
+	}
+	t.Logf("%d requests; %d failed to connect, sent at %v after %s on %s was killed (%d times)", len(rs), len(lost), lost, victim, owner, kills)
+	if len(late) > 0 {
+		t.Errorf("requests failed outside [%s, %s] around the crash: %q", before, window, late)
+	}
+	if served == 0 {
+		t.Errorf("no request was served in the %s the replica stayed down after the first %s", 6*time.Second-window, window)
+	}
+}
+
+// ingressPodAnswering returns the ingress pod that takes the requests for
+// addr, the one on the node that answers for it, and that node.
+func ingressPodAnswering(t *testing.T, addr string) (pod, node string) {
+	t.Helper()
+	node = answeringNode(t, addr, "")
+	for _, p := range readyPods(t, "portico-system", "app.kubernetes.io/name=portico-ingress", 2) {
+		if p.Spec.NodeName == node {
+			return p.Name, node
+		}
+	}
+	t.Fatalf("no ingress pod on %s, which answers for %s", node, addr)
+	return "", ""
 }

@@ -95,19 +95,24 @@ func answeringNode(t *testing.T, ip, old string) string {
 	return owner
 }
 
-// findSpeaker finds the process of the speaker running on a node: the
-// node agent runs containers as processes, with NODE_NAME in their
-// environment.
+// findSpeaker finds the process of the speaker running on a node.
 func findSpeaker(node string) (int, bool) {
-	want := filepath.Join(cfg.Repo, "bin", "speaker")
+	return findProcess("speaker", "NODE_NAME="+node)
+}
+
+// findProcess finds a container's process: the node agent runs containers
+// as processes of bin/<binary>; env ("NAME=value") tells them apart, e.g.
+// HOSTNAME=<pod name>.
+func findProcess(binary, env string) (int, bool) {
+	want := filepath.Join(cfg.Repo, "bin", binary)
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		exe, err := os.Readlink(p + "/exe")
 		if err != nil || exe != want {
 			continue
 		}
-		env, err := os.ReadFile(p + "/environ")
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), []byte("\x00NODE_NAME="+node+"\x00")) {
+		environ, err := os.ReadFile(p + "/environ")
+		if err != nil || !bytes.Contains(append([]byte{0}, environ...), []byte("\x00"+env+"\x00")) {
 			continue
 		}
 		pid, err := strconv.Atoi(filepath.Base(p))
