@@ -251,39 +251,28 @@ type response struct {
 }
 
 // curlArgs is the curl command line for one request to addr. It writes
-// the body, then curlMark, the status, version and curl's exit code, the
-// response headers as JSON, and curlEnd.
+// the body, then curlMark, the status, HTTP version, curl's exit code and
+// error message, the response headers as JSON, and curlEnd.
 func (r request) curlArgs(addr string) []string {
-	method, path, scheme, port := r.method, r.path, "http", "80"
-	if method == "" {
-		method = "GET"
-	}
+	path := r.path
 	if path == "" || path[0] != '/' {
 		path = "/" + path
 	}
-	if r.https {
-		scheme, port = "https", "443"
-	}
-	args := []string{"curl", "-s", "--http1.1", "-m", "10", "-X", method,
+	args := []string{"curl", "-s", "--http1.1", "-m", "10", "-X", cmp.Or(r.method, "GET"),
 		// What the suite's Go client sends.
 		"-A", "Go-http-client/1.1",
 		"-w", `\n` + curlMark + `%{http_code} %{http_version} %{exitcode} %{errormsg}\n%{header_json}\n` + curlEnd + `\n`}
-	host := addr
-	if r.host != "" {
-		host = r.host
+	host := cmp.Or(r.host, addr)
+	if !r.https {
+		return append(args, "-H", "Host: "+host, "http://"+addr+path)
 	}
-	switch {
-	case r.https && r.ca != "":
+	if r.ca != "" {
 		args = append(args, "--cacert", r.ca)
-	case r.https:
+	} else {
 		args = append(args, "-k")
 	}
-	if r.https {
-		// The address is dialled with SNI and Host set to host.
-		args = append(args, "--resolve", host+":"+port+":"+addr)
-		return append(args, scheme+"://"+host+path)
-	}
-	return append(args, "-H", "Host: "+host, scheme+"://"+addr+path)
+	// curl connects to addr, with host as the TLS server name and Host.
+	return append(args, "--resolve", host+":443:"+addr, "https://"+host+path)
 }
 
 const (
@@ -442,16 +431,26 @@ func (f *feature) check(req request, r response, want expect) error {
 	return nil
 }
 
-// scenario runs one scenario: req, sent until it gets what is expected, for
-// at most 15 s (the first requests after the Background may still see the
-// previous configuration; a feature's first scenario waits for it).
+// scenario runs one scenario: it sends req and checks the answer. A
+// backend whose endpoints the ingress has not seen yet answers 503, and a
+// refused connection is no answer: those are sent again, for up to 15 s;
+// the first other answer is judged.
 func (f *feature) scenario(t *testing.T, why string, req request, want expect) response {
 	t.Helper()
 	var r response
 	eventually(t, 15*time.Second, why, func() error {
 		r = send(t, f.addr, req)
-		return f.check(req, r, want)
+		if r.err != nil {
+			return r.err
+		}
+		if r.status == http.StatusServiceUnavailable && want.status != r.status {
+			return fmt.Errorf("status %d (body %q)", r.status, r.body)
+		}
+		return nil
 	})
+	if err := f.check(req, r, want); err != nil {
+		t.Fatalf("%s: %v", why, err)
+	}
 	return r
 }
 
