@@ -212,67 +212,6 @@ func TestLayer2FailoverLinkCut(t *testing.T) {
 	})
 }
 
-// TestIngressRoutes: an Ingress of class portico shows the ingress
-// Service's address (the pool's first) as its ADDRESS, and from the client
-// a request with its Host reaches the echo pods, while an unknown host gets
-// 404.
-func TestIngressRoutes(t *testing.T) {
-	installPortico(t)
-	ns := namespace(t)
-	apply(t, ns, echoDeployment)
-	want := names(readyPods(t, ns, "app=echo", 3))
-	apply(t, ns, `
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{port: 80, targetPort: http}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: echo}
-spec:
-  ingressClassName: portico
-  rules:
-  - host: echo.example.com
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}
-`)
-	addr := lbIPs(t, "portico-system", "portico-ingress")[0]
-	eventually(t, 30*time.Second, "Ingress ADDRESS", func() error {
-		ing, err := cs.NetworkingV1().Ingresses(ns).Get(context.Background(), "echo", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if lb := ing.Status.LoadBalancer.Ingress; len(lb) == 0 || lb[0].IP != addr {
-			return fmt.Errorf("status %+v, want %s", lb, addr)
-		}
-		return nil
-	})
-	seen := map[string]bool{}
-	eventually(t, 30*time.Second, "every echo pod through the ingress", func() error {
-		out, code := labExec(t, "client", "curl", "-sS", "-m", "3", "-H", "Host: echo.example.com", "http://"+addr+"/some/path")
-		if code != 0 {
-			return fmt.Errorf("curl: %s", out)
-		}
-		m := regexp.MustCompile(`"pod":\s*"([^"]+)"`).FindStringSubmatch(out)
-		if m == nil || !want[m[1]] || !strings.Contains(out, `"path": "/some/path"`) {
-			return fmt.Errorf("answer %q", out)
-		}
-		seen[m[1]] = true
-		if len(seen) < 3 {
-			return fmt.Errorf("answered by %v so far", seen)
-		}
-		return nil
-	})
-	out, _ := labExec(t, "client", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: nobody.example.com", "http://"+addr+"/")
-	if strings.TrimSpace(out) != "404" {
-		t.Fatalf("unknown host got %q, want 404", out)
-	}
-}
-
 // runIn runs a command in a network namespace of the lab that is not a
 // host (the LAN switch) and returns its output and exit code.
 func runIn(netns string, argv ...string) (string, int) {

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,8 +55,20 @@ func answeredBy(t *testing.T, ip, want string) {
 }
 
 // answeredByOtherThan waits until exactly one node other than old answers,
-// and returns it.
+// and curl works, and returns that node.
 func answeredByOtherThan(t *testing.T, ip, old string) string {
+	t.Helper()
+	owner := answeringNode(t, ip, old)
+	eventually(t, 20*time.Second, "curl "+ip, func() error {
+		_, err := curlPod(t, "http://"+ip+"/")
+		return err
+	})
+	return owner
+}
+
+// answeringNode waits until exactly one node, other than old when that is
+// set, answers ARP for ip, and returns it.
+func answeringNode(t *testing.T, ip, old string) string {
 	t.Helper()
 	plan, err := cfg.Plan()
 	if err != nil {
@@ -66,7 +79,7 @@ func answeredByOtherThan(t *testing.T, ip, old string) string {
 		macs[macOf(t, n.Name)] = n.Name
 	}
 	var owner string
-	eventually(t, 20*time.Second, "another node than "+old+" answering "+ip, func() error {
+	eventually(t, 20*time.Second, "one node other than "+cmp.Or(old, "none")+" answering "+ip, func() error {
 		got := arpingMACs(t, ip, 2)
 		if len(got) != 1 {
 			return fmt.Errorf("replies from %v", got)
@@ -79,26 +92,27 @@ func answeredByOtherThan(t *testing.T, ip, old string) string {
 		}
 		return nil
 	})
-	eventually(t, 20*time.Second, "curl "+ip, func() error {
-		_, err := curlPod(t, "http://"+ip+"/")
-		return err
-	})
 	return owner
 }
 
-// findSpeaker finds the process of the speaker running on a node: the
-// node agent runs containers as processes, with NODE_NAME in their
-// environment.
+// findSpeaker finds the process of the speaker running on a node.
 func findSpeaker(node string) (int, bool) {
-	want := filepath.Join(cfg.Repo, "bin", "speaker")
+	return findProcess("speaker", "NODE_NAME="+node)
+}
+
+// findProcess finds a container's process: the node agent runs containers
+// as processes of bin/<binary>; env ("NAME=value") tells them apart, e.g.
+// HOSTNAME=<pod name>.
+func findProcess(binary, env string) (int, bool) {
+	want := filepath.Join(cfg.Repo, "bin", binary)
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		exe, err := os.Readlink(p + "/exe")
 		if err != nil || exe != want {
 			continue
 		}
-		env, err := os.ReadFile(p + "/environ")
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), []byte("\x00NODE_NAME="+node+"\x00")) {
+		environ, err := os.ReadFile(p + "/environ")
+		if err != nil || !bytes.Contains(append([]byte{0}, environ...), []byte("\x00"+env+"\x00")) {
 			continue
 		}
 		pid, err := strconv.Atoi(filepath.Base(p))

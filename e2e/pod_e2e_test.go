@@ -148,9 +148,20 @@ metadata: {name: polite, labels: {app: polite}}
 spec:
   containers:
   - {name: sleep, image: "lab.portico.dev/kubecheck:dev", args: [sleep]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hooked, labels: {app: hooked}}
+spec:
+  containers:
+  - name: sleep
+    image: "lab.portico.dev/kubecheck:dev"
+    args: [sleep]
+    lifecycle: {preStop: {sleep: {seconds: 3}}}
 `)
 	readyPods(t, ns, "app=stubborn", 1)
 	readyPods(t, ns, "app=polite", 1)
+	readyPods(t, ns, "app=hooked", 1)
 	gone := func(name string) time.Duration {
 		start := time.Now()
 		kubectl(t, "", "delete", "pod", "-n", ns, name, "--wait=false")
@@ -170,6 +181,11 @@ spec:
 	// SIGTERM obeyed: gone at once, not after the default 30 s grace period.
 	if d := gone("polite"); d > 10*time.Second {
 		t.Errorf("pod obeying SIGTERM went away after %s", d)
+	}
+	// A preStop hook runs before SIGTERM: the same process now lives on
+	// for the hook's 3 s.
+	if d := gone("hooked"); d < 2500*time.Millisecond || d > 15*time.Second {
+		t.Errorf("pod with a 3 s preStop sleep went away after %s", d)
 	}
 }
 
