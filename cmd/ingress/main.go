@@ -162,7 +162,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.Add(serving{srv: srv, plain: plain, secure: secure, grace: *grace}); err != nil {
+	if err := mgr.Add(serving{srv: srv, plain: plain, secure: secure, grace: *grace, loaded: c.Loaded()}); err != nil {
 		return err
 	}
 	log.Info("starting", "http", plain.Addr().String(), "https", secure.Addr().String(), "class", *class, "publishService", pub.String())
@@ -170,14 +170,26 @@ func run() error {
 }
 
 // serving runs the proxy's listeners on every replica for as long as the
-// manager runs.
+// manager runs, from the first configuration on.
 type serving struct {
 	srv           *proxy.Server
 	plain, secure net.Listener
 	grace         time.Duration
+	loaded        <-chan struct{}
 }
 
+// Start serves once the first configuration is loaded. Until then
+// connections wait in the listen backlog: answered at once, they would get
+// 404 for routes not compiled yet, from a replica that a Service without
+// readiness gating (or a client dialling the pod) may already reach.
 func (s serving) Start(ctx context.Context) error {
+	select {
+	case <-s.loaded:
+	case <-ctx.Done():
+		s.plain.Close()
+		s.secure.Close()
+		return nil
+	}
 	return s.srv.Serve(ctx, s.plain, s.secure, s.grace)
 }
 

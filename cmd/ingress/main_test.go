@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/e2e/apitest"
+	"github.com/portico-lb/portico/ingress/proxy"
 )
 
 // The binary, built and run as the Deployment runs it, against a real API
@@ -106,6 +107,58 @@ func TestBinary(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestServingWaitsForTheFirstConfig: before the first configuration is
+// loaded a connection is accepted by the kernel but not answered (an
+// answer would be a 404 for want of routes); once loaded it is served.
+func TestServingWaitsForTheFirstConfig(t *testing.T) {
+	srv, err := proxy.New(proxy.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	loaded := make(chan struct{})
+	s := serving{srv: srv, plain: listen(), secure: listen(), grace: time.Second, loaded: loaded}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	type answer struct {
+		code int
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + s.plain.Addr().String() + "/")
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		res.Body.Close()
+		got <- answer{code: res.StatusCode}
+	}()
+	select {
+	case a := <-got:
+		t.Fatalf("answered before the first configuration: %+v", a)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(loaded)
+	if a := <-got; a.err != nil || a.code != http.StatusNotFound {
+		t.Fatalf("after loading an empty configuration: %+v, want 404", a)
+	}
 }
 
 func freeAddr(t *testing.T) string {
