@@ -53,10 +53,13 @@ func run(m *testing.M) int {
 	if _, err := os.Stat(filepath.Join(cfg.Bins, "kube-apiserver")); err != nil {
 		return cannot("the Kubernetes binaries in " + cfg.Bins + " (make k8s-bins, or set PORTICO_K8S_BINS)")
 	}
-	// -buildvcs=false: a commit alone must not look like a new node agent
-	// and make lab.Up rebuild a lab that is up (see lab.Healthy).
-	build := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(repo, "bin")+"/", "./e2e/cmd/...")
+	// Built as make lab builds them, so that a lab it brought up is used
+	// as it is: a different binary would look like a new node agent and
+	// make lab.Up rebuild the lab (see lab.Healthy); so would a commit
+	// alone, without -buildvcs=false.
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-o", filepath.Join(repo, "bin")+"/", "./e2e/cmd/...")
 	build.Dir, build.Stdout, build.Stderr = repo, os.Stderr, os.Stderr
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: build the lab's binaries:", err)
 		return 1
