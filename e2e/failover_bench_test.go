@@ -12,12 +12,15 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,9 +41,10 @@ const (
 )
 
 // BenchmarkFailover measures layer 2 failover as a client on the LAN sees
-// it: the client asks for the Service IP by ARP every 10 ms, the owner
-// node fails, and each trial records the time from the failure to the
-// first answer to a probe from another node's MAC.
+// it: the client asks for the Service's address every 10 ms (ARP for the
+// IPv4 one, NDP for the IPv6 one), the owner node fails, and each trial
+// records the time from the failure to the first answer to a probe from
+// another node's MAC.
 //
 //   - node-cut: the owner's switch port goes down (its cable is pulled).
 //   - graceful-stop: the owner's speaker pod is deleted, so the node agent
@@ -49,10 +53,12 @@ const (
 //     back-off (1 s doubling to 30 s for a container that keeps dying) out
 //     of the run: the DaemonSet makes a fresh pod each time.
 //
-// Between trials the lab goes back to its steady state (the first owner
-// answers alone and every speaker sees all the others) so that trials do
-// not overlap. Run with -benchtime=20x (or more) for 20 trials each; the
-// figures are p50-ms, p99-ms and max-ms per scenario.
+// Each runs for the IPv4 address, then (…-ipv6) for the IPv6 one, whose
+// owner may be another node. Between trials the lab goes back to its steady
+// state (the first owner answers alone and every speaker sees all the
+// others) so that trials do not overlap. Run with -benchtime=20x (or more)
+// for 20 trials each; the figures are p50-ms, p99-ms and max-ms per
+// scenario.
 func BenchmarkFailover(b *testing.B) {
 	installPortico(b)
 	plan, err := cfg.Plan()
@@ -61,19 +67,19 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	ns := namespace(b)
 	kubectl(b, echoDeployment, "apply", "-n", ns, "-f", "-")
-	kubectl(b, `apiVersion: v1
-kind: Service
-metadata: {name: echo-lb}
-spec:
-  type: LoadBalancer
-  selector: {app: echo}
-  ports: [{port: 80, targetPort: http}]
-`, "apply", "-n", ns, "-f", "-")
-	vip := lbIPs(b, ns, "echo-lb")[0]
-
+	kubectl(b, echoLoadBalancer, "apply", "-n", ns, "-f", "-")
 	nodes, nodeOf := nodeMACs(b, plan)
-	p := startProber(b, plan, vip)
+	for _, vip := range lbIPs(b, ns, "echo-lb") {
+		suffix := ""
+		if strings.Contains(vip, ":") {
+			suffix = "-ipv6"
+		}
+		benchmarkFailover(b, plan, nodes, nodeOf, vip, suffix)
+	}
+}
 
+func benchmarkFailover(b *testing.B, plan lab.Plan, nodes []string, nodeOf map[string]string, vip, suffix string) {
+	p := startProber(b, plan, vip)
 	// The owner is whichever node answers once things are steady; with
 	// every speaker alive it is the same node after every trial, since
 	// the owner is a pure function of (IP, live members).
@@ -84,7 +90,7 @@ spec:
 	}
 	fmt.Printf("failover: %s owned by %s (%s); nodes %v\n", vip, owner, ownerMAC, nodeOf)
 
-	b.Run("node-cut", func(b *testing.B) {
+	b.Run("node-cut"+suffix, func(b *testing.B) {
 		port := func(state string) {
 			out, err := exec.Command("ip", "netns", "exec", plan.Prefix+"lan", "ip", "link", "set", "v-"+owner, state).CombinedOutput()
 			if err != nil {
@@ -100,10 +106,10 @@ spec:
 			port("up")
 			settle(b, p, ownerMAC, plan, nodes)
 		}
-		report(b, "node-cut", took)
+		report(b, "node-cut"+suffix, took)
 	})
 
-	b.Run("graceful-stop", func(b *testing.B) {
+	b.Run("graceful-stop"+suffix, func(b *testing.B) {
 		var took []time.Duration
 		for b.Loop() {
 			pod := speakerPod(b, owner, "")
@@ -115,7 +121,7 @@ spec:
 			speakerPod(b, owner, pod.UID) // the DaemonSet's replacement, Ready
 			settle(b, p, ownerMAC, plan, nodes)
 		}
-		report(b, "graceful-stop", took)
+		report(b, "graceful-stop"+suffix, took)
 	})
 }
 
@@ -249,17 +255,26 @@ type reply struct {
 	mac string
 }
 
-// prober asks for vip by ARP every probeEvery from inside a network
-// namespace and keeps every answer. One long-lived socket, not a process per
-// probe, so that 10 ms means 10 ms.
+// prober asks for vip every probeEvery from inside a network namespace, by
+// ARP or NDP as its family needs, and keeps every answer. One long-lived
+// socket, not a process per probe, so that 10 ms means 10 ms.
 type prober struct {
 	vip   netip.Addr
-	c     *arp.Client
 	start time.Time
 	wg    sync.WaitGroup
 
 	mu      sync.Mutex
 	replies []reply
+}
+
+// asker asks the LAN who has one address and reads the answers.
+type asker interface {
+	ask() error
+	// answer returns the MAC of the next answer to one of our requests;
+	// gratuitous announcements are skipped, as they would time the new
+	// owner's announcement, not whether a client gets an answer.
+	answer(deadline time.Time) (string, error)
+	close()
 }
 
 // nodeMACs returns the lab's node names and, for each MAC of a node's LAN
@@ -286,20 +301,20 @@ func startProber(t testing.TB, plan lab.Plan, vip string) *prober {
 	p, err := probe(ctx, "/run/netns/"+plan.Prefix+"client", "eth0", vip)
 	if err != nil {
 		cancel()
-		t.Fatalf("ARP prober in the client namespace: %v", err)
+		t.Fatalf("prober in the client namespace: %v", err)
 	}
 	t.Cleanup(func() { cancel(); p.wait() })
 	return p
 }
 
-// probe opens an ARP socket on dev in the network namespace at netnsPath
-// and probes vip until ctx ends.
+// probe opens an ARP or NDP socket on dev in the network namespace at
+// netnsPath and probes vip until ctx ends.
 func probe(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
 	ip, err := netip.ParseAddr(vip)
-	if err != nil || !ip.Is4() {
-		return nil, fmt.Errorf("%q is not an IPv4 address", vip)
+	if err != nil {
+		return nil, err
 	}
-	var c *arp.Client
+	var a asker
 	// A socket belongs to the network namespace it was made in, whatever
 	// thread uses it later; so only its making needs the client's netns.
 	err = inNetns(netnsPath, func() error {
@@ -307,31 +322,28 @@ func probe(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
 		if err != nil {
 			return err
 		}
-		c, err = arp.Dial(ifi)
+		if ip.Is4() {
+			a, err = dialARP(ifi, ip)
+		} else {
+			a, err = dialNDP(ifi, ip)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	p := &prober{vip: ip, c: c, start: time.Now()}
+	p := &prober{vip: ip, start: time.Now()}
 	p.wg.Add(2)
 	go func() { // owns the socket's reading side, and closes it
 		defer p.wg.Done()
-		defer c.Close()
+		defer a.close()
 		for ctx.Err() == nil {
-			_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			pkt, _, err := c.Read()
+			mac, err := a.answer(time.Now().Add(200 * time.Millisecond))
 			if err != nil {
 				continue
 			}
-			// Only answers to our requests: gratuitous ARP is broadcast
-			// and would time the new owner's announcement, not whether a
-			// client gets an answer.
-			if pkt.Operation != arp.OperationReply || pkt.SenderIP != ip || !bytes.Equal(pkt.TargetHardwareAddr, c.HardwareAddr()) {
-				continue
-			}
 			p.mu.Lock()
-			p.replies = append(p.replies, reply{at: time.Now(), mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
+			p.replies = append(p.replies, reply{at: time.Now(), mac: mac})
 			p.mu.Unlock()
 		}
 	}()
@@ -340,7 +352,7 @@ func probe(ctx context.Context, netnsPath, dev, vip string) (*prober, error) {
 		tick := time.NewTicker(probeEvery)
 		defer tick.Stop()
 		for {
-			_ = c.Request(ip)
+			_ = a.ask()
 			select {
 			case <-ctx.Done():
 				return
@@ -369,6 +381,111 @@ func summarise(rs []reply) map[string]int {
 		m[r.mac]++
 	}
 	return m
+}
+
+// arpAsker asks by ARP.
+type arpAsker struct {
+	c  *arp.Client
+	ip netip.Addr
+}
+
+func dialARP(ifi *net.Interface, ip netip.Addr) (asker, error) {
+	c, err := arp.Dial(ifi)
+	if err != nil {
+		return nil, err
+	}
+	return &arpAsker{c: c, ip: ip}, nil
+}
+
+func (a *arpAsker) ask() error { return a.c.Request(a.ip) }
+func (a *arpAsker) close()     { a.c.Close() }
+
+func (a *arpAsker) answer(deadline time.Time) (string, error) {
+	_ = a.c.SetReadDeadline(deadline)
+	for {
+		pkt, _, err := a.c.Read()
+		if err != nil {
+			return "", err
+		}
+		// Gratuitous ARP is broadcast; answers come to us.
+		if pkt.Operation == arp.OperationReply && pkt.SenderIP == a.ip && bytes.Equal(pkt.TargetHardwareAddr, a.c.HardwareAddr()) {
+			return strings.ToLower(pkt.SenderHardwareAddr.String()), nil
+		}
+	}
+}
+
+// ndpAsker asks by NDP: a neighbor solicitation to the address's
+// solicited-node group, answered by a solicited advertisement. It has a
+// socket of its own rather than an ndp.Conn, which names the interface
+// by its name: that is resolved in the test's network namespace, not the
+// client's.
+type ndpAsker struct {
+	pc  *ipv6.PacketConn
+	ip  netip.Addr
+	dst *net.IPAddr
+	cm  *ipv6.ControlMessage
+	ns  []byte
+}
+
+func dialNDP(ifi *net.Interface, ip netip.Addr) (asker, error) {
+	snm, err := ndp.SolicitedNodeMulticast(ip)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{TargetAddress: ip, Options: []ndp.Option{
+		&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}}})
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
+	if err != nil {
+		return nil, err
+	}
+	pc := ipv6.NewPacketConn(c)
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
+	if err := errors.Join(pc.SetICMPFilter(&f), pc.SetMulticastHopLimit(ndp.HopLimit)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &ndpAsker{
+		pc: pc, ip: ip, ns: ns,
+		dst: &net.IPAddr{IP: snm.AsSlice(), Zone: strconv.Itoa(ifi.Index)},
+		cm:  &ipv6.ControlMessage{HopLimit: ndp.HopLimit, IfIndex: ifi.Index},
+	}, nil
+}
+
+func (a *ndpAsker) ask() error {
+	_, err := a.pc.WriteTo(a.ns, a.cm, a.dst)
+	return err
+}
+
+func (a *ndpAsker) close() { a.pc.Close() }
+
+func (a *ndpAsker) answer(deadline time.Time) (string, error) {
+	_ = a.pc.SetReadDeadline(deadline)
+	buf := make([]byte, 1500)
+	for {
+		n, _, _, err := a.pc.ReadFrom(buf)
+		if err != nil {
+			return "", err
+		}
+		m, err := ndp.ParseMessage(buf[:n])
+		if err != nil {
+			continue
+		}
+		// Unsolicited advertisements (a new owner's) have Solicited unset.
+		na, ok := m.(*ndp.NeighborAdvertisement)
+		if !ok || !na.Solicited || na.TargetAddress != a.ip {
+			continue
+		}
+		for _, o := range na.Options {
+			if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
+				return strings.ToLower(lla.Addr.String()), nil
+			}
+		}
+	}
 }
 
 // inNetns runs f on a thread that is switched into the network namespace
