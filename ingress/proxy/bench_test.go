@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // BenchmarkProxy: GETs over keep-alive connections through the proxy to a
@@ -28,9 +30,10 @@ func BenchmarkProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := s.HTTPServer(false)
-	go func() { _ = hs.Serve(ln) }()
-	defer hs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, ln, nil, time.Second) }()
+	defer func() { cancel(); <-done }()
 
 	req := []byte("GET /shop/cart?id=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()
