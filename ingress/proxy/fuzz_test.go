@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portico-lb/portico/ingress/route"
 )
@@ -209,3 +211,68 @@ func FuzzRelay(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastLoop: raw bytes, as one client sends them on a connection, go
+// through the whole fast loop (parse, route, answer) with no endpoint to
+// forward to. It never panics, and what it writes back is a sequence of
+// well-formed responses of its own.
+func FuzzFastLoop(f *testing.F) {
+	s, err := New(Options{}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tab, _ := route.Build([]route.Ingress{
+		{Namespace: "ns", Name: "a", Rules: []route.Rule{{Host: "a.example", Paths: []route.Path{{Path: "/", Backend: svc("none")}}}},
+			TLS: []route.TLS{{Hosts: []string{"a.example"}}}},
+		{Namespace: "ns", Name: "b", DefaultBackend: &route.Backend{Resource: "x/Y/z"}},
+	})
+	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{}})
+	fr := &front{s: s, handoff: newHandoff(nil)}
+	fr.handoff.Close() // hand-offs are refused: the loop closes those connections
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET /%zz HTTP/1.1\r\nHost: b\r\n\r\n",
+		"POST /x/../y HTTP/1.1\r\nHost: b\r\nContent-Length: 3\r\n\r\nabcHEAD / HTTP/1.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a.example:8080\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := &memConn{in: bytes.NewReader(in)}
+		hc := s.track(c)
+		fr.serveConn(hc)
+		all := c.out.String()
+		br := bufio.NewReader(&c.out)
+		for {
+			if _, err := br.Peek(1); err == io.EOF {
+				return
+			}
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("wrote a malformed response (%v): %q", err, all)
+			}
+			if res.StatusCode < 300 || res.StatusCode > 599 || res.Header.Get("Server") != "portico" || res.Header.Get("Date") == "" {
+				t.Fatalf("answered %d %v with no endpoint anywhere", res.StatusCode, res.Header)
+			}
+			if _, err := io.Copy(io.Discard, res.Body); err != nil {
+				t.Fatalf("response body: %v", err)
+			}
+		}
+	})
+}
+
+// memConn is a client connection that sends in and records what it gets.
+type memConn struct {
+	in  *bytes.Reader
+	out bytes.Buffer
+}
+
+func (c *memConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
+func (c *memConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }

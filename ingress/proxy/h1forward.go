@@ -86,7 +86,7 @@ func (hc *h1conn) forward(now time.Time, up *Upstream, rec *Record) int {
 // kept-alive connection when there is one.
 func (hc *h1conn) exchange(now time.Time, addr string, replayable bool) (*upConn, error) {
 	p := hc.s.pool
-	c := p.get(addr)
+	c := p.get(addr, now)
 	if c != nil && !replayable && !c.alive() {
 		// What cannot be sent again must not go on a connection the
 		// endpoint has closed meanwhile.
@@ -299,7 +299,7 @@ func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 		err = r.copyToEOF(chunkOut)
 	}
 	if err == nil && !res.close {
-		hc.s.pool.put(rec.Endpoint, c)
+		hc.s.pool.put(rec.Endpoint, c, now)
 	} else {
 		c.Close()
 	}

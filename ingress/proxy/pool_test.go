@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The idle pool under concurrent use: every connection put is either got
@@ -20,14 +21,14 @@ func TestPoolConcurrent(t *testing.T) {
 			defer wg.Done()
 			addr := []string{"a:1", "b:1"}[g%2]
 			for range 500 {
-				c := p.get(addr)
+				c := p.get(addr, time.Now())
 				if c == nil {
 					c = &upConn{Conn: &closeCounter{}}
 					mu.Lock()
 					open[c] = true
 					mu.Unlock()
 				}
-				p.put(addr, c)
+				p.put(addr, c, time.Now())
 				if g == 0 {
 					p.closeIdle(true)
 				}

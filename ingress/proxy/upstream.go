@@ -87,8 +87,9 @@ func newPool(opts Options) *pool {
 	}
 }
 
-// get returns an idle connection to addr, or nil.
-func (p *pool) get(addr string) *upConn {
+// get returns an idle connection to addr, or nil. now is the start of the
+// request: clocks are read once per request, not per step.
+func (p *pool) get(addr string, now time.Time) *upConn {
 	v, ok := p.hosts.Load(addr)
 	if !ok {
 		return nil
@@ -100,7 +101,7 @@ func (p *pool) get(addr string) *upConn {
 		c := h.conns[len(h.conns)-1]
 		h.conns[len(h.conns)-1] = nil
 		h.conns = h.conns[:len(h.conns)-1]
-		if time.Since(c.lastUsed) < p.idleFor {
+		if now.Sub(c.lastUsed) < p.idleFor {
 			return c
 		}
 		c.Close()
@@ -140,9 +141,10 @@ func (c *upConn) alive() bool {
 	return err == nil && open
 }
 
-// put returns a connection whose last response was read to its end.
-func (p *pool) put(addr string, c *upConn) {
-	c.lastUsed = time.Now()
+// put returns a connection whose last response was read to its end; now
+// is the start of that request, which counts as the connection's last use.
+func (p *pool) put(addr string, c *upConn, now time.Time) {
+	c.lastUsed = now
 	for {
 		v, ok := p.hosts.Load(addr)
 		if !ok {
@@ -326,7 +328,7 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 	for i := range tries {
 		addr := up.Addrs[(first+i)%n]
 		rec.Endpoint, rec.Retries = addr, i
-		if c = s.pool.get(addr); c != nil {
+		if c = s.pool.get(addr, rec.Start); c != nil {
 			if res, err = s.roundTrip(c, r, true); err == errStale {
 				c.Close()
 				c = nil
@@ -366,7 +368,7 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 		berr = context.Canceled
 	}
 	if berr == nil && !res.Close && !left {
-		s.pool.put(rec.Endpoint, c) // the body was read to its end: reusable
+		s.pool.put(rec.Endpoint, c, rec.Start) // the body was read to its end: reusable
 	} else {
 		c.Close()
 	}
