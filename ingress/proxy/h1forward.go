@@ -298,7 +298,9 @@ func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 	default:
 		err = r.copyToEOF(chunkOut)
 	}
-	if err == nil && !res.close {
+	// Bytes past the end of the response (a body to HEAD, say) would be
+	// read as the next request's answer: such a connection is not reused.
+	if err == nil && !res.close && c.br.Buffered() == 0 {
 		hc.s.pool.put(rec.Endpoint, c, now)
 	} else {
 		c.Close()

@@ -170,6 +170,7 @@ func (hc *h1conn) release() {
 	if cap(hc.head) > 8<<10 {
 		hc.head = nil
 	}
+	clear(hc.req.fields) // they point into the head buffer
 	*hc = h1conn{br: hc.br, bw: hc.bw, head: hc.head[:0], req: reqHead{fields: hc.req.fields[:0]}}
 	connPool.Put(hc)
 }

@@ -123,7 +123,7 @@ func (s *Server) httpServer(tlsOn bool) *http.Server {
 
 // Serve serves plain HTTP on plain and HTTPS on secure (either may be nil)
 // until ctx ends, then shuts down gracefully, giving in-flight requests up to
-// grace to finish.
+// grace to finish. A Server serves once: it stays shut afterwards.
 func (s *Server) Serve(ctx context.Context, plain, secure net.Listener, grace time.Duration) error {
 	var fronts []*front
 	errc := make(chan error, 2)

@@ -367,7 +367,7 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 	if left && berr != nil {
 		berr = context.Canceled
 	}
-	if berr == nil && !res.Close && !left {
+	if berr == nil && !res.Close && !left && c.br.Buffered() == 0 { // see respond
 		s.pool.put(rec.Endpoint, c, rec.Start) // the body was read to its end: reusable
 	} else {
 		c.Close()
