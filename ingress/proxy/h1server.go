@@ -37,7 +37,9 @@ type front struct {
 func (s *Server) newFront(ln net.Listener, tlsOn bool) *front {
 	f := &front{s: s, ln: ln, hs: s.httpServer(tlsOn), handoff: newHandoff(ln.Addr())}
 	if tlsOn {
-		f.tls = f.hs.TLSConfig
+		// A config of its own: the http.Server writes to its own when it
+		// sets up HTTP/2.
+		f.tls = s.TLSConfig()
 	}
 	return f
 }
@@ -170,7 +172,7 @@ func (hc *h1conn) release() {
 	if cap(hc.head) > 8<<10 {
 		hc.head = nil
 	}
-	clear(hc.req.fields) // they point into the head buffer
+	clear(hc.req.fields[:cap(hc.req.fields)]) // they point into head buffers
 	*hc = h1conn{br: hc.br, bw: hc.bw, head: hc.head[:0], req: reqHead{fields: hc.req.fields[:0]}}
 	connPool.Put(hc)
 }
