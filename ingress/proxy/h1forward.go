@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -177,6 +178,9 @@ func (hc *h1conn) writeRequest(w *bufio.Writer) {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.host)
 	w.WriteString("\r\n")
+	if req.hasLength {
+		writeLength(w, req.length)
+	}
 	teTrailers, hasProto, hasHost := false, false, false
 	for _, f := range req.fields {
 		switch {
@@ -229,6 +233,14 @@ func (hc *h1conn) writeRequest(w *bufio.Writer) {
 	w.WriteString("\r\n\r\n")
 }
 
+// writeLength writes a Content-Length field.
+func writeLength(w *bufio.Writer, n int64) {
+	var b [20]byte
+	w.WriteString("Content-Length: ")
+	w.Write(strconv.AppendInt(b[:0], n, 10))
+	w.WriteString("\r\n")
+}
+
 // namedIn reports whether a Connection field of fields names name.
 func namedIn(fields []field, name string) bool {
 	for _, f := range fields {
@@ -272,15 +284,16 @@ func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 			if !chunkOut || !is(f.name, "Trailer") {
 				continue
 			}
-		case res.connNames && namedIn(res.fields, f.name),
-			is(f.name, "Server"),
-			res.chunked && is(f.name, "Content-Length"):
+		case res.connNames && namedIn(res.fields, f.name), is(f.name, "Server"):
 			continue
 		}
 		w.WriteString(f.name)
 		w.WriteString(": ")
 		w.WriteString(f.value)
 		w.WriteString("\r\n")
+	}
+	if res.length >= 0 {
+		writeLength(w, res.length)
 	}
 	if chunkOut {
 		w.WriteString("Transfer-Encoding: chunked\r\n")

@@ -38,8 +38,13 @@ type reqHead struct {
 	path   string // target up to '?', still escaped
 	minor  int    // HTTP/1.minor, 0 or 1
 	host   string
-	// length is the Content-Length of the body, 0 when none.
-	length int64
+	// length is the Content-Length of the body, 0 when none; hasLength
+	// tells a Content-Length of 0 from none.
+	length    int64
+	hasLength bool
+	// fields are the header fields but Host and Content-Length, which
+	// the proxy writes upstream itself: no field list, not even
+	// Connection naming them, can make it drop or change them.
 	fields []field
 	// close: the connection ends after the response (Connection: close,
 	// or HTTP/1.0 without keep-alive).
@@ -160,6 +165,7 @@ func parseHead(b []byte, h *reqHead) error {
 				return badRequest("invalid Content-Length header")
 			}
 			h.length, hasLength = n, true
+			continue
 		case is(f.name, "Transfer-Encoding"):
 			te = true
 		case is(f.name, "Connection"):
@@ -190,6 +196,7 @@ func parseHead(b []byte, h *reqHead) error {
 	if te {
 		h.handoff = true // a chunked body: net/http decodes it
 	}
+	h.hasLength = hasLength
 	if h.minor == 0 && !keepAlive {
 		h.close = true
 	}

@@ -16,6 +16,8 @@ import (
 type resHead struct {
 	status int
 	reason string
+	// fields are the header fields but Content-Length, which the proxy
+	// writes itself (see reqHead.fields).
 	fields []field
 	// length is the Content-Length; -1 when the body is chunked or runs
 	// until the endpoint closes.
@@ -98,10 +100,8 @@ func parseResponseHead(b []byte, h *resHead) error {
 			if !ok || hasLength && n != h.length {
 				return errBadResponse("Content-Length")
 			}
-			if hasLength {
-				continue // the same length again: relayed once
-			}
 			h.length, hasLength = n, true
+			continue
 		case is(f.name, "Transfer-Encoding"):
 			// net/http's client, which this replaces, supports chunked
 			// alone too.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -607,5 +608,27 @@ func TestBodyToHEADNotReused(t *testing.T) {
 	c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if res, body := c.read("GET"); res.StatusCode != 200 || body != "hello" {
 		t.Errorf("GET after HEAD: %d %q", res.StatusCode, body)
+	}
+}
+
+// Naming Content-Length in Connection, which makes the other fields it
+// names hop-by-hop, does not separate a body from its length on either
+// side: that would let the body be read as another request or response.
+func TestConnectionCannotDropLength(t *testing.T) {
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Connection", "Content-Length")
+		w.Header().Set("Content-Length", "6")
+		io.WriteString(w, "got "+strconv.Itoa(len(body))+"\n")
+	}))
+	t.Cleanup(b.Close)
+	p := webProxy(t, Options{}, b)
+	c := dial(t, p.plain)
+	for range 2 {
+		c.send("POST / HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nGET /\r\n")
+		res, body := c.read("POST")
+		if res.StatusCode != 200 || body != "got 5\n" || res.ContentLength != 6 {
+			t.Fatalf("%d %q, Content-Length %d: want the backend to get the 5-byte body, and its length to reach the client", res.StatusCode, body, res.ContentLength)
+		}
 	}
 }
