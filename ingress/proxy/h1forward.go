@@ -73,6 +73,7 @@ func (hc *h1conn) forward(now time.Time, up *Upstream, rec *Record) int {
 	for i := range tries {
 		addr := up.Addrs[(first+i)%n]
 		rec.Endpoint, rec.Retries = addr, i
+		hc.idle = hc.s.pool.list(up, (first+i)%n)
 		if c, err = hc.exchange(now, addr, replayable); err == nil || !isConnectError(err) {
 			break
 		}
@@ -87,7 +88,7 @@ func (hc *h1conn) forward(now time.Time, up *Upstream, rec *Record) int {
 // kept-alive connection when there is one.
 func (hc *h1conn) exchange(now time.Time, addr string, replayable bool) (*upConn, error) {
 	p := hc.s.pool
-	c := p.get(addr, now)
+	c := p.get(hc.idle, now)
 	if c != nil && !replayable && !c.alive() {
 		// What cannot be sent again must not go on a connection the
 		// endpoint has closed meanwhile.
@@ -314,7 +315,7 @@ func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 	// Bytes past the end of the response (a body to HEAD, say) would be
 	// read as the next request's answer: such a connection is not reused.
 	if err == nil && !res.close && c.br.Buffered() == 0 {
-		hc.s.pool.put(rec.Endpoint, c, now)
+		hc.s.pool.put(hc.idle, c, now)
 	} else {
 		c.Close()
 	}

@@ -106,6 +106,8 @@ type h1conn struct {
 	// string again without copying.
 	lastHost string
 	deadline lazyDeadline
+	// idle is the idle list of the endpoint the request goes to.
+	idle *idleConns
 	// state is connIdle between requests, connActive while serving one,
 	// connClosing when shutdown closed it.
 	state atomic.Int32

@@ -19,16 +19,17 @@ func TestPoolConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addr := []string{"a:1", "b:1"}[g%2]
+			up := NewUpstream("a:1", "b:1")
+			i := g % 2
 			for range 500 {
-				c := p.get(addr, time.Now())
+				c := p.get(p.list(up, i), time.Now())
 				if c == nil {
 					c = &upConn{Conn: &closeCounter{}}
 					mu.Lock()
 					open[c] = true
 					mu.Unlock()
 				}
-				p.put(addr, c, time.Now())
+				p.put(p.list(up, i), c, time.Now())
 				if g == 0 {
 					p.closeIdle(true)
 				}

@@ -80,9 +80,12 @@ func TargetOf(b route.Backend) Target {
 type Upstream struct {
 	// Addrs are "ip:port" endpoint addresses, ready to dial.
 	Addrs []string
-	// next is the round-robin cursor: the one mutable field of a Config,
-	// and only ever advanced atomically.
+	// next is the round-robin cursor, only ever advanced atomically.
 	next atomic.Uint32
+	// idle caches the proxy's idle connection list of each address; it
+	// is filled as requests need it. With next, the only mutable fields
+	// of a Config.
+	idle []atomic.Pointer[idleConns]
 }
 
 // NewUpstream returns an Upstream over addrs. Its round robin starts at a
@@ -90,7 +93,7 @@ type Upstream struct {
 // at the first endpoint would send the first requests after every change
 // to the same pod, in every replica.
 func NewUpstream(addrs ...string) *Upstream {
-	u := &Upstream{Addrs: addrs}
+	u := &Upstream{Addrs: addrs, idle: make([]atomic.Pointer[idleConns], len(addrs))}
 	u.next.Store(rand.Uint32())
 	return u
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,8 +24,10 @@ import (
 // requests per second.
 
 // pool keeps idle keep-alive connections to endpoints. Each endpoint has
-// its own lock: requests to different endpoints never wait for each other,
-// and the map from address to endpoint is read without locking.
+// its own idle list and lock: requests to different endpoints never wait
+// for each other. The lists are found by address in a map, and cached in
+// the Upstreams of the Config, so that a request finds its list with no
+// lookup at all.
 type pool struct {
 	dialer  net.Dialer
 	maxIdle int
@@ -35,11 +38,12 @@ type pool struct {
 
 // idleConns are the idle connections to one endpoint, most recent last.
 type idleConns struct {
+	addr  string
 	mu    sync.Mutex
 	conns []*upConn
-	// gone is set when closeIdle removed this entry from the pool: a
+	// gone is set when closeIdle removed this list from the pool: a
 	// connection put here afterwards would never be found again.
-	gone bool
+	gone atomic.Bool
 }
 
 type upConn struct {
@@ -87,14 +91,32 @@ func newPool(opts Options) *pool {
 	}
 }
 
-// get returns an idle connection to addr, or nil. now is the start of the
-// request: clocks are read once per request, not per step.
-func (p *pool) get(addr string, now time.Time) *upConn {
+// list returns the idle list of endpoint i of up.
+func (p *pool) list(up *Upstream, i int) *idleConns {
+	if i < len(up.idle) {
+		if h := up.idle[i].Load(); h != nil && !h.gone.Load() {
+			return h
+		}
+	}
+	h := p.lookup(up.Addrs[i])
+	if i < len(up.idle) {
+		up.idle[i].Store(h)
+	}
+	return h
+}
+
+// lookup returns the idle list of addr, made when missing.
+func (p *pool) lookup(addr string) *idleConns {
 	v, ok := p.hosts.Load(addr)
 	if !ok {
-		return nil
+		v, _ = p.hosts.LoadOrStore(addr, &idleConns{addr: addr})
 	}
-	h := v.(*idleConns)
+	return v.(*idleConns)
+}
+
+// get returns an idle connection from h, or nil. now is the start of the
+// request: clocks are read once per request, not per step.
+func (p *pool) get(h *idleConns, now time.Time) *upConn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for len(h.conns) > 0 {
@@ -141,19 +163,16 @@ func (c *upConn) alive() bool {
 	return err == nil && open
 }
 
-// put returns a connection whose last response was read to its end; now
-// is the start of that request, which counts as the connection's last use.
-func (p *pool) put(addr string, c *upConn, now time.Time) {
+// put returns a connection whose last response was read to its end to
+// h; now is the start of that request, which counts as the connection's
+// last use.
+func (p *pool) put(h *idleConns, c *upConn, now time.Time) {
 	c.lastUsed = now
 	for {
-		v, ok := p.hosts.Load(addr)
-		if !ok {
-			v, _ = p.hosts.LoadOrStore(addr, &idleConns{})
-		}
-		h := v.(*idleConns)
 		h.mu.Lock()
-		if h.gone { // closeIdle just dropped it: take the new entry
+		if h.gone.Load() { // closeIdle just dropped it: take the new list
 			h.mu.Unlock()
+			h = p.lookup(h.addr)
 			continue
 		}
 		if len(h.conns) < p.maxIdle {
@@ -187,7 +206,7 @@ func (p *pool) closeIdle(all bool) {
 		clear(h.conns[len(kept):])
 		h.conns = kept
 		if len(kept) == 0 {
-			h.gone = true
+			h.gone.Store(true)
 			p.hosts.Delete(addr)
 		}
 		return true
@@ -325,10 +344,12 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 		c   *upConn
 		err error
 	)
+	var idle *idleConns
 	for i := range tries {
 		addr := up.Addrs[(first+i)%n]
 		rec.Endpoint, rec.Retries = addr, i
-		if c = s.pool.get(addr, rec.Start); c != nil {
+		idle = s.pool.list(up, (first+i)%n)
+		if c = s.pool.get(idle, rec.Start); c != nil {
 			if res, err = s.roundTrip(c, r, true); err == errStale {
 				c.Close()
 				c = nil
@@ -368,7 +389,7 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 		berr = context.Canceled
 	}
 	if berr == nil && !res.Close && !left && c.br.Buffered() == 0 { // see respond
-		s.pool.put(rec.Endpoint, c, rec.Start) // the body was read to its end: reusable
+		s.pool.put(idle, c, rec.Start) // the body was read to its end: reusable
 	} else {
 		c.Close()
 	}
