@@ -24,6 +24,13 @@ import (
 // starts a background read for each, stays for what this loop leaves to
 // it: HTTP/2 (chosen by ALPN, before a byte is read) and any connection
 // from a request the loop does not serve on (see reqHead.handoff).
+//
+// Unlike net/http's server, the loop does not read from a client while
+// its request is in flight (that costs a goroutine wake-up and two
+// deadline changes per request). A client that leaves is noticed when its
+// answer is written: an endpoint slow to start answering keeps its
+// connection until it does or ResponseHeaderTimeout passes, and a stream
+// ends at its next write.
 
 // front serves one listener.
 type front struct {

@@ -29,7 +29,7 @@
 // TLS, are served by the proxy's own loop (h1server.go): requests are
 // parsed in place, forwarded over the proxy's own upstream connections and
 // answered with no allocation per request on the common path, which is
-// what lets the proxy keep up with nginx. Whatever that loop does not serve
+// where most of the proxy's speed comes from. Whatever that loop does not serve
 // itself goes to net/http's server, which applies the same rules through
 // ServeHTTP: connections that choose HTTP/2 by ALPN, and an HTTP/1.x
 // connection from its first request with Upgrade (WebSocket), Expect, a
