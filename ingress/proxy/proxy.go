@@ -29,14 +29,14 @@
 // TLS, are served by the proxy's own loop (h1server.go): requests are
 // parsed in place, forwarded over the proxy's own upstream connections and
 // answered with no allocation per request on the common path, which is
-// where most of the proxy's speed comes from. Whatever that loop does not serve
-// itself goes to net/http's server, which applies the same rules through
-// ServeHTTP: connections that choose HTTP/2 by ALPN, and an HTTP/1.x
-// connection from its first request with Upgrade (WebSocket), Expect, a
-// chunked body, an unusual method, target or version, for the rest of its
-// life, with the bytes already read replayed. Requests that either server
-// refuses (malformed, smuggling shapes, headers over MaxHeaderBytes) get
-// 400 or 431 and the connection closed.
+// where most of the proxy's speed comes from. Whatever that loop does not
+// serve itself goes to net/http's server, which applies the same rules
+// through ServeHTTP: connections that choose HTTP/2 by ALPN, and an
+// HTTP/1.x connection from its first request with Upgrade (WebSocket),
+// Expect, a chunked body, an unusual method, target or version, for the
+// rest of its life, with the bytes already read replayed. Requests that
+// either server refuses (malformed, smuggling shapes, headers over
+// MaxHeaderBytes) get 400 or 431 and the connection closed.
 package proxy
 
 import (
