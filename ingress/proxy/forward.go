@@ -273,21 +273,30 @@ func isConnectError(err error) bool {
 }
 
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error, rec *Record) int {
-	var ne net.Error
-	switch {
-	case r.Context().Err() != nil:
+	if r.Context().Err() != nil {
 		rec.UpstreamError = "canceled"
 		return 499 // the client went away: nobody to answer
-	case isConnectError(err):
-		rec.UpstreamError = "connect"
-		return answer(w, http.StatusBadGateway, "no endpoint of the backend service accepted a connection")
-	case errors.As(err, &ne) && ne.Timeout():
-		rec.UpstreamError = "timeout"
-		return answer(w, http.StatusGatewayTimeout, "the backend service did not answer in time")
-	default:
-		rec.UpstreamError = "protocol"
+	}
+	code, kind, reason := classify(err)
+	rec.UpstreamError = kind
+	if kind == "protocol" {
 		s.log.Debug("upstream error", "endpoint", rec.Endpoint, "err", err)
-		return answer(w, http.StatusBadGateway, "the backend service's answer was broken")
+	}
+	return answer(w, code, reason)
+}
+
+// classify sorts a failure to get an answer from the endpoints into the
+// status the client gets, the kind Record.UpstreamError names, and the
+// reason the answer gives.
+func classify(err error) (code int, kind, reason string) {
+	var ne net.Error
+	switch {
+	case isConnectError(err):
+		return http.StatusBadGateway, "connect", "no endpoint of the backend service accepted a connection"
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, "timeout", "the backend service did not answer in time"
+	default:
+		return http.StatusBadGateway, "protocol", "the backend service's answer was broken"
 	}
 }
 

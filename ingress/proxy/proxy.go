@@ -24,6 +24,19 @@
 // Options.TrustedProxies (a load balancer in front) has its list appended
 // to. X-Forwarded-Proto and X-Forwarded-Host are always set by the proxy.
 // Every response carries "Server: portico" and a Date.
+//
+// Two servers share each listener. HTTP/1.0 and HTTP/1.1, plain or over
+// TLS, are served by the proxy's own loop (h1server.go): requests are
+// parsed in place, forwarded over the proxy's own upstream connections and
+// answered with no allocation per request on the common path, which is
+// where most of the proxy's speed comes from. Whatever that loop does not
+// serve itself goes to net/http's server, which applies the same rules
+// through ServeHTTP: connections that choose HTTP/2 by ALPN, and an
+// HTTP/1.x connection from its first request with Upgrade (WebSocket),
+// Expect, a chunked body, an unusual method, target or version, for the
+// rest of its life, with the bytes already read replayed. Requests that
+// either server refuses (malformed, smuggling shapes, headers over
+// MaxHeaderBytes) get 400 or 431 and the connection closed.
 package proxy
 
 import (
@@ -67,9 +80,12 @@ func TargetOf(b route.Backend) Target {
 type Upstream struct {
 	// Addrs are "ip:port" endpoint addresses, ready to dial.
 	Addrs []string
-	// next is the round-robin cursor: the one mutable field of a Config,
-	// and only ever advanced atomically.
+	// next is the round-robin cursor, only ever advanced atomically.
 	next atomic.Uint32
+	// idle caches the proxy's idle connection list of each address; it
+	// is filled as requests need it. With next, the only mutable fields
+	// of a Config.
+	idle []atomic.Pointer[idleConns]
 }
 
 // NewUpstream returns an Upstream over addrs. Its round robin starts at a
@@ -77,7 +93,7 @@ type Upstream struct {
 // at the first endpoint would send the first requests after every change
 // to the same pod, in every replica.
 func NewUpstream(addrs ...string) *Upstream {
-	u := &Upstream{Addrs: addrs}
+	u := &Upstream{Addrs: addrs, idle: make([]atomic.Pointer[idleConns], len(addrs))}
 	u.next.Store(rand.Uint32())
 	return u
 }

@@ -3,12 +3,12 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,6 +21,13 @@ type Server struct {
 	pool      *pool
 	defCert   *tls.Certificate
 	log       *slog.Logger
+	date      atomic.Pointer[dateValue]
+
+	// The connections of the fast loop, for shutdown.
+	connsMu sync.Mutex
+	conns   map[*h1conn]struct{}
+	connsWG sync.WaitGroup
+	closing atomic.Bool
 }
 
 // New returns a Server that serves an empty Config (every request 404)
@@ -30,7 +37,7 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: logger, defCert: opts.DefaultCert}
+	s := &Server{opts: opts, log: logger, defCert: opts.DefaultCert, conns: map[*h1conn]struct{}{}}
 	if s.defCert == nil {
 		c, err := SelfSigned("portico default certificate")
 		if err != nil {
@@ -94,14 +101,16 @@ func (s *Server) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, erro
 	return s.defCert, nil
 }
 
-// HTTPServer returns an http.Server for one listener, with the limits of the
-// Options; tlsOn adds the TLS settings.
-func (s *Server) HTTPServer(tlsOn bool) *http.Server {
+// httpServer returns the http.Server that serves the connections the fast
+// loop hands off on one listener, with the limits of the Options; tlsOn
+// adds the TLS settings.
+func (s *Server) httpServer(tlsOn bool) *http.Server {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ConnContext:       connContext,
 		// Hostile clients make net/http log (bad handshakes, ...): keep it
 		// out of the error level.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -114,19 +123,20 @@ func (s *Server) HTTPServer(tlsOn bool) *http.Server {
 
 // Serve serves plain HTTP on plain and HTTPS on secure (either may be nil)
 // until ctx ends, then shuts down gracefully, giving in-flight requests up to
-// grace to finish.
+// grace to finish. A Server serves once: it stays shut afterwards.
 func (s *Server) Serve(ctx context.Context, plain, secure net.Listener, grace time.Duration) error {
-	var servers []*http.Server
+	var fronts []*front
 	errc := make(chan error, 2)
-	if plain != nil {
-		hs := s.HTTPServer(false)
-		servers = append(servers, hs)
-		go func() { errc <- hs.Serve(plain) }()
-	}
-	if secure != nil {
-		hs := s.HTTPServer(true)
-		servers = append(servers, hs)
-		go func() { errc <- hs.ServeTLS(secure, "", "") }()
+	for _, l := range []struct {
+		ln    net.Listener
+		tlsOn bool
+	}{{plain, false}, {secure, true}} {
+		if l.ln == nil {
+			continue
+		}
+		f := s.newFront(l.ln, l.tlsOn)
+		fronts = append(fronts, f)
+		go func() { errc <- f.serve() }()
 	}
 	janitor := time.NewTicker(30 * time.Second)
 	defer janitor.Stop()
@@ -142,16 +152,19 @@ wait:
 			s.pool.closeIdle(false)
 		}
 	}
+	for _, f := range fronts {
+		_ = f.ln.Close()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	for _, hs := range servers {
-		_ = hs.Shutdown(sctx)
+	var wg sync.WaitGroup
+	for _, f := range fronts {
+		wg.Go(func() { _ = f.hs.Shutdown(sctx) })
 	}
+	s.shutdown(sctx)
+	wg.Wait()
 	s.transport.CloseIdleConnections()
 	s.pool.closeIdle(true)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
 	return err
 }
 
@@ -163,6 +176,7 @@ var (
 
 // ServeHTTP routes and forwards one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	requestTLS(r)
 	rec := Record{Start: time.Now(), Method: r.Method, Host: r.Host, Path: r.URL.Path, Client: r.RemoteAddr, Proto: r.Proto}
 	w.Header()["Server"] = serverHeader
 	rec.Status = s.serve(w, r, &rec)

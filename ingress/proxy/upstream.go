@@ -9,25 +9,41 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
-// The hot path of a proxy is a GET without a body. For it, the proxy talks
-// HTTP/1.1 to endpoints itself, on the handler's goroutine: one buffered
-// write of the request, http.ReadResponse for the answer, and the
-// connection back into a per-endpoint idle pool. http.Transport (kept for
-// requests with bodies and for upgrades) spends two goroutine hand-offs
-// and a request clone on every request; measured on this path, doing
-// without them roughly doubles the proxy's requests per second.
+// The proxy talks HTTP/1.1 to endpoints itself, on the goroutine of the
+// request, over a per-endpoint idle pool: the fast loop for everything it
+// serves (h1forward.go), and fastForward below for the idempotent requests
+// without a body that net/http serves (HTTP/2, handed-off connections).
+// http.Transport, kept for net/http's requests with bodies and for
+// upgrades, spends two goroutine hand-offs and a request clone on every
+// request; measured, doing without them roughly doubles the proxy's
+// requests per second.
 
-// pool keeps idle keep-alive connections to endpoints.
+// pool keeps idle keep-alive connections to endpoints. Each endpoint has
+// its own idle list and lock: requests to different endpoints never wait
+// for each other. The lists are found by address in a map, and cached in
+// the Upstreams of the Config, so that a request finds its list with no
+// lookup at all.
 type pool struct {
 	dialer  net.Dialer
 	maxIdle int
 	idleFor time.Duration
 
-	mu   sync.Mutex
-	idle map[string][]*upConn // endpoint address → idle connections, most recent last
+	hosts sync.Map // endpoint address → *idleConns
+}
+
+// idleConns are the idle connections to one endpoint, most recent last.
+type idleConns struct {
+	addr  string
+	mu    sync.Mutex
+	conns []*upConn
+	// gone is set when closeIdle removed this list from the pool: a
+	// connection put here afterwards would never be found again.
+	gone atomic.Bool
 }
 
 type upConn struct {
@@ -35,6 +51,10 @@ type upConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	deadline lazyDeadline
+	// head and res are the last response head read by the fast loop.
+	head []byte
+	res  resHead
 	// budget is what the next reads from the endpoint may bring: bounded
 	// while response headers are read, so that an endpoint sending
 	// endless headers cannot make the proxy buffer them all.
@@ -55,6 +75,9 @@ func (c *upConn) Read(p []byte) (int, error) {
 	if int64(len(p)) > c.budget {
 		p = p[:c.budget]
 	}
+	if err := c.deadline.apply(c.Conn); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
 	c.budget -= int64(n)
 	return n, err
@@ -65,26 +88,46 @@ func newPool(opts Options) *pool {
 		dialer:  net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
 		maxIdle: opts.MaxIdleConnsPerHost,
 		idleFor: 90 * time.Second,
-		idle:    map[string][]*upConn{},
 	}
 }
 
-// get returns an idle connection to addr, or nil.
-func (p *pool) get(addr string) *upConn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cs := p.idle[addr]
-	for len(cs) > 0 {
-		c := cs[len(cs)-1]
-		cs[len(cs)-1] = nil
-		cs = cs[:len(cs)-1]
-		if time.Since(c.lastUsed) < p.idleFor {
-			p.idle[addr] = cs
+// list returns the idle list of endpoint i of up.
+func (p *pool) list(up *Upstream, i int) *idleConns {
+	if i < len(up.idle) {
+		if h := up.idle[i].Load(); h != nil && !h.gone.Load() {
+			return h
+		}
+	}
+	h := p.lookup(up.Addrs[i])
+	if i < len(up.idle) {
+		up.idle[i].Store(h)
+	}
+	return h
+}
+
+// lookup returns the idle list of addr, made when missing.
+func (p *pool) lookup(addr string) *idleConns {
+	v, ok := p.hosts.Load(addr)
+	if !ok {
+		v, _ = p.hosts.LoadOrStore(addr, &idleConns{addr: addr})
+	}
+	return v.(*idleConns)
+}
+
+// get returns an idle connection from h, or nil. now is the start of the
+// request: clocks are read once per request, not per step.
+func (p *pool) get(h *idleConns, now time.Time) *upConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(h.conns) > 0 {
+		c := h.conns[len(h.conns)-1]
+		h.conns[len(h.conns)-1] = nil
+		h.conns = h.conns[:len(h.conns)-1]
+		if now.Sub(c.lastUsed) < p.idleFor {
 			return c
 		}
 		c.Close()
 	}
-	delete(p.idle, addr)
 	return nil
 }
 
@@ -93,45 +136,81 @@ func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upConn{Conn: c, bw: bufio.NewWriterSize(c, 8<<10)}
+	u := &upConn{Conn: c, bw: bufio.NewWriterSize(c, 8<<10), budget: math.MaxInt64}
 	u.br = bufio.NewReaderSize(u, 16<<10)
 	return u, nil
 }
 
-// put returns a connection whose last response was read to its end.
-func (p *pool) put(addr string, c *upConn) {
-	c.lastUsed = time.Now()
-	p.mu.Lock()
-	if len(p.idle[addr]) < p.maxIdle {
-		p.idle[addr] = append(p.idle[addr], c)
-		c = nil
+// alive reports whether an idle connection is still open: the endpoint
+// has neither closed it nor sent anything unasked. It costs a system call,
+// spent only on requests that cannot be sent again.
+func (c *upConn) alive() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
 	}
-	p.mu.Unlock()
-	if c != nil {
-		c.Close()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		open = rerr == syscall.EAGAIN // nothing to read: neither data nor EOF
+		return true
+	})
+	return err == nil && open
+}
+
+// put returns a connection whose last response was read to its end to
+// h; now is the start of that request, which counts as the connection's
+// last use.
+func (p *pool) put(h *idleConns, c *upConn, now time.Time) {
+	c.lastUsed = now
+	for {
+		h.mu.Lock()
+		if h.gone.Load() { // closeIdle just dropped it: take the new list
+			h.mu.Unlock()
+			h = p.lookup(h.addr)
+			continue
+		}
+		if len(h.conns) < p.maxIdle {
+			h.conns = append(h.conns, c)
+			c = nil
+		}
+		h.mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+		return
 	}
 }
 
 // closeIdle closes the connections idle for longer than the pool keeps
-// them, or all of them; connections to endpoints that went away end here.
+// them, or all of them; connections to endpoints that went away end here,
+// and so do the entries of endpoints left with none.
 func (p *pool) closeIdle(all bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for addr, cs := range p.idle {
-		kept := cs[:0]
-		for _, c := range cs {
+	p.hosts.Range(func(addr, v any) bool {
+		h := v.(*idleConns)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		kept := h.conns[:0]
+		for _, c := range h.conns {
 			if all || time.Since(c.lastUsed) >= p.idleFor {
 				c.Close()
 			} else {
 				kept = append(kept, c)
 			}
 		}
+		clear(h.conns[len(kept):])
+		h.conns = kept
 		if len(kept) == 0 {
-			delete(p.idle, addr)
-		} else {
-			p.idle[addr] = kept
+			h.gone.Store(true)
+			p.hosts.Delete(addr)
 		}
-	}
+		return true
+	})
 }
 
 // errStale: a pooled connection turned out closed by the endpoint before
@@ -148,7 +227,7 @@ func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Respo
 		}
 		return nil, err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(s.opts.ResponseHeaderTimeout))
+	c.deadline.within(time.Now(), s.opts.ResponseHeaderTimeout)
 	c.budget = maxResponseHeaderBytes
 	defer func() { c.budget = math.MaxInt64 }()
 	for {
@@ -166,7 +245,7 @@ func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Respo
 		// (small answers: no more reads, and the next request sets its own
 		// deadline), lift the header deadline.
 		if res.ContentLength < 0 || int64(c.br.Buffered()) < res.ContentLength {
-			_ = c.SetReadDeadline(time.Time{})
+			c.deadline.none()
 		}
 		return res, nil
 	}
@@ -265,10 +344,12 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 		c   *upConn
 		err error
 	)
+	var idle *idleConns
 	for i := range tries {
 		addr := up.Addrs[(first+i)%n]
 		rec.Endpoint, rec.Retries = addr, i
-		if c = s.pool.get(addr); c != nil {
+		idle = s.pool.list(up, (first+i)%n)
+		if c = s.pool.get(idle, rec.Start); c != nil {
 			if res, err = s.roundTrip(c, r, true); err == errStale {
 				c.Close()
 				c = nil
@@ -307,8 +388,8 @@ func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstrea
 	if left && berr != nil {
 		berr = context.Canceled
 	}
-	if berr == nil && !res.Close && !left {
-		s.pool.put(rec.Endpoint, c) // the body was read to its end: reusable
+	if berr == nil && !res.Close && !left && c.br.Buffered() == 0 { // see respond
+		s.pool.put(idle, c, rec.Start) // the body was read to its end: reusable
 	} else {
 		c.Close()
 	}
