@@ -50,7 +50,12 @@ func main() {
 			signal.Ignore(syscall.SIGTERM)
 			fmt.Println("ignoring SIGTERM")
 		}
-		select {}
+		// Until a signal ends the process. Not an empty select: in a
+		// binary without cgo the runtime sees no goroutine that could
+		// ever wake, and aborts ("all goroutines are asleep").
+		for {
+			time.Sleep(time.Hour)
+		}
 	default:
 		err = fmt.Errorf("unknown check %q", os.Args[1])
 	}
