@@ -249,6 +249,50 @@ func TestStaleKeepAliveConnection(t *testing.T) {
 	}
 }
 
+// TestHalfClosedKeepAliveConnection: an endpoint that ends an idle
+// keep-alive connection with a lingering close (it stops writing but keeps
+// reading, as Apache's event MPM does) must not cost the next request a
+// timeout: the proxy sees the close on the pooled connection and uses
+// another. A read that waits for readiness before looking would miss it.
+func TestHalfClosedKeepAliveConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(50 * time.Millisecond)
+				_ = c.(*net.TCPConn).CloseWrite()
+				go func() { _, _ = io.Copy(io.Discard, c) }()
+				<-done
+			}()
+		}
+	}()
+	p := start(t, Options{ResponseHeaderTimeout: 3 * time.Second})
+	p.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(l.Addr().String())},
+	})
+	for i := range 3 {
+		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+			t.Fatalf("request %d after the endpoint half-closed its idle connection: %d", i, res.StatusCode)
+		}
+		time.Sleep(200 * time.Millisecond) // the endpoint half-closes meanwhile
+	}
+}
+
 func TestTrustedProxyForwardedFor(t *testing.T) {
 	b := echo(t, "web")
 	p := start(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
