@@ -874,27 +874,34 @@ spec:
 	t.Logf("%d requests while the Deployment went from 3 pods to 1", len(rs))
 }
 
-// TestIngressReplicaDeleted: with requests flowing from the client, the
-// ingress replica that receives them (the one on the node that answers for
-// the ingress address) is deleted; the other replica takes the traffic
-// over, and not one request fails.
-func TestIngressReplicaDeleted(t *testing.T) {
-	f := newFeature(t)
+// echoThroughIngress routes echo.example.com to an echo Service and waits
+// until it answers through the ingress address; it returns the request,
+// and the ingress pod that takes it with the node that pod runs on.
+func echoThroughIngress(t *testing.T) (f *feature, req request, pod, node string) {
+	t.Helper()
+	f = newFeature(t)
 	name := f.ingress(t, `
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: replica}
+metadata: {name: echo}
 spec:
   rules:
   - host: echo.example.com
     http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}]}
 `)
 	f.address(t, name)
-	req := request{host: "echo.example.com"}
+	req = request{host: "echo.example.com"}
 	f.ready(t, req, expect{status: 200, service: "echo"})
+	pod, node = ingressPodAnswering(t, f.addr)
+	return f, req, pod, node
+}
 
-	victim, owner := ingressPodAnswering(t, f.addr)
-
+// TestIngressReplicaDeleted: with requests flowing from the client, the
+// ingress replica that receives them (the one on the node that answers for
+// the ingress address) is deleted; the other replica takes the traffic
+// over, and not one request fails.
+func TestIngressReplicaDeleted(t *testing.T) {
+	f, req, victim, owner := echoThroughIngress(t)
 	sending := startSending(t, f.addr, req)
 	time.Sleep(2 * time.Second)
 	kubectl(t, "", "delete", "pod", "-n", "portico-system", victim, "--wait=false")
@@ -925,21 +932,7 @@ spec:
 // by failing to connect, never with a wrong answer; then the other replica
 // serves them while the first is still down.
 func TestIngressReplicaCrashes(t *testing.T) {
-	f := newFeature(t)
-	name := f.ingress(t, `
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: crash}
-spec:
-  rules:
-  - host: echo.example.com
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo, port: {number: 80}}}}]}
-`)
-	f.address(t, name)
-	req := request{host: "echo.example.com"}
-	f.ready(t, req, expect{status: 200, service: "echo"})
-	victim, owner := ingressPodAnswering(t, f.addr)
-
+	f, req, victim, owner := echoThroughIngress(t)
 	sending := startSending(t, f.addr, req)
 	time.Sleep(time.Second)
 	killed := time.Now()

@@ -169,19 +169,7 @@ func parseHead(b []byte, h *reqHead) error {
 		case is(f.name, "Transfer-Encoding"):
 			te = true
 		case is(f.name, "Connection"):
-			for v := f.value; v != ""; {
-				var t string
-				t, v = cutComma(v)
-				switch {
-				case t == "":
-				case is(t, "close"):
-					h.close = true
-				case is(t, "keep-alive"):
-					keepAlive = true
-				default:
-					h.connNames = true
-				}
-			}
+			connection(f.value, &h.close, &keepAlive, &h.connNames)
 		case is(f.name, "Upgrade"), is(f.name, "Expect"):
 			h.handoff = true
 		}
@@ -343,6 +331,26 @@ func lower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
+}
+
+// connection reads the options of a Connection field into the flags it
+// sets: close, keep-alive, and whether it names other fields (which are
+// then hop-by-hop too). A head may have several Connection fields, so
+// flags are only ever set.
+func connection(value string, close, keepAlive, names *bool) {
+	for v := value; v != ""; {
+		var t string
+		t, v = cutComma(v)
+		switch {
+		case t == "":
+		case is(t, "close"):
+			*close = true
+		case is(t, "keep-alive"):
+			*keepAlive = true
+		default:
+			*names = true
+		}
+	}
 }
 
 // cutComma splits the first element off a comma-separated list value,

@@ -110,19 +110,7 @@ func parseResponseHead(b []byte, h *resHead) error {
 			}
 			h.chunked = true
 		case is(f.name, "Connection"):
-			for v := f.value; v != ""; {
-				var t string
-				t, v = cutComma(v)
-				switch {
-				case t == "":
-				case is(t, "close"):
-					h.close = true
-				case is(t, "keep-alive"):
-					keepAlive = true
-				default:
-					h.connNames = true
-				}
-			}
+			connection(f.value, &h.close, &keepAlive, &h.connNames)
 		case is(f.name, "Date"):
 			h.date = true
 		}

@@ -571,33 +571,19 @@ func TestGracefulShutdown(t *testing.T) {
 // An endpoint that sends a body with its answer to HEAD does not get the
 // body taken for the answer to the next request on its connection.
 func TestBodyToHEADNotReused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	endpoint := rawEndpoint(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-				}
-			}()
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 		}
-	}()
+	})
 	p := start(t, Options{})
 	p.Store(&Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(l.Addr().String())},
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
 	})
 	c := dial(t, p.plain)
 	c.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")

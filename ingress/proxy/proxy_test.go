@@ -113,6 +113,31 @@ func deadAddr(t *testing.T) string {
 	return a
 }
 
+// rawEndpoint is an endpoint that speaks HTTP by hand, for the misbehaving
+// ones: serve runs on each connection it accepts, which is closed after.
+// It returns the endpoint's address.
+func rawEndpoint(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
 // raw sends a request as bytes and returns the response.
 func raw(t *testing.T, hostport, req string) *http.Response {
 	t.Helper()
@@ -255,35 +280,22 @@ func TestStaleKeepAliveConnection(t *testing.T) {
 // timeout: the proxy sees the close on the pooled connection and uses
 // another. A read that waits for readiness before looking would miss it.
 func TestHalfClosedKeepAliveConnection(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
-	t.Cleanup(func() { close(done); l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(50 * time.Millisecond)
-				_ = c.(*net.TCPConn).CloseWrite()
-				go func() { _, _ = io.Copy(io.Discard, c) }()
-				<-done
-			}()
+	t.Cleanup(func() { close(done) })
+	endpoint := rawEndpoint(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(50 * time.Millisecond)
+		_ = c.(*net.TCPConn).CloseWrite()
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		<-done
+	})
 	p := start(t, Options{ResponseHeaderTimeout: 3 * time.Second})
 	p.Store(&Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(l.Addr().String())},
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
 	})
 	for i := range 3 {
 		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
@@ -723,35 +735,21 @@ func TestTimeoutOnReusedConnectionIsNotRetried(t *testing.T) {
 // An endpoint that sends headers without end gets its request a 502, and
 // the proxy does not buffer them all.
 func TestEndlessResponseHeaders(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
+	endpoint := rawEndpoint(t, func(c net.Conn) {
+		_, _ = http.ReadRequest(bufio.NewReader(c))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
+		for { // until the proxy hangs up
+			if _, err := io.WriteString(c, line); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_, _ = http.ReadRequest(bufio.NewReader(c))
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
-				line := "X-Filler: " + strings.Repeat("a", 1000) + "\r\n"
-				for { // until the proxy hangs up
-					if _, err := io.WriteString(c, line); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	// Without a bound the proxy would read until this timeout: 504.
 	p := start(t, Options{ResponseHeaderTimeout: 5 * time.Second})
 	p.Store(&Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(l.Addr().String())},
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
 	})
 	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 502 {
 		t.Errorf("status %d, want 502", res.StatusCode)
