@@ -106,6 +106,8 @@ func (hc *h1conn) exchange(now time.Time, addr string, replayable bool) (*upConn
 		err := hc.send(c)
 		if err == nil {
 			err = hc.receive(now, c)
+		} else if hc.early(now, c, err) {
+			return c, nil
 		}
 		if err == nil {
 			return c, nil
@@ -116,6 +118,20 @@ func (hc *h1conn) exchange(now time.Time, addr string, replayable bool) (*upConn
 		}
 		c = nil
 	}
+}
+
+// early reports whether the endpoint answered before it took the whole
+// body, sending failing with err: a 413 for an upload too large, a 401,
+// then a close. That answer is the client's, not a 502. Neither
+// connection can go on: the endpoint stopped reading, and what is left of
+// the client's body is read through only when small.
+func (hc *h1conn) early(now time.Time, c *upConn, err error) bool {
+	if hc.req.length == 0 || errors.Is(err, errClientBody) || hc.receive(now, c) != nil {
+		return false
+	}
+	c.res.close = true
+	hc.keepUnlessBodyLarge()
+	return true
 }
 
 // stale reports whether err on a kept-alive connection means the endpoint

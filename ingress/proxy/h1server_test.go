@@ -618,3 +618,40 @@ func TestConnectionCannotDropLength(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint that answers before it has read the whole body (a 413 for an
+// upload too large) and closes: the client gets that answer, not a 502.
+func TestEarlyAnswerToALargeBody(t *testing.T) {
+	endpoint := rawEndpoint(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+		// Closing with the body unread sends a reset: the proxy's
+		// writing fails after the answer is on its way.
+	})
+	p := start(t, Options{})
+	p.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
+	})
+	c, err := net.Dial("tcp", p.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const size = 8 << 20
+	go func() {
+		_, _ = fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+		_, _ = c.Write(make([]byte, size)) // fails once the proxy hangs up
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large" {
+		t.Fatalf("got %d %q, want the endpoint's 413", res.StatusCode, body)
+	}
+}
