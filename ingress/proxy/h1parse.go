@@ -178,6 +178,10 @@ func parseHead(b []byte, h *reqHead) error {
 	switch {
 	case te && hasLength:
 		return badRequest("both Content-Length and Transfer-Encoding")
+	case te && h.minor == 0:
+		// Faulty framing (RFC 9112, 6.1): HTTP/1.0 has no
+		// Transfer-Encoding, and net/http would read no body at all.
+		return badRequest("Transfer-Encoding in an HTTP/1.0 request")
 	case hosts == 0 && h.minor == 1:
 		return badRequest("missing Host header")
 	}

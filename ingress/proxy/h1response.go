@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -105,7 +106,8 @@ func parseResponseHead(b []byte, h *resHead) error {
 		case is(f.name, "Transfer-Encoding"):
 			// net/http's client, which this replaces, supports chunked
 			// alone too.
-			if h.chunked || !is(f.value, "chunked") {
+			// HTTP/1.0 has none: faulty framing (RFC 9112, 6.1).
+			if h.chunked || !is(f.value, "chunked") || minor == 0 {
 				return errBadResponse("Transfer-Encoding " + strconv.Quote(f.value))
 			}
 			h.chunked = true
@@ -237,7 +239,10 @@ func (r relay) copyChunked(chunk bool) error {
 	}
 }
 
-// chunkSize reads a chunk-size line, ignoring chunk extensions.
+// chunkSize reads a chunk-size line: hex digits, then optional blanks and
+// either the line's end or a chunk extension, which is ignored. Anything
+// else is refused: a size read more leniently than the client reads it
+// would frame the body differently.
 func (r relay) chunkSize() (int64, error) {
 	if err := r.fill(); err != nil {
 		if err == io.EOF {
@@ -257,7 +262,7 @@ func (r relay) chunkSize() (int64, error) {
 	}
 	var size int64
 	digits := 0
-	for _, c := range line {
+	for i, c := range line {
 		var d byte
 		switch {
 		case '0' <= c && c <= '9':
@@ -267,10 +272,11 @@ func (r relay) chunkSize() (int64, error) {
 		case 'A' <= c && c <= 'F':
 			d = c - 'A' + 10
 		default:
-			if digits == 0 || (c != ';' && c != '\r' && c != '\n' && c != ' ' && c != '\t') {
+			rest := bytes.TrimLeft(line[i:], " \t")
+			if digits == 0 || !(len(rest) > 0 && rest[0] == ';' || string(rest) == "\r\n" || string(rest) == "\n") {
 				return 0, errBadResponse("chunk size line")
 			}
-			return size, nil // an extension, or the line's end
+			return size, nil
 		}
 		if digits++; digits > 15 {
 			return 0, errBadResponse("chunk size too large")

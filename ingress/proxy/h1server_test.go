@@ -343,6 +343,7 @@ func TestSmuggling(t *testing.T) {
 		{"bad version", "GET / HTTP/1.1x\r\nHost: x\r\n\r\n"},
 		{"no version", "GET /\r\nHost: x\r\n\r\n"},
 		{"empty method", " / HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n0\r\n\r\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cl := dial(t, p.plain)
@@ -653,5 +654,47 @@ func TestEarlyAnswerToALargeBody(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large" {
 		t.Fatalf("got %d %q, want the endpoint's 413", res.StatusCode, body)
+	}
+}
+
+// A response whose framing the client could read otherwise than the proxy
+// (Transfer-Encoding in HTTP/1.0, a chunk size followed by anything but an
+// extension) is a broken answer, never relayed whole.
+func TestAmbiguousResponseFraming(t *testing.T) {
+	for name, res := range map[string]string{
+		"TE in HTTP/1.0":     "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"junk after size":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 0\r\nhello\r\n0\r\n\r\n",
+		"no digits in size":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;x\r\nhello\r\n0\r\n\r\n",
+		"size then CR alone": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\rX\r\nhello\r\n0\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			endpoint := rawEndpoint(t, func(c net.Conn) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, res)
+				}
+			})
+			p := start(t, Options{})
+			p.Store(&Config{
+				Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+				Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
+			})
+			c, err := net.Dial("tcp", p.plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			// A chunked answer's head is written before its body turns
+			// out broken: then the client's connection is cut, so that
+			// nothing reads as a whole answer.
+			got, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return
+			}
+			if body, err := io.ReadAll(got.Body); got.StatusCode != 502 && err == nil {
+				t.Errorf("relayed %d %q whole, want 502 or a cut connection", got.StatusCode, body)
+			}
+		})
 	}
 }
