@@ -51,9 +51,9 @@ func FuzzCheckPath(f *testing.F) {
 	})
 }
 
-// FuzzServeHTTP: whatever request net/http can parse, the handler answers
-// without panicking.
-func FuzzServeHTTP(f *testing.F) {
+// fuzzServer is a Server with routes but no endpoint anywhere: a TLS host
+// whose Service has none, and a resource default backend.
+func fuzzServer(f *testing.F) *Server {
 	s, err := New(Options{}, nil)
 	if err != nil {
 		f.Fatal(err)
@@ -64,6 +64,13 @@ func FuzzServeHTTP(f *testing.F) {
 		{Namespace: "ns", Name: "b", DefaultBackend: &route.Backend{Resource: "x/Y/z"}},
 	})
 	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{}})
+	return s
+}
+
+// FuzzServeHTTP: whatever request net/http can parse, the handler answers
+// without panicking.
+func FuzzServeHTTP(f *testing.F) {
+	s := fuzzServer(f)
 	for _, seed := range []string{
 		"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
 		"GET /x/../y HTTP/1.1\r\nHost: b\r\n\r\n",
@@ -217,16 +224,7 @@ func FuzzRelay(f *testing.F) {
 // forward to. It never panics, and what it writes back is a sequence of
 // well-formed responses of its own.
 func FuzzFastLoop(f *testing.F) {
-	s, err := New(Options{}, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	tab, _ := route.Build([]route.Ingress{
-		{Namespace: "ns", Name: "a", Rules: []route.Rule{{Host: "a.example", Paths: []route.Path{{Path: "/", Backend: svc("none")}}}},
-			TLS: []route.TLS{{Hosts: []string{"a.example"}}}},
-		{Namespace: "ns", Name: "b", DefaultBackend: &route.Backend{Resource: "x/Y/z"}},
-	})
-	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{}})
+	s := fuzzServer(f)
 	fr := &front{s: s, handoff: newHandoff(nil)}
 	fr.handoff.Close() // hand-offs are refused: the loop closes those connections
 	for _, seed := range []string{

@@ -26,10 +26,16 @@ import (
 // webProxy starts a proxy routing everything to backend b.
 func webProxy(t *testing.T, opts Options, b *httptest.Server) *proxy {
 	t.Helper()
+	return webProxyAt(t, opts, addr(b))
+}
+
+// webProxyAt is webProxy for endpoints given by their addresses.
+func webProxyAt(t *testing.T, opts Options, endpoints ...string) *proxy {
+	t.Helper()
 	p := start(t, opts)
 	p.Store(&Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoints...)},
 	})
 	return p
 }
@@ -292,27 +298,6 @@ func TestUpgradeAfterFastRequests(t *testing.T) {
 	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "ping" {
 		t.Fatalf("echo after the upgrade: %q %v", got, err)
 	}
-}
-
-// wsBackend switches to an echo protocol on Upgrade: websocket, and
-// answers 400 to anything else.
-func wsBackend(t *testing.T) *httptest.Server {
-	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "not an upgrade", 400)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
-		_, _ = io.Copy(c, brw)
-	}))
-	t.Cleanup(b.Close)
-	return b
 }
 
 // Every shape of request that lets one request hide in another, or that
@@ -581,11 +566,7 @@ func TestBodyToHEADNotReused(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 		}
 	})
-	p := start(t, Options{})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
-	})
+	p := webProxyAt(t, Options{}, endpoint)
 	c := dial(t, p.plain)
 	c.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if res, _ := c.read("HEAD"); res.StatusCode != 200 {
@@ -631,11 +612,7 @@ func TestEarlyAnswerToALargeBody(t *testing.T) {
 		// Closing with the body unread sends a reset: the proxy's
 		// writing fails after the answer is on its way.
 	})
-	p := start(t, Options{})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
-	})
+	p := webProxyAt(t, Options{}, endpoint)
 	c, err := net.Dial("tcp", p.plain)
 	if err != nil {
 		t.Fatal(err)
@@ -673,11 +650,7 @@ func TestAmbiguousResponseFraming(t *testing.T) {
 					_, _ = io.WriteString(c, res)
 				}
 			})
-			p := start(t, Options{})
-			p.Store(&Config{
-				Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-				Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
-			})
+			p := webProxyAt(t, Options{}, endpoint)
 			c, err := net.Dial("tcp", p.plain)
 			if err != nil {
 				t.Fatal(err)

@@ -255,11 +255,7 @@ func TestStaleKeepAliveConnection(t *testing.T) {
 	}
 	b.Start()
 	t.Cleanup(b.Close)
-	p := start(t, Options{})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
-	})
+	p := webProxy(t, Options{}, b)
 	for i := range 3 {
 		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, res.StatusCode)
@@ -292,11 +288,7 @@ func TestHalfClosedKeepAliveConnection(t *testing.T) {
 		go func() { _, _ = io.Copy(io.Discard, c) }()
 		<-done
 	})
-	p := start(t, Options{ResponseHeaderTimeout: 3 * time.Second})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
-	})
+	p := webProxyAt(t, Options{ResponseHeaderTimeout: 3 * time.Second}, endpoint)
 	for i := range 3 {
 		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
 			t.Fatalf("request %d after the endpoint half-closed its idle connection: %d", i, res.StatusCode)
@@ -307,11 +299,7 @@ func TestHalfClosedKeepAliveConnection(t *testing.T) {
 
 func TestTrustedProxyForwardedFor(t *testing.T) {
 	b := echo(t, "web")
-	p := start(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
-	})
+	p := webProxy(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, b)
 	s := decode(t, raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n\r\n"))
 	if got := s.Header.Get("X-Forwarded-For"); got != "6.6.6.6, 127.0.0.1" {
 		t.Errorf("X-Forwarded-For = %q, want the trusted list appended to", got)
@@ -435,11 +423,7 @@ func TestProxyAnswers(t *testing.T) {
 
 func TestRetriesConnectionFailures(t *testing.T) {
 	b := echo(t, "alive")
-	p := start(t, Options{})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(deadAddr(t), addr(b), deadAddr(t))},
-	})
+	p := webProxyAt(t, Options{}, deadAddr(t), addr(b), deadAddr(t))
 	for i := range 6 {
 		res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		if res.StatusCode != 200 {
@@ -457,8 +441,9 @@ func TestRetriesConnectionFailures(t *testing.T) {
 	}
 }
 
-func TestUpgrade(t *testing.T) {
-	// The backend switches to an echo protocol, as a WebSocket server would.
+// wsBackend switches to an echo protocol, as a WebSocket server would, on
+// a WebSocket upgrade, and answers 400 to anything else.
+func wsBackend(t *testing.T) *httptest.Server {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("Connection") != "Upgrade" || r.Header.Get("Sec-WebSocket-Key") == "" {
 			http.Error(w, "not an upgrade: "+fmt.Sprint(r.Header), 400)
@@ -474,6 +459,11 @@ func TestUpgrade(t *testing.T) {
 		_, _ = io.Copy(c, brw)
 	}))
 	t.Cleanup(b.Close)
+	return b
+}
+
+func TestUpgrade(t *testing.T) {
+	b := wsBackend(t)
 	p := start(t, Options{})
 	p.Store(&Config{
 		Routes:    table(t, ingress("ws", "", prefix("/", "ws"))),
@@ -612,11 +602,7 @@ func TestRedirectToHTTPS(t *testing.T) {
 
 func TestHostileClients(t *testing.T) {
 	web := echo(t, "web")
-	p := start(t, Options{ReadHeaderTimeout: 300 * time.Millisecond, MaxHeaderBytes: 8 << 10})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(web))},
-	})
+	p := webProxy(t, Options{ReadHeaderTimeout: 300 * time.Millisecond, MaxHeaderBytes: 8 << 10}, web)
 	for _, c := range []struct {
 		name, req string
 		want      int
@@ -714,11 +700,7 @@ func TestTimeoutOnReusedConnectionIsNotRetried(t *testing.T) {
 		}
 	}))
 	t.Cleanup(b.Close)
-	p := start(t, Options{ResponseHeaderTimeout: 200 * time.Millisecond})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
-	})
+	p := webProxy(t, Options{ResponseHeaderTimeout: 200 * time.Millisecond}, b)
 	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
 		t.Fatalf("first request: %d", res.StatusCode)
 	}
@@ -746,11 +728,7 @@ func TestEndlessResponseHeaders(t *testing.T) {
 		}
 	})
 	// Without a bound the proxy would read until this timeout: 504.
-	p := start(t, Options{ResponseHeaderTimeout: 5 * time.Second})
-	p.Store(&Config{
-		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
-	})
+	p := webProxyAt(t, Options{ResponseHeaderTimeout: 5 * time.Second}, endpoint)
 	if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 502 {
 		t.Errorf("status %d, want 502", res.StatusCode)
 	}
