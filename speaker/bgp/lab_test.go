@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -426,6 +427,21 @@ type frrPath struct {
 	Peer struct {
 		PeerID string `json:"peerId"`
 	} `json:"peer"`
+}
+
+// routedAfter waits until FRR has exactly one path to p and returns how
+// long after start that was, polling every 2 ms.
+func (f *frr) routedAfter(p netip.Prefix, start time.Time) time.Duration {
+	f.l.t.Helper()
+	for {
+		if got, err := f.route(p.String()); err == nil && len(got) == 1 {
+			return time.Since(start)
+		}
+		if time.Since(start) > 10*time.Second {
+			f.l.t.Fatalf("%s not in FRR after 10s", p)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // route returns the paths FRR holds for prefix; none when it has no route.
