@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -72,8 +71,7 @@ type Controller struct {
 	elected <-chan struct{}
 	log     *slog.Logger
 
-	kick  chan struct{}
-	ready atomic.Bool
+	kick chan struct{}
 	// loaded is closed after the first Config is stored.
 	loaded chan struct{}
 
@@ -130,7 +128,14 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 func (c *Controller) NeedLeaderElection() bool { return false }
 
 // Ready reports whether the first Config has been stored.
-func (c *Controller) Ready() bool { return c.ready.Load() }
+func (c *Controller) Ready() bool {
+	select {
+	case <-c.loaded:
+		return true
+	default:
+		return false
+	}
+}
 
 // Loaded is closed once the first Config has been stored.
 func (c *Controller) Loaded() <-chan struct{} { return c.loaded }
@@ -223,7 +228,7 @@ func (c *Controller) sync(ctx context.Context) error {
 	c.proxy.Store(cfg)
 	configReloads.Inc()
 	configCompileSeconds.Observe(time.Since(start).Seconds())
-	if c.ready.CompareAndSwap(false, true) {
+	if !c.Ready() { // only the compile loop stores, so only it closes
 		close(c.loaded)
 	}
 	c.warn(cl.ingresses, probs)
