@@ -239,7 +239,7 @@ func FuzzFastLoop(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &memConn{in: bytes.NewReader(in)}
 		hc := s.track(c)
-		fr.serveConn(hc)
+		fr.serveConn(hc, nil)
 		all := c.out.String()
 		br := bufio.NewReader(&c.out)
 		for {

@@ -16,39 +16,50 @@ import (
 // the same order as serve does for net/http's requests, and returns the
 // status.
 func (hc *h1conn) route(now time.Time, rec *Record) int {
+	up, code := hc.choose(now, rec)
+	if up == nil {
+		return code
+	}
+	return hc.forward(now, up, rec)
+}
+
+// choose applies the routing rules to the request. It returns the
+// Upstream to forward it to, or nil and the status of the answer it wrote
+// itself (404, 308 to HTTPS, 503, ...).
+func (hc *h1conn) choose(now time.Time, rec *Record) (*Upstream, int) {
 	req := &hc.req
 	path := req.path
 	if strings.IndexByte(path, '%') >= 0 {
 		p, err := url.PathUnescape(path)
 		if err != nil {
-			return hc.answer(now, http.StatusBadRequest, "invalid escape in the path")
+			return nil, hc.answer(now, http.StatusBadRequest, "invalid escape in the path")
 		}
 		path = p
 	}
 	rec.Path = path
 	if err := CheckPath(path, req.path); err != nil {
-		return hc.answer(now, http.StatusBadRequest, err.Error())
+		return nil, hc.answer(now, http.StatusBadRequest, err.Error())
 	}
 	cfg := hc.s.cfg.Load()
 	be, ok := cfg.Routes.Match(req.host, path)
 	if !ok {
-		return hc.answer(now, http.StatusNotFound, "no route for this host and path")
+		return nil, hc.answer(now, http.StatusNotFound, "no route for this host and path")
 	}
 	rec.Ingress = be.Ingress
 	if hc.tls == nil && !be.NoSSLRedirect {
 		if _, tlsOn := cfg.Routes.TLS(req.host); tlsOn {
-			return hc.redirect(now)
+			return nil, hc.redirect(now)
 		}
 	}
 	if be.Resource != "" {
-		return hc.answer(now, http.StatusServiceUnavailable, "the backend is a resource backend, which Portico does not serve")
+		return nil, hc.answer(now, http.StatusServiceUnavailable, "the backend is a resource backend, which Portico does not serve")
 	}
 	rec.Target = TargetOf(be)
 	up := cfg.Upstreams[rec.Target]
 	if up == nil || len(up.Addrs) == 0 {
-		return hc.answer(now, http.StatusServiceUnavailable, "the backend service has no ready endpoint")
+		return nil, hc.answer(now, http.StatusServiceUnavailable, "the backend service has no ready endpoint")
 	}
-	return hc.forward(now, up, rec)
+	return up, 0
 }
 
 // errClientBody: the client's request body could not be read.
@@ -284,9 +295,45 @@ func forwardingField(name string) bool {
 func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 	req, res := &hc.req, &c.res
 	noBody := noResponseBody(req.method, res.status)
-	unknown := !noBody && res.length < 0 // chunked, or until the endpoint closes
-	chunkOut := unknown && req.minor == 1
-	if unknown && req.minor == 0 {
+	chunkOut := hc.responseHead(now, res)
+
+	r := relay{dst: hc.bw, src: c.br}
+	var err error
+	switch {
+	case noBody:
+	case res.chunked:
+		err = r.copyChunked(chunkOut)
+	case res.length >= 0:
+		err = r.copyN(res.length)
+	default:
+		err = r.copyToEOF(chunkOut)
+	}
+	// Bytes past the end of the response (a body to HEAD, say) would be
+	// read as the next request's answer: such a connection is not reused.
+	if err == nil && !res.close && c.br.Buffered() == 0 {
+		hc.s.pool.put(hc.idle, c, now)
+	} else {
+		c.Close()
+	}
+	if err != nil {
+		// The status line is gone already: cut the client's connection so
+		// that it sees a broken response, not a short one that looks whole.
+		hc.closeAfter = true
+		if err != errClientGone {
+			rec.UpstreamError = "body"
+			hc.s.log.Debug("upstream body error", "endpoint", rec.Endpoint, "err", err)
+		}
+		hc.bw.Reset(hc.conn) // drop what was not sent: the end must not look whole
+	}
+	return res.status
+}
+
+// responseHead writes the head of the endpoint's response res to the
+// client and reports whether its body goes out chunked.
+func (hc *h1conn) responseHead(now time.Time, res *resHead) (chunkOut bool) {
+	unknown := !noResponseBody(hc.req.method, res.status) && res.length < 0 // chunked, or until the endpoint closes
+	chunkOut = unknown && hc.req.minor == 1
+	if unknown && hc.req.minor == 0 {
 		hc.closeAfter = true // HTTP/1.0 has no other way to end the body
 	}
 	reason := res.reason
@@ -316,36 +363,7 @@ func (hc *h1conn) respond(now time.Time, c *upConn, rec *Record) int {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	hc.endHead()
-
-	r := relay{dst: w, src: c.br}
-	var err error
-	switch {
-	case noBody:
-	case res.chunked:
-		err = r.copyChunked(chunkOut)
-	case res.length >= 0:
-		err = r.copyN(res.length)
-	default:
-		err = r.copyToEOF(chunkOut)
-	}
-	// Bytes past the end of the response (a body to HEAD, say) would be
-	// read as the next request's answer: such a connection is not reused.
-	if err == nil && !res.close && c.br.Buffered() == 0 {
-		hc.s.pool.put(hc.idle, c, now)
-	} else {
-		c.Close()
-	}
-	if err != nil {
-		// The status line is gone already: cut the client's connection so
-		// that it sees a broken response, not a short one that looks whole.
-		hc.closeAfter = true
-		if err != errClientGone {
-			rec.UpstreamError = "body"
-			hc.s.log.Debug("upstream body error", "endpoint", rec.Endpoint, "err", err)
-		}
-		hc.bw.Reset(hc.conn) // drop what was not sent: the end must not look whole
-	}
-	return res.status
+	return chunkOut
 }
 
 // failed answers a request no endpoint answered, as upstreamError does.

@@ -39,6 +39,9 @@ type front struct {
 	tls     *tls.Config // nil: plain HTTP
 	hs      *http.Server
 	handoff *handoff
+	// ev are the event loops that serve plain HTTP (evloop_linux.go);
+	// nil: the goroutine loop serves every connection.
+	ev *evLoops
 }
 
 func (s *Server) newFront(ln net.Listener, tlsOn bool) *front {
@@ -47,6 +50,12 @@ func (s *Server) newFront(ln net.Listener, tlsOn bool) *front {
 		// A config of its own: the http.Server writes to its own when it
 		// sets up HTTP/2.
 		f.tls = s.TLSConfig()
+	} else if !s.opts.GoroutineLoop {
+		ev, err := newEvLoops(f)
+		if err != nil {
+			s.log.Warn("serving plain HTTP without event loops", "err", err)
+		}
+		f.ev = ev
 	}
 	return f
 }
@@ -74,12 +83,15 @@ func (f *front) serve() error {
 			return err
 		}
 		backoff = 0
+		if f.ev != nil && f.ev.adopt(c) {
+			continue
+		}
 		hc := f.s.track(c)
 		if hc == nil { // shutting down
 			c.Close()
 			continue
 		}
-		go f.serveConn(hc)
+		go f.serveConn(hc, nil)
 	}
 }
 
@@ -124,6 +136,7 @@ const (
 	connActive = iota
 	connIdle
 	connClosing
+	connEvLoop // an event loop serves it (evloop_linux.go)
 )
 
 // Read reads from the client. What the client is owed is flushed first,
@@ -150,11 +163,15 @@ var connPool = sync.Pool{New: func() any {
 
 // track returns a new h1conn for c, registered for shutdown, or nil when
 // the server is shutting down.
-func (s *Server) track(c net.Conn) *h1conn {
+func (s *Server) track(c net.Conn) *h1conn { return s.trackAs(c, connIdle) }
+
+// trackAs is track with the state the connection starts in: connEvLoop
+// for one an event loop serves, which shutdown leaves to the loop.
+func (s *Server) trackAs(c net.Conn, state int32) *h1conn {
 	hc := connPool.Get().(*h1conn)
 	hc.s, hc.raw, hc.conn = s, c, c
 	hc.bw.Reset(c)
-	hc.state.Store(connIdle)
+	hc.state.Store(state)
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
 	if s.closing.Load() {
@@ -187,8 +204,10 @@ func (hc *h1conn) release() {
 }
 
 // serveConn runs the fast loop on one connection until it closes or is
-// handed off. A panic ends the connection, not the process.
-func (f *front) serveConn(hc *h1conn) {
+// handed off. A panic ends the connection, not the process. first, when
+// set, runs before the loop and reports whether the connection goes on:
+// it finishes a request an event loop began (evloop_linux.go).
+func (f *front) serveConn(hc *h1conn, first func() bool) {
 	handedOff := false
 	defer func() {
 		if p := recover(); p != nil {
@@ -202,9 +221,9 @@ func (f *front) serveConn(hc *h1conn) {
 		hc.release()
 	}()
 	s := f.s
-	hc.remote = hc.conn.RemoteAddr().String()
-	hc.client = clientIP(hc.remote)
-	hc.trusted = s.trusted(hc.client)
+	if hc.remote == "" { // else an event loop knew the client
+		hc.identify()
+	}
 	if f.tls != nil {
 		tc := tls.Server(hc.conn, f.tls)
 		hc.conn = tc
@@ -221,6 +240,9 @@ func (f *front) serveConn(hc *h1conn) {
 			handedOff = f.handoff.give(tc) // as is: net/http knows a *tls.Conn
 			return
 		}
+	}
+	if first != nil && !first() {
+		return
 	}
 	for {
 		start, ok := hc.waitRequest()
@@ -337,24 +359,43 @@ const maxDiscard = 256 << 10
 
 // serveRequest answers the parsed request and calls Observe.
 func (hc *h1conn) serveRequest(start time.Time) {
-	req := &hc.req
-	rec := Record{Start: start, Method: req.method, Host: req.host, Client: hc.remote, Proto: "HTTP/1.1"}
-	if req.minor == 0 {
+	rec := hc.record(start)
+	rec.Status = hc.route(start, &rec)
+	hc.observe(&rec)
+}
+
+// identify records who the client is, from its connection.
+func (hc *h1conn) identify() {
+	hc.remote = hc.conn.RemoteAddr().String()
+	hc.client = clientIP(hc.remote)
+	hc.trusted = hc.s.trusted(hc.client)
+}
+
+// record starts the Record of the parsed request.
+func (hc *h1conn) record(start time.Time) Record {
+	rec := Record{Start: start, Method: hc.req.method, Host: hc.req.host, Client: hc.remote, Proto: "HTTP/1.1"}
+	if hc.req.minor == 0 {
 		rec.Proto = "HTTP/1.0"
 	}
-	rec.Status = hc.route(start, &rec)
-	if obs := hc.s.opts.Observe; obs != nil {
-		// Host and Path point into the connection's buffer: copy them.
-		if rec.Host != hc.lastHost {
-			hc.lastHost = strings.Clone(rec.Host)
-		}
-		rec.Host = hc.lastHost
-		if rec.Path == req.path {
-			rec.Path = strings.Clone(rec.Path)
-		}
-		rec.Duration = time.Since(start)
-		obs(rec)
+	return rec
+}
+
+// observe gives the Record of an answered request to Options.Observe.
+func (hc *h1conn) observe(rec *Record) {
+	obs := hc.s.opts.Observe
+	if obs == nil {
+		return
 	}
+	// Host and Path point into the connection's buffer: copy them.
+	if rec.Host != hc.lastHost {
+		hc.lastHost = strings.Clone(rec.Host)
+	}
+	rec.Host = hc.lastHost
+	if rec.Path == hc.req.path {
+		rec.Path = strings.Clone(rec.Path)
+	}
+	rec.Duration = time.Since(rec.Start)
+	obs(*rec)
 }
 
 // statusLine starts a response head: status line, Server, and Date unless
@@ -488,11 +529,14 @@ func (l *lazyDeadline) apply(c net.Conn) error {
 }
 
 // shutdown closes idle fast-loop connections until none is left or ctx
-// ends, then closes the rest.
-func (s *Server) shutdown(ctx context.Context) {
+// ends, then closes the rest. The event loops close their own.
+func (s *Server) shutdown(ctx context.Context, loops []*evLoops) {
 	s.connsMu.Lock()
 	s.closing.Store(true)
 	s.connsMu.Unlock()
+	for _, e := range loops {
+		e.stop(false)
+	}
 	done := make(chan struct{})
 	go func() { s.connsWG.Wait(); close(done) }()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -510,9 +554,14 @@ func (s *Server) shutdown(ctx context.Context) {
 			return
 		case <-tick.C:
 		case <-ctx.Done():
+			for _, e := range loops {
+				e.stop(true)
+			}
 			s.connsMu.Lock()
 			for hc := range s.conns {
-				_ = hc.raw.Close()
+				if hc.state.Load() != connEvLoop { // the loops close theirs
+					_ = hc.raw.Close()
+				}
 			}
 			s.connsMu.Unlock()
 			<-done

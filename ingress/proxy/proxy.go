@@ -128,6 +128,11 @@ type Options struct {
 	// DefaultCert is served to TLS clients whose server name has no
 	// certificate in the Config. When nil, New generates a self-signed one.
 	DefaultCert *tls.Certificate
+	// GoroutineLoop serves plain HTTP with a goroutine per connection
+	// alone. By default, on Linux, event loops on epoll serve plain-HTTP
+	// connections while their requests are of the common kind (see
+	// evloop_linux.go); TLS is always served by goroutines.
+	GoroutineLoop bool
 	// Observe, when set, is called once for every request after it is
 	// answered (metrics, access log). It must be cheap. The Record is
 	// passed by value so that it stays on the handler's stack.

@@ -161,7 +161,16 @@ wait:
 	for _, f := range fronts {
 		wg.Go(func() { _ = f.hs.Shutdown(sctx) })
 	}
-	s.shutdown(sctx)
+	var loops []*evLoops
+	for _, f := range fronts {
+		if f.ev != nil {
+			loops = append(loops, f.ev)
+		}
+	}
+	s.shutdown(sctx, loops)
+	for _, e := range loops {
+		e.wait()
+	}
 	wg.Wait()
 	s.transport.CloseIdleConnections()
 	s.pool.closeIdle(true)
