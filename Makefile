@@ -61,6 +61,9 @@ $(K8S_BINS)/.done: e2e/k8sbins/kube/go.mod e2e/k8sbins/kube/go.sum e2e/k8sbins/e
 ## integration tests against a real etcd and kube-apiserver.
 test: k8s-bins
 	$(GO) test -count=1 -timeout 30m ./...
+	# The proxy again with its event loops off: the goroutine loop serves
+	# plain HTTP then, as it serves TLS and what the loops hand over.
+	$(GO) test -count=1 ./ingress/proxy/ -args -goroutine-loop
 
 ## lab: a multi-node cluster in network namespaces with Portico installed
 ## (kubectl apply -k manifests/) and an AddressPool; see e2e/README.md.

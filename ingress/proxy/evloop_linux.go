@@ -354,8 +354,8 @@ func (l *evloop) fault(h evHandler) {
 	case *evClient:
 		x.close()
 	case *evUp:
-		if x.c != nil {
-			x.c.close()
+		if x.last != nil {
+			x.last.close()
 		}
 		l.closeUp(x)
 	}
@@ -693,7 +693,7 @@ func (c *evClient) try(attempt int, fresh bool) {
 			}
 		}
 	}
-	u.c, c.up = c, u
+	u.c, u.last, c.up = c, c, u
 	l.ubw.Reset(&u.out)
 	c.hc.writeRequest(l.ubw)
 	_, _ = l.ubw.Write(c.body)
@@ -926,6 +926,7 @@ type evUp struct {
 	fd   int
 	addr string
 	c    *evClient // the client whose request it carries; nil when idle
+	last *evClient // the client of the last request it carried
 	in   []byte
 	off  int
 	out  appendBuf

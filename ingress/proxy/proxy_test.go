@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,12 +28,29 @@ type proxy struct {
 	plain, secure string // host:port
 }
 
-func start(t *testing.T, opts Options) *proxy {
+// goroutineLoop runs the package's tests with the event loops off, so
+// that the goroutine loop is tested on plain HTTP too (make test does).
+var goroutineLoop = flag.Bool("goroutine-loop", false, "serve plain HTTP with the goroutine loop alone (Options.GoroutineLoop)")
+
+// newServer is New for tests, with -goroutine-loop applied.
+func newServer(t testing.TB, opts Options) *Server {
 	t.Helper()
+	opts.GoroutineLoop = opts.GoroutineLoop || *goroutineLoop
 	s, err := New(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func start(t *testing.T, opts Options) *proxy {
+	t.Helper()
+	return serve(t, newServer(t, opts))
+}
+
+// serve runs s on a plain and a TLS listener until the test ends.
+func serve(t *testing.T, s *Server) *proxy {
+	t.Helper()
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
