@@ -55,6 +55,7 @@ func run() error {
 		idle           = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
 		upstreamHeader = flag.Duration("upstream-response-timeout", 60*time.Second, "time an endpoint has to start answering before the client gets 504")
 		grace          = flag.Duration("shutdown-grace", 10*time.Second, "time in-flight requests get to finish on shutdown")
+		goroutineLoop  = flag.Bool("goroutine-loop", false, "serve plain HTTP with a goroutine per connection alone, without the epoll event loops (one per CPU, each with a GOMAXPROCS of its own)")
 		debug          = flag.Bool("debug", false, "debug logging")
 	)
 	flag.Parse()
@@ -96,6 +97,7 @@ func run() error {
 		IdleTimeout:           *idle,
 		ResponseHeaderTimeout: *upstreamHeader,
 		TrustedProxies:        prefixes,
+		GoroutineLoop:         *goroutineLoop,
 	}
 	var access *slog.Logger
 	if *accessLog {

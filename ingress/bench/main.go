@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -334,7 +335,7 @@ func wrk(addr string, d time.Duration, conns, threads int) (result, error) {
 	for _, m := range pctRe.FindAllSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(string(m[2]), 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(m[3])]
-		dur := time.Duration(v * float64(unit))
+		dur := time.Duration(math.Round(v * float64(unit)))
 		if string(m[1]) == "50" {
 			r.p50 = dur
 		} else {

@@ -37,6 +37,12 @@
 // rest of its life, with the bytes already read replayed. Requests that
 // either server refuses (malformed, smuggling shapes, headers over
 // MaxHeaderBytes) get 400 or 431 and the connection closed.
+//
+// On Linux, plain-HTTP connections first go to event loops on epoll
+// (evloop_linux.go), one per CPU, which serve them with that same loop's
+// parsing, routing and header rules for as long as their requests are of
+// the common kind, and hand them to it, bytes and all, at the first that
+// is not.
 package proxy
 
 import (
