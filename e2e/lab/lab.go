@@ -17,6 +17,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -473,7 +474,11 @@ func down(ctx context.Context, c Config) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		pids = append(pids, p...)
+		// Never this process: a test that ran code in a lab namespace on a
+		// locked thread leaves that thread there, and when the thread was
+		// the main one, which Go never ends (it wedges it instead), the
+		// whole process is listed as in the namespace.
+		pids = append(pids, slices.DeleteFunc(p, func(pid int) bool { return pid == os.Getpid() })...)
 	}
 	stopPIDs(pids, 5*time.Second)
 	// Node agents remove their pod namespaces as they stop: list again.

@@ -504,26 +504,19 @@ func (b *appendBuf) Write(p []byte) (int, error) {
 }
 
 func (c *evClient) event(ev uint32) {
-	if ev&syscall.EPOLLOUT != 0 && len(c.out) > 0 {
-		if !c.flush() {
-			return
-		}
-		if len(c.out) == 0 && c.up == nil {
-			c.serve()
+	if ev&(syscall.EPOLLIN|evHangup) != 0 {
+		c.pending = true // read once no request is in flight
+		if c.up != nil && ev&evHangup != 0 {
+			c.gone()
 			return
 		}
 	}
-	if ev&(syscall.EPOLLIN|evHangup) == 0 {
+	if ev&syscall.EPOLLOUT != 0 && len(c.out) > 0 && !c.flush() {
 		return
 	}
-	c.pending = true
-	if c.up != nil {
-		if ev&evHangup != 0 {
-			c.gone()
-		}
-		return // read once the request in flight is answered
+	if c.up == nil {
+		c.serve()
 	}
-	c.serve()
 }
 
 // serve serves the requests the client sent, reading as needed, until one
@@ -714,14 +707,17 @@ func (c *evClient) upFailed(u *evUp, err error) {
 	c.l.closeUp(u)
 	c.up = nil
 	switch {
-	case answered || isTimeout(err):
+	case answered:
+	case isConnectError(err): // timed out connecting too
+		if c.attempt+1 < c.tries {
+			c.try(c.attempt+1, false)
+			return
+		}
+	case isTimeout(err):
 	case reused && c.replayable():
 		// The endpoint had closed the kept-alive connection: again, on a
 		// new one.
 		c.try(c.attempt, true)
-		return
-	case !reused && c.attempt+1 < c.tries && isConnectError(err):
-		c.try(c.attempt+1, false)
 		return
 	}
 	c.fail(err)
@@ -909,7 +905,11 @@ func (c *evClient) resume(hc *h1conn, conn net.Conn, first func() bool) {
 	hc.raw, hc.conn = conn, conn
 	hc.br.Reset(hc)
 	hc.bw.Reset(conn)
-	hc.state.Store(connIdle)
+	if first != nil {
+		hc.state.Store(connActive) // a request is in flight: shutdown waits for it
+	} else {
+		hc.state.Store(connIdle)
+	}
 	go c.l.f.serveConn(hc, first)
 }
 
