@@ -86,8 +86,8 @@ func newEvLoops(f *front) (*evLoops, error) {
 		l, err := newEvloop(f)
 		if err != nil {
 			e.stop(true)
-			e.wg.Wait()
-			releaseProcs(n)
+			e.wait()
+			releaseProcs(n - len(e.loops))
 			return nil, err
 		}
 		e.loops = append(e.loops, l)
@@ -125,6 +125,11 @@ func releaseProcs(n int) {
 	procs.Lock()
 	defer procs.Unlock()
 	procs.added -= n
+	if procs.added == 0 && os.Getenv("GOMAXPROCS") == "" {
+		// Back to the runtime's own, which follows the CPU limit.
+		runtime.SetDefaultGOMAXPROCS()
+		return
+	}
 	runtime.GOMAXPROCS(procs.base + procs.added)
 }
 
@@ -278,6 +283,7 @@ func (l *evloop) loop() (done bool) {
 			fd := int(ev.Fd)
 			switch {
 			case fd == l.wake:
+				l.cur = nil
 				l.takeNew()
 			case fd < len(l.fds) && l.fds[fd] != nil:
 				l.cur = l.fds[fd]
@@ -357,7 +363,7 @@ func (l *evloop) fault(h evHandler) {
 		if x.last != nil {
 			x.last.close()
 		}
-		l.closeUp(x)
+		l.dropIdle(x) // it may be on an idle list already
 	}
 }
 
@@ -410,6 +416,7 @@ func (l *evloop) forget(fd int) {
 func (l *evloop) scan() bool {
 	closing, force := l.s.closing.Load(), l.force.Load()
 	for _, h := range l.fds {
+		l.cur = h
 		switch x := h.(type) {
 		case *evClient:
 			switch {
@@ -432,7 +439,8 @@ func (l *evloop) scan() bool {
 			}
 		}
 	}
-	return closing && l.clients == 0
+	l.cur = nil
+	return (closing || force) && l.clients == 0
 }
 
 func (l *evloop) closeAll() {
@@ -448,10 +456,12 @@ func (l *evloop) closeAll() {
 	}
 }
 
+// exit closes what the loop has. Its eventfd stays open until evLoops
+// has waited for every loop: stop may still write to it, and a closed
+// descriptor's number may be another's by then.
 func (l *evloop) exit() {
 	l.closeAll()
 	syscall.Close(l.ep)
-	syscall.Close(l.wake)
 }
 
 // buffer returns a client input buffer.
@@ -471,9 +481,10 @@ type evClient struct {
 	hc *h1conn
 	// in holds what was read from the client; in[off:] is not served
 	// yet. The request in flight points into in[:off].
-	in  []byte
-	off int
-	out appendBuf // what the client is owed, not written yet
+	in   []byte
+	off  int
+	out  appendBuf // answers to the client; out[sent:] is not written yet
+	sent int
 	// The request in flight: the endpoint connection it is on, its
 	// body (in in), the Upstream and the endpoints tried.
 	up       *evUp
@@ -495,6 +506,9 @@ type evClient struct {
 	closed  bool
 }
 
+// owed is how much of the answers the client has not been sent yet.
+func (c *evClient) owed() int { return len(c.out) - c.sent }
+
 // appendBuf is a buffer written to by appending.
 type appendBuf []byte
 
@@ -511,7 +525,7 @@ func (c *evClient) event(ev uint32) {
 			return
 		}
 	}
-	if ev&syscall.EPOLLOUT != 0 && len(c.out) > 0 && !c.flush() {
+	if ev&syscall.EPOLLOUT != 0 && c.owed() > 0 && !c.flush() {
 		return
 	}
 	if c.up == nil {
@@ -528,7 +542,7 @@ func (c *evClient) serve() {
 	}
 	c.serving = true
 	defer func() { c.serving = false }()
-	for !c.closed && c.up == nil && len(c.out) == 0 {
+	for !c.closed && c.up == nil && c.owed() == 0 {
 		if !c.next() {
 			if !c.pending || c.closed {
 				return
@@ -754,7 +768,7 @@ func (c *evClient) gone() {
 func (c *evClient) finish() {
 	_ = c.hc.bw.Flush()
 	c.hc.observe(&c.rec)
-	if !c.flush() || len(c.out) > 0 || c.serving {
+	if !c.flush() || c.owed() > 0 || c.serving {
 		return
 	}
 	c.serve()
@@ -763,8 +777,8 @@ func (c *evClient) finish() {
 // flush writes what the client is owed. It reports false when the
 // connection was closed: on an error, or after the last answer.
 func (c *evClient) flush() bool {
-	for len(c.out) > 0 {
-		n, err := rawWrite(c.fd, c.out)
+	for c.owed() > 0 {
+		n, err := rawWrite(c.fd, c.out[c.sent:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -774,11 +788,14 @@ func (c *evClient) flush() bool {
 			c.close()
 			return false
 		}
-		if n < len(c.out) {
-			c.out = append(c.out[:0], c.out[n:]...)
+		if c.sent += n; c.owed() > 0 {
 			continue
 		}
-		c.out = c.out[:0]
+		// A large answer's buffer is not kept for an idle connection.
+		if cap(c.out) > 64<<10 {
+			c.out = nil
+		}
+		c.out, c.sent = c.out[:0], 0
 	}
 	if c.up != nil {
 		if u := c.up; u.paused {
@@ -815,7 +832,7 @@ func (c *evClient) close() {
 
 func (c *evClient) dropBuffers() {
 	c.dropInput()
-	c.out = nil
+	c.out, c.sent = nil, 0
 }
 
 // dropInput gives the input buffer back to the loop.
@@ -837,6 +854,8 @@ func (c *evClient) migrate() {
 	var conn net.Conn = nc
 	if rest := c.in[c.off:]; len(rest) > 0 {
 		conn = &replayConn{Conn: nc, pending: append([]byte(nil), rest...)}
+		// A request was begun: it is served even if shutdown began.
+		hc.resumed = true
 	}
 	c.dropBuffers()
 	c.resume(hc, conn, nil)
@@ -905,8 +924,8 @@ func (c *evClient) resume(hc *h1conn, conn net.Conn, first func() bool) {
 	hc.raw, hc.conn = conn, conn
 	hc.br.Reset(hc)
 	hc.bw.Reset(conn)
-	if first != nil {
-		hc.state.Store(connActive) // a request is in flight: shutdown waits for it
+	if first != nil || hc.resumed {
+		hc.state.Store(connActive) // a request is under way: shutdown waits for it
 	} else {
 		hc.state.Store(connIdle)
 	}
@@ -1146,7 +1165,7 @@ func (u *evUp) relay() {
 		if !c.flush() {
 			return
 		}
-		if len(c.out) > maxEvBacklog {
+		if c.owed() > maxEvBacklog {
 			u.paused = true
 		}
 		return
@@ -1256,6 +1275,9 @@ func (l *evloop) takeIdle(addr string, replayable bool) *evUp {
 		u := h.conns[n-1]
 		h.conns[n-1] = nil
 		h.conns = h.conns[:n-1]
+		if l.fds[u.fd] != u { // closed meanwhile
+			continue
+		}
 		if l.now.Sub(u.lastUsed) < l.s.pool.idleFor && (replayable || u.alive()) {
 			u.reset()
 			return u
@@ -1358,5 +1380,8 @@ const (
 // down and their clients are gone.
 func (e *evLoops) wait() {
 	e.wg.Wait()
+	for _, l := range e.loops {
+		syscall.Close(l.wake)
+	}
 	releaseProcs(len(e.loops))
 }

@@ -3,12 +3,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,16 +26,21 @@ import (
 // -goroutine-loop says.
 func loopProxy(t *testing.T, opts Options, endpoints ...string) *proxy {
 	t.Helper()
+	return serve(t, loopServer(t, opts, endpoints...))
+}
+
+// loopServer is the Server of loopProxy, not serving yet.
+func loopServer(t *testing.T, opts Options, endpoints ...string) *Server {
+	t.Helper()
 	s, err := New(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, s)
-	p.Store(&Config{
+	s.Store(&Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
 		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoints...)},
 	})
-	return p
+	return s
 }
 
 // loopConns counts the connections an event loop serves now.
@@ -239,4 +248,280 @@ func FuzzFindHead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// serveUntil runs s on a new plain listener until the returned stop is
+// called; stop waits for Serve to return.
+func serveUntil(t *testing.T, s *Server, grace time.Duration) (string, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln, nil, grace) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), func() { cancel() }
+}
+
+// Graceful shutdown waits for what a loop handed over: an answer being
+// relayed (chunked), and a request whose head was being read (its body
+// too large for a loop).
+func TestLoopShutdownWaitsForHandedOverWork(t *testing.T) {
+	t.Run("answer", func(t *testing.T) {
+		endpoint := rawEndpoint(t, func(c net.Conn) {
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+			time.Sleep(500 * time.Millisecond) // shutdown begins meanwhile
+			_, _ = io.WriteString(c, "5\r\nworld\r\n0\r\n\r\n")
+		})
+		addr, shutdown := serveUntil(t, loopServer(t, Options{}, endpoint), 10*time.Second)
+		c := dial(t, addr)
+		c.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+		res, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := make([]byte, 5)
+		if _, err := io.ReadFull(res.Body, first); err != nil {
+			t.Fatal(err)
+		}
+		shutdown()
+		rest, err := io.ReadAll(res.Body)
+		if err != nil || string(first)+string(rest) != "helloworld" {
+			t.Errorf("answer in flight at shutdown: %q + %q, %v", first, rest, err)
+		}
+	})
+	t.Run("request", func(t *testing.T) {
+		addr, shutdown := serveUntil(t, loopServer(t, Options{}, addr(echo(t, "web"))), 5*time.Second)
+		c := dial(t, addr)
+		c.send("POST /big HTTP/1.1\r\nHost: x\r\n")
+		time.Sleep(100 * time.Millisecond)
+		shutdown()
+		time.Sleep(100 * time.Millisecond)
+		big := strings.Repeat("x", maxEvBody+1)
+		c.send(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(big), big))
+		if res, body := c.read("POST"); res.StatusCode != 200 || !strings.Contains(body, `"Body":"`+big+`"`) {
+			t.Errorf("request begun before shutdown: %d", res.StatusCode)
+		}
+	})
+}
+
+// Loops stopped with force end even when the server is not closing: the
+// error path of newEvLoops relies on it.
+func TestLoopsEndOnForce(t *testing.T) {
+	s, err := New(Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEvLoops(&front{s: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.stop(true)
+	done := make(chan struct{})
+	go func() { e.wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("loops still running 5 s after stop(true)")
+	}
+}
+
+// A panic while a loop finishes a request (here in Observe, after the
+// endpoint connection went back to the idle list) closes that connection
+// for good: later requests never go to its closed, perhaps reused,
+// descriptor.
+func TestLoopPanicLeavesNoClosedConnectionIdle(t *testing.T) {
+	old := runtime.GOMAXPROCS(1) // one loop: every request goes through it
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	p := loopProxy(t, Options{Observe: func(r Record) {
+		if r.Path == "/boom" {
+			panic("boom")
+		}
+	}}, addr(echo(t, "web")))
+	c := dial(t, p.plain)
+	c.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, _ = io.Copy(io.Discard, c.br)
+	for i := range 5 {
+		c := dial(t, p.plain)
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		c.send("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+		if line, err := c.br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Errorf("request %d after the panic: %q, %v", i, line, err)
+		}
+	}
+}
+
+// blackhole returns an address whose accept queue is full: connecting to
+// it takes the whole DialTimeout.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 4 { // fill the queue
+		d := net.Dialer{Timeout: 100 * time.Millisecond}
+		if c, err := d.Dial("tcp", a); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return a
+}
+
+// An endpoint that does not accept within DialTimeout is a connect error:
+// an idempotent request goes to the next endpoint, on either loop.
+func TestDialTimeoutTriesNextEndpoint(t *testing.T) {
+	hole := blackhole(t)
+	b := echo(t, "web")
+	for _, goroutines := range []bool{false, true} {
+		s, err := New(Options{DialTimeout: 300 * time.Millisecond, GoroutineLoop: goroutines}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := serve(t, s)
+		up := NewUpstream(hole, addr(b))
+		up.next.Store(0) // the dead one first
+		p.Store(&Config{
+			Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+			Upstreams: map[Target]*Upstream{target("web"): up},
+		})
+		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
+			t.Errorf("goroutine loop %v: %d, want 200 from the second endpoint", goroutines, res.StatusCode)
+		}
+	}
+}
+
+// An event that brings both the client's room for the rest of an answer
+// and its next request: the request is served, not left until the idle
+// timeout. Client a gets a 64 KiB answer through small socket buffers,
+// so that part of it waits in the loop; while the loop is held up by
+// client b, a takes the rest and sends its next request, and both reach
+// the loop as one event.
+func TestLoopEventWithRoomAndRequest(t *testing.T) {
+	old := runtime.GOMAXPROCS(1) // one loop: a and b share it
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	const size = 64 << 10
+	body := strings.Repeat("z", size)
+	endpoint := rawEndpoint(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if r.URL.Path == "/big" {
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", size, body)
+			} else {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	s, err := New(Options{IdleTimeout: 3 * time.Second, Observe: func(r Record) {
+		if r.Path == "/block" {
+			time.Sleep(400 * time.Millisecond)
+		}
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Store(&Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
+	})
+	small := func(opt int) func(_, _ string, rc syscall.RawConn) error {
+		return func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+		}
+	}
+	ln, err := (&net.ListenConfig{Control: small(syscall.SO_SNDBUF)}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln, nil, time.Second) }()
+	t.Cleanup(func() { cancel(); <-served })
+	a, err := (&net.Dialer{Control: small(syscall.SO_RCVBUF)}).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := dial(t, ln.Addr().String())
+	_, _ = io.WriteString(a, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // relayed whole; part of it waits in the loop
+	var got []byte
+	buf := make([]byte, 1<<20)
+	drain := func() int {
+		n0 := len(got)
+		for {
+			_ = a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := a.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				return len(got) - n0
+			}
+		}
+	}
+	total, sent := -1, false
+	for round := 0; round < 50 && !sent; round++ {
+		b.send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n") // holds the loop in Observe
+		time.Sleep(50 * time.Millisecond)
+		d := drain()
+		if total < 0 {
+			total = strings.Index(string(got), "\r\n\r\n") + 4 + size
+		}
+		left := total - len(got)
+		if left <= 0 {
+			t.Fatal("the answer went out whole: no backlog to test with")
+		}
+		if left <= d {
+			// What is left fits the emptied buffers: the loop's next
+			// event for a brings the room and the request together.
+			_, _ = io.WriteString(a, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+			sent = true
+		}
+		b.read("GET")
+	}
+	if !sent {
+		t.Fatal("the answer to a never drained in step with the loop")
+	}
+	start := time.Now()
+	_ = a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(io.MultiReader(strings.NewReader(string(got)), a))
+	for i := range 2 {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the request that came with the room was answered after %v", d)
+	}
 }

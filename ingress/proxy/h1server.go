@@ -127,6 +127,9 @@ type h1conn struct {
 	deadline lazyDeadline
 	// idle is the idle list of the endpoint the request goes to.
 	idle *idleConns
+	// resumed: an event loop handed the connection over in the middle of
+	// reading a request, which is served whatever comes (shutdown).
+	resumed bool
 	// state is connIdle between requests, connActive while serving one,
 	// connClosing when shutdown closed it.
 	state atomic.Int32
@@ -275,6 +278,10 @@ func (f *front) serveConn(hc *h1conn, first func() bool) {
 // connection is to end: closed, idle too long, or the server shutting
 // down.
 func (hc *h1conn) waitRequest() (time.Time, bool) {
+	if hc.resumed { // an event loop read (some of) this request already
+		hc.resumed = false
+		return time.Now(), true
+	}
 	hc.state.Store(connIdle)
 	if hc.s.closing.Load() {
 		return time.Time{}, false
