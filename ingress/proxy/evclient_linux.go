@@ -103,39 +103,25 @@ func (c *evClient) read() bool {
 	if c.off == len(c.in) {
 		c.in, c.off = c.in[:0], 0
 	}
-	if cap(c.in)-len(c.in) < 1<<10 {
-		if c.off > 0 {
-			c.in = c.in[:copy(c.in, c.in[c.off:])]
-			c.off = 0
+	c.in, c.off = makeRoom(c.in, c.off, true, 1<<10)
+	in, n, err := readMore(c.fd, c.in)
+	switch {
+	case err == syscall.EAGAIN:
+		c.pending = false
+	case err != nil:
+		c.close()
+		return false
+	case n == 0:
+		c.eof, c.pending = true, false
+	default:
+		if len(c.in) == c.off {
+			c.headStart = c.l.now
 		}
-		if cap(c.in)-len(c.in) < 1<<10 {
-			b := make([]byte, len(c.in), 2*cap(c.in))
-			copy(b, c.in)
-			c.in = b
-		}
+		c.in = in
+		// A short read emptied the socket: epoll says when more comes.
+		c.pending = len(c.in) == cap(c.in)
 	}
-	for {
-		n, err := rawRead(c.fd, c.in[len(c.in):cap(c.in)])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			c.pending = false
-		case err != nil:
-			c.close()
-			return false
-		case n == 0:
-			c.eof, c.pending = true, false
-		default:
-			if len(c.in) == c.off {
-				c.headStart = c.l.now
-			}
-			c.in = c.in[:len(c.in)+n]
-			// A short read emptied the socket: epoll says when more comes.
-			c.pending = len(c.in) == cap(c.in)
-		}
-		return true
-	}
+	return true
 }
 
 // next serves the next request if it is all in, and reports whether it
@@ -318,11 +304,9 @@ func (c *evClient) finish() {
 // connection was closed: on an error, or after the last answer.
 func (c *evClient) flush() bool {
 	for c.owed() > 0 {
-		n, err := rawWrite(c.fd, c.out[c.sent:])
+		n, full, err := writeSome(c.fd, c.out[c.sent:])
 		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
+		case full:
 			return true
 		case err != nil:
 			c.close()
@@ -477,6 +461,55 @@ func fileConn(fd int) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "")
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// makeRoom returns buf with at least min bytes free after its end: the
+// bytes in use, buf[off:], moved to the front when move is set and that
+// makes room, else a larger copy.
+func makeRoom(buf []byte, off int, move bool, min int) ([]byte, int) {
+	if cap(buf)-len(buf) >= min {
+		return buf, off
+	}
+	if move && off > 0 {
+		buf, off = buf[:copy(buf, buf[off:])], 0
+	}
+	if cap(buf)-len(buf) < min {
+		b := make([]byte, len(buf), max(2*cap(buf), 4*min))
+		copy(b, buf)
+		buf = b
+	}
+	return buf, off
+}
+
+// writeSome writes what fd takes of p: n bytes, or none when its buffer
+// is full.
+func writeSome(fd int, p []byte) (n int, full bool, err error) {
+	for {
+		n, err := rawWrite(fd, p)
+		switch err {
+		case nil:
+			return n, false, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, true, nil
+		}
+		return 0, false, err
+	}
+}
+
+// readMore reads from fd into the free space of buf.
+func readMore(fd int, buf []byte) ([]byte, int, error) {
+	for {
+		n, err := rawRead(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if n > 0 {
+			buf = buf[:len(buf)+n]
+		}
+		return buf, n, err
+	}
 }
 
 // findHead finds a complete head at the start of b, as readLines reads

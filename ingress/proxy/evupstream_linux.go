@@ -61,11 +61,9 @@ func (u *evUp) event(ev uint32) {
 // request then being dealt with.
 func (u *evUp) flush() bool {
 	for len(u.out) > 0 {
-		n, err := rawWrite(u.fd, u.out)
+		n, full, err := writeSome(u.fd, u.out)
 		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
+		case full:
 			return true
 		case err != nil:
 			if !u.wrote && !u.reused {
@@ -118,49 +116,33 @@ func (u *evUp) read() bool {
 	if u.off == len(u.in) {
 		u.in, u.off = u.in[:0], 0
 	}
-	if cap(u.in)-len(u.in) < 4<<10 {
-		if u.off > 0 && u.headDone {
-			u.in = u.in[:copy(u.in, u.in[u.off:])]
-			u.off = 0
-		}
-		if cap(u.in)-len(u.in) < 4<<10 {
-			if !u.headDone && len(u.in) >= maxResponseHeaderBytes {
-				u.c.upFailed(u, errHeadersTooLarge)
-				return false
+	// The head's bytes stay where they are until it is relayed: the
+	// parsed head points into them.
+	u.in, u.off = makeRoom(u.in, u.off, u.headDone, 4<<10)
+	in, n, err := readMore(u.fd, u.in)
+	switch {
+	case err == syscall.EAGAIN:
+		u.pending = false
+		return true
+	case err != nil:
+		u.broken(os.NewSyscallError("read", err))
+		return false
+	case n == 0:
+		u.pending, u.eof = false, true
+		if !u.headDone || u.bodyLeft > 0 {
+			err := io.ErrUnexpectedEOF
+			if !u.got {
+				err = io.EOF
 			}
-			b := make([]byte, len(u.in), max(2*cap(u.in), 16<<10))
-			copy(b, u.in)
-			u.in = b
-		}
-	}
-	for {
-		n, err := rawRead(u.fd, u.in[len(u.in):cap(u.in)])
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			u.pending = false
-			return true
-		case err != nil:
-			u.broken(os.NewSyscallError("read", err))
+			u.broken(err)
 			return false
-		case n == 0:
-			u.pending, u.eof = false, true
-			if !u.headDone || u.bodyLeft > 0 {
-				err := io.ErrUnexpectedEOF
-				if !u.got {
-					err = io.EOF
-				}
-				u.broken(err)
-				return false
-			}
-			return true
 		}
-		u.got = true
-		u.in = u.in[:len(u.in)+n]
-		u.pending = len(u.in) == cap(u.in)
 		return true
 	}
+	u.got = true
+	u.in = in
+	u.pending = len(u.in) == cap(u.in)
+	return true
 }
 
 // broken handles a read error err: before the response head went out,
