@@ -88,9 +88,6 @@ func newEvLoops(f *front) (*evLoops, error) {
 		e.loops = append(e.loops, l)
 		e.wg.Go(l.run)
 	}
-	if short := n - len(e.loops); short > 0 {
-		releaseProcs(short)
-	}
 	return e, nil
 }
 
@@ -292,7 +289,7 @@ func (l *evloop) loop() (done bool) {
 				return true
 			}
 		}
-		n, err := l.wait()
+		n, err := l.poll()
 		if err != nil && err != syscall.EINTR {
 			l.s.log.Error("event loop stopped", "err", os.NewSyscallError("epoll_wait", err))
 			l.closeAll()
@@ -307,11 +304,11 @@ func (l *evloop) loop() (done bool) {
 	}
 }
 
-// wait waits for events, or for scanEvery. What is ready already is
+// poll waits for events, or for scanEvery. What is ready already is
 // taken without telling the runtime, as a read or write is (see rawRead);
 // only a wait that may block goes through the scheduler, which lets
 // another goroutine have the P meanwhile.
-func (l *evloop) wait() (int, error) {
+func (l *evloop) poll() (int, error) {
 	r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
@@ -417,7 +414,7 @@ func (l *evloop) scan() bool {
 			switch {
 			case force:
 				x.close()
-			case x.up != nil || len(x.out) > 0:
+			case x.up != nil || x.owed() > 0: // no timeout while the endpoint or the client works
 			case closing && x.off == len(x.in), !x.deadline.IsZero() && l.now.After(x.deadline):
 				x.close()
 			}
@@ -425,7 +422,7 @@ func (l *evloop) scan() bool {
 			switch {
 			case x.c != nil && !x.deadline.IsZero() && l.now.After(x.deadline):
 				err := error(os.ErrDeadlineExceeded)
-				if !x.sent {
+				if !x.reused && !x.wrote { // still connecting
 					err = dialError(os.ErrDeadlineExceeded)
 				}
 				x.c.upFailed(x, err)

@@ -83,7 +83,10 @@ func (u *evUp) flush() bool {
 			u.receive()
 			return false
 		}
-		u.wrote = true
+		if !u.wrote { // connected: from now on the endpoint has ResponseHeaderTimeout
+			u.wrote = true
+			u.deadline = u.l.now.Add(u.l.s.opts.ResponseHeaderTimeout)
+		}
 		if n < len(u.out) {
 			u.out = append(u.out[:0], u.out[n:]...)
 			continue
