@@ -29,6 +29,7 @@ type evClient struct {
 	// body (in in), the Upstream and the endpoints tried.
 	up       *evUp
 	upstream *Upstream
+	addrs    []syscall.Sockaddr // upstream's addresses, parsed
 	body     []byte
 	first    int
 	attempt  int
@@ -182,7 +183,7 @@ func (c *evClient) next() bool {
 		c.finish()
 		return true
 	}
-	if c.l.sockaddrs(up) == nil {
+	if c.addrs = c.l.sockaddrs(up); c.addrs == nil {
 		// An endpoint the loop cannot dial without a resolver: the
 		// request goes to the goroutine loop, to be routed again there.
 		c.off = start
@@ -218,7 +219,7 @@ func (c *evClient) try(attempt int, fresh bool) {
 		}
 		if u == nil {
 			var err error
-			if u, err = l.dial(addr, l.sockaddrs(up)[i]); err != nil {
+			if u, err = l.dial(addr, c.addrs[i]); err != nil {
 				if attempt+1 >= c.tries {
 					c.fail(err)
 					return
