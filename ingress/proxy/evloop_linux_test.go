@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -255,28 +254,30 @@ func FuzzFindHead(f *testing.F) {
 	})
 }
 
-// serveUntil runs s on a new plain listener until the returned stop is
-// called; stop waits for Serve to return.
-func serveUntil(t *testing.T, s *Server, grace time.Duration) (string, func()) {
+// serveUntil runs s on a new plain listener until the test ends. shutdown
+// begins a graceful shutdown earlier.
+func serveUntil(t *testing.T, s *Server, grace time.Duration) (addr string, shutdown func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln.Addr().String(), serveOn(t, s, ln, grace)
+}
+
+// serveOn runs s on the plain listener ln until the test ends, and returns
+// what begins a graceful shutdown earlier.
+func serveOn(t testing.TB, s *Server, ln net.Listener, grace time.Duration) (shutdown func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln, nil, grace) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), func() { cancel() }
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return cancel
 }
 
 // Graceful shutdown waits for what a loop handed over: an answer being
@@ -468,10 +469,7 @@ func TestLoopEventWithRoomAndRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, nil, time.Second) }()
-	t.Cleanup(func() { cancel(); <-served })
+	serveOn(t, s, ln, time.Second)
 	a, err := (&net.Dialer{Control: small(syscall.SO_RCVBUF)}).Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -560,10 +558,7 @@ func FuzzLoop(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, nil, time.Second) }()
-	f.Cleanup(func() { cancel(); <-served })
+	serveOn(f, s, ln, time.Second)
 
 	for _, seed := range []string{
 		"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET /chunked HTTP/1.1\r\nHost: a.example\r\n\r\n",
