@@ -1,0 +1,151 @@
+package exchange
+
+import (
+	"net/netip"
+
+	"github.com/portico-lb/portico/ingress/proxy/h1"
+)
+
+// The attempt plan: which endpoint a forwarded request goes to, and where
+// after a failure. It follows ingress-nginx's defaults (proxy-next-upstream
+// "error timeout", proxy-next-upstream-tries 3) and nginx's rule that a
+// request that is not idempotent is never sent twice: the next endpoint
+// after a failure to connect, whatever the request (nothing was sent);
+// after a failure once it was sent, only for idempotent requests. A
+// kept-alive connection that the endpoint had closed before answering
+// anything gets one more try on a new connection to the same endpoint,
+// again for idempotent requests only. The body is received whole before
+// the first attempt, so a retried request carries all of it.
+
+// attempt is the state of the plan.
+type attempt struct {
+	up        *Upstream
+	first     int  // the endpoint of the first attempt
+	n         int  // attempts made before the current one
+	tries     int  // attempts allowed, at most one per endpoint
+	fresh     bool // the current attempt goes on a new connection
+	freshUsed bool // the current endpoint had its extra try
+}
+
+func (a *attempt) start(up *Upstream, max int) {
+	*a = attempt{up: up, first: up.pick(), tries: min(len(up.Addrs), max)}
+}
+
+func (a *attempt) index() int { return (a.first + a.n) % len(a.up.Addrs) }
+
+// Endpoint returns the endpoint of the current attempt, as "ip:port" and
+// parsed (the zero AddrPort when it is not an IP address and port).
+func (x *Exchange) Endpoint() (string, netip.AddrPort) {
+	i := x.attempt.index()
+	return x.attempt.up.Addrs[i], x.attempt.up.AddrPorts[i]
+}
+
+// FreshConnection reports whether the current attempt must go on a new
+// connection rather than on a kept-alive one.
+func (x *Exchange) FreshConnection() bool { return x.attempt.fresh }
+
+// Failure is how an attempt failed, before any of its answer went to the
+// client.
+type Failure uint8
+
+const (
+	// FailConnect: the endpoint could not be connected to in time.
+	FailConnect Failure = iota + 1
+	// FailStale: a kept-alive connection turned out closed by the endpoint
+	// before it answered anything.
+	FailStale
+	// FailReset: the connection broke, or the endpoint closed it, before
+	// the response head came.
+	FailReset
+	// FailTimeout: the request could not be sent within SendTimeout, or no
+	// response head came within ReadTimeout.
+	FailTimeout
+	// FailInvalid: the response head was malformed or too large, or
+	// switched protocols unasked.
+	FailInvalid
+)
+
+// Retry reports that the current attempt failed with f. It returns true
+// when the request is to be tried again: on the next endpoint, or on the
+// same one over a new connection when FreshConnection says so. Otherwise
+// x becomes the client's answer (502, 504).
+func (x *Exchange) Retry(f Failure) bool {
+	a := &x.attempt
+	idem := idempotent(x.method)
+	if f == FailStale {
+		if idem && !a.freshUsed {
+			a.fresh, a.freshUsed = true, true
+			return true
+		}
+		f = FailReset
+	}
+	next := x.policy.s.NextUpstream
+	var again bool
+	switch f {
+	case FailConnect:
+		again = next&(NextOnError|NextOnTimeout) != 0
+	case FailReset:
+		again = next&NextOnError != 0 && idem
+	case FailTimeout:
+		again = next&NextOnTimeout != 0 && idem
+	case FailInvalid:
+		again = next&NextOnInvalidHeader != 0 && idem
+	}
+	if again && next&NextOff == 0 && a.n+1 < a.tries {
+		a.n++
+		a.fresh, a.freshUsed = false, false
+		x.Record.Attempts++
+		x.Record.Endpoint, _ = x.Endpoint()
+		return true
+	}
+	x.fail(f)
+	return false
+}
+
+// fail makes x the answer to a request no endpoint answered.
+func (x *Exchange) fail(f Failure) {
+	switch f {
+	case FailConnect:
+		x.answer(502, "no endpoint of the backend service accepted a connection")
+		x.Record.UpstreamError = "connect"
+	case FailTimeout:
+		x.answer(504, "the backend service did not answer in time")
+		x.Record.UpstreamError = "timeout"
+	default:
+		x.answer(502, "the backend service's answer was broken")
+		x.Record.UpstreamError = "protocol"
+	}
+}
+
+// idempotent methods may be sent again after a failure (RFC 9110, 9.2.2).
+func idempotent(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// Accept checks the endpoint's final response head against the plan:
+// a switch of protocols only to the one a tunnelled request asked for.
+// It returns false when the response must not reach the client, x then
+// being its answer (502). A 1xx other than 101 is not final: a front-end
+// skips it.
+func (x *Exchange) Accept(status int, upgrade string) bool {
+	if status == 101 && (x.Outcome != Tunnel || !h1.Is(upgrade, x.Out.upgrade())) {
+		x.fail(FailInvalid)
+		return false
+	}
+	x.Record.Status, x.Record.UpstreamStatus = status, status
+	return true
+}
+
+// upgrade is the protocol a tunnelled request asks for.
+func (h *Head) upgrade() string {
+	for i := len(h.Fields) - 1; i >= 0; i-- {
+		if h1.Is(h.Fields[i].Name, "Upgrade") {
+			return h.Fields[i].Value
+		}
+	}
+	return ""
+}

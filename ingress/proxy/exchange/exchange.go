@@ -1,0 +1,295 @@
+package exchange
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/portico-lb/portico/ingress/proxy/h1"
+)
+
+// Proto is the protocol a request came by.
+type Proto uint8
+
+const (
+	HTTP10 Proto = iota
+	HTTP11
+	HTTP2
+)
+
+func (p Proto) String() string {
+	switch p {
+	case HTTP10:
+		return "HTTP/1.0"
+	case HTTP11:
+		return "HTTP/1.1"
+	}
+	return "HTTP/2.0"
+}
+
+// Request is a parsed request head as the core sees it, whatever its
+// protocol. Its strings may point into a front-end's buffers: they are
+// read during Decide and while the exchange lasts, never kept after.
+type Request struct {
+	Method string
+	// Target is the request-target in origin form ("/path?query") as
+	// received, "*", or CONNECT's authority. An HTTP/1.x front-end gives
+	// an absolute-form target's origin part, and its authority as Host.
+	Target string
+	// Host is the authority: the Host field or HTTP/2's :authority.
+	Host string
+	// Fields are the header fields, framing fields (Host,
+	// Content-Length, Transfer-Encoding) left out.
+	Fields []h1.Field
+	Proto  Proto
+	// TLS: the request came over TLS; ServerName is the SNI it asked for.
+	TLS        bool
+	ServerName string
+	// Client is the peer's address; Local the listener's.
+	Client, Local netip.AddrPort
+	// BodyLength is the body's announced length: 0 for none, -1 when it
+	// is not known before its end (chunked, an HTTP/2 stream).
+	// HasLength: the length was stated (Content-Length: 0 included).
+	BodyLength int64
+	HasLength  bool
+	// Upgrade is the protocol an HTTP/1.1 request asks to switch to
+	// (Upgrade with Connection: upgrade).
+	Upgrade string
+	// ConnNames: a Connection field names other fields, hop-by-hop too.
+	ConnNames bool
+	// Continue: the client waits for 100 Continue before its body.
+	Continue bool
+}
+
+// Outcome is what Decide made of a request.
+type Outcome uint8
+
+const (
+	// Answer: the proxy answers itself (Status, AnswerFields, Body).
+	Answer Outcome = iota + 1
+	// Forward: the request goes to the Upstream as Out says; its body,
+	// if any, is received whole first.
+	Forward
+	// Tunnel: a WebSocket upgrade: Out goes to the Upstream, and on a
+	// 101 both connections are joined.
+	Tunnel
+)
+
+// Exchange is one request's decision, plan and record. A front-end keeps
+// one per connection (or stream) and reuses it: its buffers are kept
+// from request to request, so that a decision allocates nothing.
+type Exchange struct {
+	Outcome Outcome
+
+	// The proxy's own answer, when Outcome is Answer or after a failure:
+	// the status, its fields (Content-Type, Location, Allow, ... but not
+	// Server and Date, see AnswerFields), and a text body.
+	Status int
+	Body   string
+	// Close: the connection must end after this exchange (the request's
+	// framing cannot be trusted, or its body was left unread).
+	Close bool
+
+	// The plan of a forwarded request.
+	Target   Target
+	Upstream *Upstream
+	// Out is the request head to send.
+	Out Head
+	// Limits are this request's timeouts and body limit.
+	Limits Limits
+	// Continue: send the client 100 Continue before reading its body.
+	Continue bool
+
+	Record Record
+
+	policy   *Policy
+	method   string
+	fields   []h1.Field // the answer's fields, or the response's
+	scratch  []byte     // values the core writes: X-Forwarded-For, X-Request-ID, a decoded path
+	attempt  attempt
+	client   clientCache
+	lastHost string // the last Host given to a Record, copied
+	ids      idSource
+}
+
+// Head is a request head to send upstream. Fields are the header fields
+// but Host and Content-Length; Body says whether a Content-Length of the
+// received body goes with it (also when it is 0).
+type Head struct {
+	Method, Target, Host string
+	Fields               []h1.Field
+	Body                 bool
+}
+
+// clientCache holds what the core derived from the last client address
+// seen by this Exchange: a connection's requests all come from one.
+type clientCache struct {
+	addr    netip.AddrPort
+	ip      string
+	trusted bool
+}
+
+// Decide decides what becomes of req under cfg, into x. start is when the
+// request began, for its Record.
+func (p *Policy) Decide(cfg *Config, req *Request, start time.Time, x *Exchange) {
+	x.begin(p, req, start)
+	switch req.Method {
+	case "CONNECT":
+		x.answer(405, "CONNECT is not supported", allowField)
+		return
+	case "TRACE":
+		x.answer(405, "TRACE is not allowed", allowField) // as nginx: it would echo credentials
+		return
+	}
+	if req.Target == "*" {
+		if req.Method == "OPTIONS" {
+			x.answer(200, "", allowField)
+		} else {
+			x.answer(400, "\"*\" is a target for OPTIONS only")
+		}
+		return
+	}
+	path, err := x.checkTarget(req.Target)
+	if err != "" {
+		x.answer(400, err)
+		x.Close = req.BodyLength != 0
+		return
+	}
+	x.Record.Path = path
+	be, ok := cfg.Routes.Match(req.Host, path)
+	if !ok {
+		x.answer(404, "no route for this host and path")
+		return
+	}
+	x.Record.Route = be.Ingress
+	if !req.TLS && !be.NoSSLRedirect {
+		if _, tlsOn := cfg.Routes.TLS(req.Host); tlsOn {
+			x.redirectHTTPS(req)
+			return
+		}
+	}
+	if be.Resource != "" {
+		x.answer(503, "the backend is a resource backend, which Portico does not serve")
+		return
+	}
+	x.Target = TargetOf(be)
+	x.Record.Target = x.Target
+	up := cfg.Upstreams[x.Target]
+	if up == nil || len(up.Addrs) == 0 {
+		x.answer(503, "the backend service has no ready endpoint")
+		return
+	}
+	x.Limits = p.s.Limits
+	if max := x.Limits.MaxBodySize; max >= 0 && req.BodyLength > max {
+		x.answer(413, "the request body is larger than the limit")
+		return
+	}
+	x.Outcome = Forward
+	if req.Upgrade != "" && req.Proto == HTTP11 && h1.Is(req.Upgrade, "websocket") {
+		x.Outcome = Tunnel
+	}
+	x.Upstream = up
+	x.Continue = req.Continue && req.BodyLength != 0 && req.Proto != HTTP2
+	p.forwardHead(req, x)
+	x.attempt.start(up, p.s.Tries)
+	x.Record.Attempts = 1
+	x.Record.Endpoint = up.Addrs[x.attempt.index()]
+}
+
+// begin resets x for req.
+func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
+	x.Outcome, x.Status, x.Body, x.Close = 0, 0, "", false
+	x.Target, x.Upstream, x.Continue = Target{}, nil, false
+	x.Out = Head{Fields: x.Out.Fields[:0]}
+	x.fields = x.fields[:0]
+	x.scratch = x.scratch[:0]
+	x.policy, x.method = p, req.Method
+	if req.Client != x.client.addr || x.client.ip == "" {
+		x.client = clientCache{addr: req.Client, ip: req.Client.Addr().Unmap().String(), trusted: p.trusted(req.Client.Addr())}
+	}
+	x.Record = Record{Start: start, Method: req.Method, Host: req.Host, Path: req.Target, Client: x.client.ip, Proto: req.Proto.String()}
+}
+
+// Method returns the method of the request being decided.
+func (x *Exchange) Method() string { return x.method }
+
+var allowField = h1.Field{Name: "Allow", Value: "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"}
+
+// answer makes x a local answer: code, a one-line text body saying why
+// (none when reason is empty), and extra fields.
+func (x *Exchange) answer(code int, reason string, extra ...h1.Field) {
+	x.Outcome, x.Status = Answer, code
+	x.Record.Status = code
+	x.fields = append(x.fields[:0], extra...)
+	x.Body = ""
+	if reason != "" {
+		x.fields = append(x.fields, textPlain, nosniff)
+		start := len(x.scratch)
+		x.scratch = strconv.AppendInt(x.scratch, int64(code), 10)
+		x.scratch = append(x.scratch, ' ')
+		x.scratch = append(x.scratch, h1.StatusText(code)...)
+		x.scratch = append(x.scratch, ": "...)
+		x.scratch = append(x.scratch, reason...)
+		x.scratch = append(x.scratch, '\n')
+		x.Body = view(x.scratch[start:])
+	}
+}
+
+var (
+	textPlain = h1.Field{Name: "Content-Type", Value: "text/plain; charset=utf-8"}
+	nosniff   = h1.Field{Name: "X-Content-Type-Options", Value: "nosniff"}
+)
+
+// redirectHTTPS answers a plain-HTTP request with a redirect to the same
+// URL over HTTPS. The host has TLS in the routes, so it is a DNS name; its
+// port (the plain one) is dropped.
+func (x *Exchange) redirectHTTPS(req *Request) {
+	host := hostOnly(req.Host)
+	start := len(x.scratch)
+	x.scratch = append(x.scratch, "https://"...)
+	x.scratch = append(x.scratch, host...)
+	x.scratch = append(x.scratch, req.Target...)
+	x.answer(308, "", h1.Field{Name: "Location", Value: view(x.scratch[start:])})
+	x.Close = req.BodyLength < 0 || req.BodyLength > MaxDiscard
+}
+
+// MaxDiscard is the largest request body a front-end reads through, to
+// keep the connection, when the proxy answers without forwarding it (as
+// net/http does); a larger one, or one of unknown length, ends the
+// connection after the answer.
+const MaxDiscard = 256 << 10
+
+// AnswerFields returns the fields of the proxy's own answer, Server and
+// Date first. A front-end adds the framing (Content-Length, Connection).
+func (x *Exchange) AnswerFields(now time.Time) []h1.Field {
+	extra := len(x.fields)
+	x.fields = append(x.fields, serverField, h1.Field{Name: "Date", Value: x.policy.Date(now)})
+	x.fields = append(x.fields, x.fields[:extra]...)
+	return x.fields[extra:]
+}
+
+// hostOnly is a Host value without its port.
+func hostOnly(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i >= 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i]
+	}
+	return host
+}
+
+// view returns b as a string without copying. The core only views bytes
+// of its scratch buffer, which it does not overwrite before the next
+// request (see Exchange).
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
