@@ -14,7 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
@@ -101,7 +101,7 @@ type cluster struct {
 	defaultCert types.NamespacedName
 }
 
-// compiler turns a cluster into a proxy.Config. It keeps parsed
+// compiler turns a cluster into a exchange.Config. It keeps parsed
 // certificates between compiles (parsing keys is the costly part); it is
 // owned by one goroutine.
 type compiler struct {
@@ -115,7 +115,7 @@ type certEntry struct {
 }
 
 // compile returns the Config for c and what is wrong with the Ingresses.
-func (cp *compiler) compile(c cluster) (*proxy.Config, []problem) {
+func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var probs []problem
 	var ings []route.Ingress
 	for _, ing := range c.ingresses {
@@ -135,7 +135,7 @@ func (cp *compiler) compile(c cluster) (*proxy.Config, []problem) {
 		probs = append(probs, problem{Ingress: splitKey(r.Ingress), Reason: reason, Note: r.Reason})
 	}
 
-	cfg := &proxy.Config{Routes: tab, Upstreams: map[proxy.Target]*proxy.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}}
+	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}}
 	svcs := map[types.NamespacedName]*corev1.Service{}
 	for _, s := range c.services {
 		svcs[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
@@ -158,12 +158,12 @@ func (cp *compiler) compile(c cluster) (*proxy.Config, []problem) {
 			if be.Resource != "" || be.Service == "" {
 				continue
 			}
-			t := proxy.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port}
+			t := exchange.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port}
 			if _, done := cfg.Upstreams[t]; done {
 				continue
 			}
 			k := types.NamespacedName{Namespace: t.Namespace, Name: t.Service}
-			cfg.Upstreams[t] = proxy.NewUpstream(endpoints(svcs[k], slicesOf[k], t.Port)...)
+			cfg.Upstreams[t] = exchange.NewUpstream(endpoints(svcs[k], slicesOf[k], t.Port)...)
 		}
 		for _, tl := range ing.TLS {
 			if tl.SecretName == "" {

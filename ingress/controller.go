@@ -1,6 +1,6 @@
 // Package ingress is the Kubernetes side of Portico's bundled ingress: it
 // watches Ingresses, IngressClasses, Services, EndpointSlices and TLS
-// Secrets, compiles them into a proxy.Config on every change and swaps it
+// Secrets, compiles them into a exchange.Config on every change and swaps it
 // into the proxy; it posts Warning Events for what it cannot serve; and the
 // leader among the replicas writes the ingress Service's LoadBalancer
 // addresses into the status of every Ingress it serves.
@@ -89,6 +89,7 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	served.Store(srv)
 	c := &Controller{
 		opts:    opts,
 		reader:  mgr.GetCache(),

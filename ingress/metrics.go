@@ -3,11 +3,13 @@ package ingress
 import (
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
 
 // Metrics are registered with controller-runtime's registry, which the
@@ -37,8 +39,29 @@ var (
 	})
 )
 
+// served is the proxy whose connections the connection metrics count.
+var served atomic.Pointer[proxy.Server]
+
+var (
+	connectionsOpen = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "portico_ingress_connections",
+		Help: "Client connections the proxy holds now (nginx_ingress_controller_nginx_process_connections{state=\"active\"}).",
+	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Open) }) })
+	connectionsRefused = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "portico_ingress_connections_refused_total",
+		Help: "Client connections closed as soon as accepted because --max-connections were open.",
+	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Refused) }) })
+)
+
+func stat(f func(proxy.Stats) float64) float64 {
+	if s := served.Load(); s != nil {
+		return f(s.Stats())
+	}
+	return 0
+}
+
 func init() {
-	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds)
+	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds, connectionsOpen, connectionsRefused)
 }
 
 // codes holds the label of every status code, so that counting a request
@@ -52,22 +75,23 @@ var codes = func() (c [600]string) {
 
 // Observer returns the proxy's per-request hook: it counts the request in
 // the metrics and, when accessLog is set, logs one structured line.
-func Observer(accessLog *slog.Logger) func(proxy.Record) {
-	return func(r proxy.Record) {
+func Observer(accessLog *slog.Logger) func(exchange.Record) {
+	return func(r exchange.Record) {
 		code := "other"
 		if r.Status >= 0 && r.Status < len(codes) {
 			code = codes[r.Status]
 		}
-		requests.WithLabelValues(r.Ingress, r.Target.Service, code).Inc()
-		requestSeconds.WithLabelValues(r.Ingress, r.Target.Service).Observe(r.Duration.Seconds())
+		requests.WithLabelValues(r.Route, r.Target.Service, code).Inc()
+		requestSeconds.WithLabelValues(r.Route, r.Target.Service).Observe(r.Duration.Seconds())
 		if r.UpstreamError != "" {
-			upstreamErrors.WithLabelValues(r.Ingress, r.Target.Service, r.UpstreamError).Inc()
+			upstreamErrors.WithLabelValues(r.Route, r.Target.Service, r.UpstreamError).Inc()
 		}
 		if accessLog != nil {
 			accessLog.Info("request",
 				"client", r.Client, "method", r.Method, "host", r.Host, "path", r.Path, "proto", r.Proto,
-				"status", r.Status, "duration", r.Duration, "ingress", r.Ingress,
-				"service", r.Target.Service, "endpoint", r.Endpoint, "retries", r.Retries, "upstreamError", r.UpstreamError)
+				"status", r.Status, "duration", r.Duration, "ingress", r.Route,
+				"service", r.Target.Service, "endpoint", r.Endpoint, "attempts", r.Attempts, "upstreamStatus", r.UpstreamStatus,
+				"upstreamError", r.UpstreamError, "bytesOut", r.BytesOut, "requestID", r.RequestID)
 		}
 	}
 }

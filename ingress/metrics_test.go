@@ -9,18 +9,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
 func TestObserver(t *testing.T) {
 	var logs bytes.Buffer
 	observe := Observer(slog.New(slog.NewJSONHandler(&logs, nil)))
-	target := proxy.Target{Namespace: "shop", Service: "web", Port: route.Port{Number: 80}}
+	target := exchange.Target{Namespace: "shop", Service: "web", Port: route.Port{Number: 80}}
 	before := testutil.ToFloat64(requests.WithLabelValues("shop/web", "web", "502"))
 	beforeErr := testutil.ToFloat64(upstreamErrors.WithLabelValues("shop/web", "web", "connect"))
-	observe(proxy.Record{Ingress: "shop/web", Target: target, Status: 502, UpstreamError: "connect", Duration: 3 * time.Millisecond, Method: "GET", Path: "/cart"})
-	observe(proxy.Record{Status: 404, Path: "/nothing"})
+	observe(exchange.Record{Route: "shop/web", Target: target, Status: 502, UpstreamError: "connect", Duration: 3 * time.Millisecond, Method: "GET", Path: "/cart"})
+	observe(exchange.Record{Status: 404, Path: "/nothing"})
 
 	if got := testutil.ToFloat64(requests.WithLabelValues("shop/web", "web", "502")) - before; got != 1 {
 		t.Errorf("requests{shop/web,web,502} rose by %v, want 1", got)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/portico-lb/portico/ingress"
 	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
 
 func main() {
@@ -39,24 +40,36 @@ func main() {
 
 func run() error {
 	var (
-		httpAddr       = flag.String("http-address", ":8080", "address of the plain HTTP listener (the Service maps port 80 here)")
-		httpsAddr      = flag.String("https-address", ":8443", "address of the HTTPS listener (the Service maps port 443 here)")
-		publish        = flag.String("publish-service", "portico-system/portico-ingress", "namespace/name of the LoadBalancer Service whose addresses Ingresses get in their status")
-		class          = flag.String("ingress-class", "portico", "name of the IngressClass served; its spec.controller must be "+ingress.ControllerName)
-		withoutClass   = flag.Bool("watch-ingress-without-class", false, "also serve Ingresses that name no class when the class is not the cluster's default")
-		defaultCert    = flag.String("default-ssl-certificate", "", "namespace/name of a kubernetes.io/tls Secret served to TLS clients no Ingress has a certificate for; empty: a self-signed one generated at start")
-		metricsAddr    = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint; 0 turns it off")
-		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of /healthz and /readyz")
-		leaderElect    = flag.Bool("leader-elect", true, "elect the replica that writes Ingress status with a Lease")
-		leaderNS       = flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
-		accessLog      = flag.Bool("access-log", false, "log every request, one structured line each")
-		trusted        = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced")
-		readHeader     = flag.Duration("read-header-timeout", 10*time.Second, "time a client has to send its request headers")
-		idle           = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
-		upstreamHeader = flag.Duration("upstream-response-timeout", 60*time.Second, "time an endpoint has to start answering before the client gets 504")
-		grace          = flag.Duration("shutdown-grace", 10*time.Second, "time in-flight requests get to finish on shutdown")
-		goroutineLoop  = flag.Bool("goroutine-loop", false, "serve plain HTTP with a goroutine per connection alone, without the epoll event loops (one per CPU, each with a GOMAXPROCS of its own)")
-		debug          = flag.Bool("debug", false, "debug logging")
+		httpAddr      = flag.String("http-address", ":8080", "address of the plain HTTP listener (the Service maps port 80 here)")
+		httpsAddr     = flag.String("https-address", ":8443", "address of the HTTPS listener (the Service maps port 443 here)")
+		publish       = flag.String("publish-service", "portico-system/portico-ingress", "namespace/name of the LoadBalancer Service whose addresses Ingresses get in their status")
+		class         = flag.String("ingress-class", "portico", "name of the IngressClass served; its spec.controller must be "+ingress.ControllerName)
+		withoutClass  = flag.Bool("watch-ingress-without-class", false, "also serve Ingresses that name no class when the class is not the cluster's default")
+		defaultCert   = flag.String("default-ssl-certificate", "", "namespace/name of a kubernetes.io/tls Secret served to TLS clients no Ingress has a certificate for; empty: a self-signed one generated at start")
+		metricsAddr   = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint; 0 turns it off")
+		healthAddr    = flag.String("health-probe-bind-address", ":7475", "address of /healthz and /readyz")
+		leaderElect   = flag.Bool("leader-elect", true, "elect the replica that writes Ingress status with a Lease")
+		leaderNS      = flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
+		accessLog     = flag.Bool("access-log", false, "log every request, one structured line each")
+		trusted       = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced")
+		readHeader    = flag.Duration("read-header-timeout", 10*time.Second, "time a client has to send its request headers")
+		idle          = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
+		connect       = flag.Duration("proxy-connect-timeout", 5*time.Second, "time to connect to an endpoint")
+		upstreamRead  = flag.Duration("proxy-read-timeout", 60*time.Second, "most time between two reads from an endpoint, response head and body: before the head, the client gets 504")
+		upstreamSend  = flag.Duration("proxy-send-timeout", 60*time.Second, "most time between two writes of a request to an endpoint")
+		clientBody    = flag.Duration("client-body-timeout", 60*time.Second, "most time between two reads of a request body from a client: past it, 408")
+		clientSend    = flag.Duration("send-timeout", 60*time.Second, "most time between two writes of an answer to a client: past it, the connection ends")
+		tunnelIdle    = flag.Duration("tunnel-idle-timeout", 60*time.Second, "a WebSocket connection with nothing sent either way for this long is closed")
+		bodySize      = flag.String("proxy-body-size", "1m", "largest request body (nginx's client_max_body_size: k, m, g; 0 for no limit): larger ones get 413")
+		bodyBuffer    = flag.String("client-body-buffer-size", "16k", "how much of a request body is kept in memory; the rest goes to a file in --client-body-temp-path until the body is whole")
+		bodyTemp      = flag.String("client-body-temp-path", os.TempDir(), "directory of the files of request bodies larger than --client-body-buffer-size")
+		maxConns      = flag.Int("max-connections", 16384, "client connections held at once; one more is closed at once (portico_ingress_connections_refused_total)")
+		underscores   = flag.Bool("underscores-in-headers", false, "forward request headers whose names hold '_' (by default they are dropped, as nginx does)")
+		nextUpstream  = flag.String("proxy-next-upstream", "error timeout", "failures after which a request goes to the next endpoint: error, timeout, invalid_header, or off")
+		nextTries     = flag.Int("proxy-next-upstream-tries", 3, "endpoints one request is tried on, at most")
+		grace         = flag.Duration("shutdown-grace", 10*time.Second, "time in-flight requests get to finish on shutdown")
+		goroutineLoop = flag.Bool("goroutine-loop", false, "serve plain HTTP with a goroutine per connection alone, without the epoll event loops (one per CPU, each with a GOMAXPROCS of its own)")
+		debug         = flag.Bool("debug", false, "debug logging")
 	)
 	flag.Parse()
 
@@ -91,13 +104,47 @@ func run() error {
 	if *leaderElect && *leaderNS == "" {
 		return errors.New("--leader-election-namespace (or $POD_NAMESPACE) is needed for leader election")
 	}
+	maxBody, err := exchange.ParseSize(*bodySize)
+	if err != nil {
+		return fmt.Errorf("--proxy-body-size: %w", err)
+	}
+	if maxBody == 0 {
+		maxBody = -1 // nginx's 0: no limit
+	}
+	buffer, err := exchange.ParseSize(*bodyBuffer)
+	if err != nil || buffer == 0 || buffer > 1<<30 {
+		return fmt.Errorf("--client-body-buffer-size %q: want a size from 1 byte to 1g", *bodyBuffer)
+	}
+	next, err := exchange.ParseNextUpstream(*nextUpstream)
+	if err != nil {
+		return fmt.Errorf("--proxy-next-upstream: %w", err)
+	}
+	if *nextTries < 1 || *maxConns < 1 {
+		return errors.New("--proxy-next-upstream-tries and --max-connections must be 1 or more")
+	}
 
 	opts := proxy.Options{
-		ReadHeaderTimeout:     *readHeader,
-		IdleTimeout:           *idle,
-		ResponseHeaderTimeout: *upstreamHeader,
-		TrustedProxies:        prefixes,
-		GoroutineLoop:         *goroutineLoop,
+		Policy: exchange.Settings{
+			TrustedProxies:       prefixes,
+			UnderscoresInHeaders: *underscores,
+			Limits: exchange.Limits{
+				ConnectTimeout:    *connect,
+				SendTimeout:       *upstreamSend,
+				ReadTimeout:       *upstreamRead,
+				ClientBodyTimeout: *clientBody,
+				ClientSendTimeout: *clientSend,
+				TunnelIdleTimeout: *tunnelIdle,
+				MaxBodySize:       maxBody,
+			},
+			Tries:        *nextTries,
+			NextUpstream: next,
+		},
+		ReadHeaderTimeout: *readHeader,
+		IdleTimeout:       *idle,
+		MaxConnections:    *maxConns,
+		BodyBufferSize:    int(buffer),
+		BodyTempDir:       *bodyTemp,
+		GoroutineLoop:     *goroutineLoop,
 	}
 	var access *slog.Logger
 	if *accessLog {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
@@ -231,10 +232,10 @@ func startPortico(ctx context.Context) error {
 	if len(rej) > 0 {
 		return fmt.Errorf("routes: %v", rej)
 	}
-	s.Store(&proxy.Config{
+	s.Store(&exchange.Config{
 		Routes: tab,
-		Upstreams: map[proxy.Target]*proxy.Upstream{
-			{Namespace: "bench", Service: "backend", Port: route.Port{Number: 80}}: proxy.NewUpstream(backendAddr),
+		Upstreams: map[exchange.Target]*exchange.Upstream{
+			{Namespace: "bench", Service: "backend", Port: route.Port{Number: 80}}: exchange.NewUpstream(backendAddr),
 		},
 	})
 	ln, err := net.Listen("tcp", porticoAddr)

@@ -10,12 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
 
 // BenchmarkProxy: requests over keep-alive connections through the proxy
 // to a backend, all in this process on loopback: GETs, POSTs with a 1 KiB
-// body (both the proxy's own loop), and chunked POSTs, which it hands to
-// net/http. The figures include the client and the backend; compare them
+// body, and chunked POSTs. The figures include the client and the backend; compare them
 // between versions of the proxy, not with other proxies (ingress/bench
 // does that).
 func BenchmarkProxy(b *testing.B) {
@@ -42,7 +43,7 @@ func benchProxy(b *testing.B, request string) {
 		b.Fatal(err)
 	}
 	tab, _ := routeTable()
-	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{target("web"): NewUpstream(backend.Listener.Addr().String())}})
+	s.Store(&exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(backend.Listener.Addr().String())}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

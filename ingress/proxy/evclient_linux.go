@@ -1,66 +1,72 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
-	"math"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
 )
 
-// The client side of the event loops (evloop_linux.go): reading requests,
-// answering, handing a connection to the goroutine loop.
+// The client side of the event loops (evloop_linux.go): reading requests
+// and their bodies, answering, handing a connection to the goroutine loop.
 
 // evClient is a client connection served by a loop.
 type evClient struct {
-	l  *evloop
-	fd int
-	hc *h1conn
+	l             *evloop
+	fd            int
+	client, local netip.AddrPort
 	// in holds what was read from the client; in[off:] is not served
-	// yet. The request in flight points into in[:off].
-	in   []byte
-	off  int
-	out  appendBuf // answers to the client; out[sent:] is not written yet
-	sent int
-	// The request in flight: the endpoint connection it is on, its
-	// body (in in), the Upstream and the endpoints tried.
-	up       *evUp
-	upstream *Upstream
-	addrs    []syscall.Sockaddr // upstream's addresses, parsed
-	body     []byte
-	first    int
-	attempt  int
-	tries    int
-	rec      Record
+	// yet. The request in flight points into in[:headEnd].
+	in      []byte
+	off     int
+	headEnd int
+	out     []byte // answers to the client; out[sent:] is not written yet
+	sent    int
+
+	req  h1.Request
+	xreq exchange.Request
+	x    exchange.Exchange
+	// The request in flight: its body's framing while it is read, the
+	// body itself (held when it lay whole in in, else buf), the body
+	// bytes left to read through after a local answer, the endpoint
+	// connection it is on.
+	body    h1.Body
+	reading bool
+	held    []byte
+	buf     reqBody
+	skip    int64
+	up      *evUp
+	busy    bool // between a request's head and the end of its answer
+
 	// headStart is when the first byte of the head being read came.
 	headStart time.Time
-	// deadline ends a wait for the client: its next request, the rest of
-	// a head or a body.
-	deadline time.Time
+	// rdeadline ends a wait for the client: its next request, the rest
+	// of a head or of a body. wdeadline ends a wait for it to take what it
+	// is owed.
+	rdeadline, wdeadline time.Time
 	// pending: the socket may hold input not read yet.
-	pending bool
-	eof     bool // the client sent its end
-	serving bool // serve is on the stack
-	closed  bool
+	pending    bool
+	hup        bool // epoll told of the client's end
+	eof        bool // the client sent its end, and it was read
+	serving    bool // serve is on the stack
+	closeAfter bool // the connection ends once the client has its answer
+	lingering  bool // its answer is out: what it still sends is read and dropped
+	closed     bool
 }
 
 // owed is how much of the answers the client has not been sent yet.
 func (c *evClient) owed() int { return len(c.out) - c.sent }
 
-// appendBuf is a buffer written to by appending.
-type appendBuf []byte
-
-func (b *appendBuf) Write(p []byte) (int, error) {
-	*b = append(*b, p...)
-	return len(p), nil
-}
-
 func (c *evClient) event(ev uint32) {
 	if ev&(syscall.EPOLLIN|evHangup) != 0 {
 		c.pending = true // read once no request is in flight
+		c.hup = c.hup || ev&evHangup != 0
 		if c.up != nil && ev&evHangup != 0 {
 			c.gone()
 			return
@@ -74,7 +80,7 @@ func (c *evClient) event(ev uint32) {
 	}
 }
 
-// serve serves the requests the client sent, reading as needed, until one
+// serve serves what the client sent, reading as needed, until a request
 // waits for an endpoint, the client has to read or write, or the
 // connection ends.
 func (c *evClient) serve() {
@@ -84,11 +90,8 @@ func (c *evClient) serve() {
 	c.serving = true
 	defer func() { c.serving = false }()
 	for !c.closed && c.up == nil && c.owed() == 0 {
-		if !c.next() {
-			if !c.pending || c.closed {
-				return
-			}
-			if !c.read() {
+		if !c.step() {
+			if !c.pending || c.closed || !c.read() {
 				return
 			}
 		}
@@ -101,10 +104,11 @@ func (c *evClient) read() bool {
 	if c.in == nil {
 		c.in = c.l.buffer()
 	}
-	if c.off == len(c.in) {
+	if c.off == len(c.in) && !c.busy {
 		c.in, c.off = c.in[:0], 0
 	}
-	c.in, c.off = makeRoom(c.in, c.off, true, 1<<10)
+	// While a request is in flight its head stays where it is.
+	c.in, c.off = makeRoom(c.in, c.off, !c.busy, 1<<10)
 	in, n, err := readMore(c.fd, c.in)
 	switch {
 	case err == syscall.EAGAIN:
@@ -115,19 +119,44 @@ func (c *evClient) read() bool {
 	case n == 0:
 		c.eof, c.pending = true, false
 	default:
-		if len(c.in) == c.off {
+		if len(c.in) == c.off && !c.busy {
 			c.headStart = c.l.now
 		}
 		c.in = in
-		// A short read emptied the socket: epoll says when more comes.
-		c.pending = len(c.in) == cap(c.in)
+		// A short read emptied the socket: epoll says when more comes,
+		// but of the client's end it tells only once.
+		c.pending = len(c.in) == cap(c.in) || c.hup
 	}
 	return true
 }
 
-// next serves the next request if it is all in, and reports whether it
-// did (or ended the connection trying).
-func (c *evClient) next() bool {
+// step takes the next step with what the client sent: a request head
+// served, body bytes taken. It reports false when it needs more input.
+func (c *evClient) step() bool {
+	switch {
+	case c.lingering:
+		c.off = len(c.in)
+		if c.eof {
+			c.close()
+			return true
+		}
+		return false
+	case c.reading:
+		return c.readBody()
+	case c.skip > 0:
+		k := int(min(c.skip, int64(len(c.in)-c.off)))
+		c.off += k
+		c.skip -= int64(k)
+		if c.skip > 0 {
+			if c.eof {
+				c.close()
+				return true
+			}
+			c.rdeadline = c.l.now.Add(c.x.Limits.ClientBodyTimeout)
+			return false
+		}
+		return true
+	}
 	s := c.l.s
 	b := c.in[c.off:]
 	if len(b) == 0 {
@@ -138,143 +167,189 @@ func (c *evClient) next() bool {
 		if !c.pending && c.in != nil {
 			c.dropInput() // idle clients keep no input buffer
 		}
-		c.deadline = c.l.now.Add(s.opts.IdleTimeout)
+		c.rdeadline = c.l.now.Add(s.opts.IdleTimeout)
 		return false
 	}
-	skip, end, st := findHead(b, s.opts.MaxHeaderBytes)
-	switch st {
-	case headTooLarge:
-		c.migrate()
+	n, err := h1.ParseRequest(b, s.opts.MaxHeaderBytes, &c.req)
+	if err != nil {
+		var e *h1.Error
+		errors.As(err, &e)
+		s.policy.Refuse(e, c.client, c.l.now, &c.x)
+		c.req = h1.Request{Fields: c.req.Fields[:0], Minor: 1}
+		c.busy = true
+		c.answer()
 		return true
-	case headIncomplete:
+	}
+	if n == 0 {
 		if c.eof {
 			c.close()
 			return true
 		}
-		c.deadline = c.headStart.Add(s.opts.ReadHeaderTimeout)
+		c.rdeadline = c.headStart.Add(s.opts.ReadHeaderTimeout)
 		return false
 	}
-	hc := c.hc
-	if err := parseHead(b[skip:end], &hc.req); err != nil || hc.req.handoff || hc.req.length > maxEvBody {
-		c.migrate() // refused, handed off or streamed there
+	c.requestOf()
+	x := &c.x
+	s.policy.Decide(s.cfg.Load(), &c.xreq, c.headStart, x)
+	if x.Outcome == exchange.Tunnel {
+		c.migrate() // the goroutine loop joins the connections
 		return true
 	}
-	bodyEnd := end + int(hc.req.length)
-	if len(b) < bodyEnd {
-		if c.eof {
-			c.close()
-			return true
-		}
-		c.deadline = c.l.now.Add(s.opts.IdleTimeout)
-		return false
-	}
-	c.body = b[end:bodyEnd]
-	start := c.off
-	c.off += bodyEnd
+	c.busy = true
+	c.off += n
+	c.headEnd = c.off
 	c.headStart = c.l.now
-	c.deadline = time.Time{}
-	hc.bodyLeft = 0
-	hc.closeAfter = hc.req.close || s.closing.Load()
-	hc.bw.Reset(&c.out)
-	c.rec = hc.record(c.l.now)
-	up, code := hc.choose(c.l.now, &c.rec)
-	if up == nil {
-		c.rec.Status = code
-		c.finish()
+	c.rdeadline = time.Time{}
+	c.closeAfter = c.req.Close || s.closing.Load()
+	if x.Outcome == exchange.Answer {
+		if c.req.HasBody() && !x.Close {
+			c.skip = c.req.Length
+		}
+		c.answer()
 		return true
 	}
-	if c.addrs = c.l.sockaddrs(up); c.addrs == nil {
-		// An endpoint the loop cannot dial without a resolver: the
-		// request goes to the goroutine loop, to be routed again there.
-		c.off = start
-		c.migrate()
+	if x.Continue {
+		c.out = append(c.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
+	}
+	c.buf.start(s.opts.BodyBufferSize, s.opts.BodyTempDir)
+	c.held = nil
+	c.body.Reset(c.req.Length, c.req.Chunked)
+	c.reading = c.req.HasBody()
+	if !c.reading {
+		c.try()
 		return true
 	}
-	c.upstream = up
-	c.first = up.pick()
-	c.tries = 1
-	if c.replayable() {
-		c.tries = min(len(up.Addrs), 3)
+	if !c.flush() {
+		return true
 	}
-	c.try(0, false)
-	return true
+	return c.readBody()
 }
 
-func (c *evClient) replayable() bool {
-	return c.hc.req.length == 0 && idempotent(c.hc.req.method)
+// requestOf fills the core's view of the parsed request.
+func (c *evClient) requestOf() {
+	r := &c.req
+	proto := exchange.HTTP11
+	if r.Minor == 0 {
+		proto = exchange.HTTP10
+	}
+	length := r.Length
+	if r.Chunked {
+		length = -1
+	}
+	target := r.URI
+	if r.Form != h1.OriginForm && r.Form != h1.AbsoluteForm {
+		target = r.Target
+	}
+	c.xreq = exchange.Request{
+		Method: r.Method, Target: target, Host: r.Host, Fields: r.Fields, Proto: proto,
+		Client: c.client, Local: c.local, BodyLength: length, HasLength: r.HasLength,
+		Upgrade: r.Upgrade, ConnNames: r.ConnNames, Continue: r.Continue,
+	}
 }
 
-// try sends the request to the attempt-th endpoint, on an idle connection
-// unless fresh is set.
-func (c *evClient) try(attempt int, fresh bool) {
-	l, up := c.l, c.upstream
-	var u *evUp
-	for ; u == nil; attempt++ {
-		i := (c.first + attempt) % len(up.Addrs)
-		addr := up.Addrs[i]
-		c.attempt = attempt
-		c.rec.Endpoint, c.rec.Retries = addr, attempt
-		if !fresh {
-			u = l.takeIdle(addr, c.replayable())
+// readBody takes what came of the request's body. It reports false when
+// it needs more input; once the body is whole, the request goes upstream.
+func (c *evClient) readBody() bool {
+	x := &c.x
+	if !c.req.Chunked && c.buf.size == 0 && c.req.Length <= int64(c.l.s.opts.BodyBufferSize) && int64(len(c.in)-c.off) >= c.req.Length {
+		// The common small body, whole already: sent from where it lies.
+		c.held = c.in[c.off : c.off+int(c.req.Length)]
+		c.off += int(c.req.Length)
+		c.reading = false
+		x.Record.BytesIn = c.req.Length
+		c.try()
+		return true
+	}
+	max := x.Limits.MaxBodySize
+	for {
+		p, n, err := c.body.Next(c.in[c.off:], c.eof)
+		c.off += n
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			x.ClientGone()
+			c.observe()
+			c.close()
+			return true
+		case err != nil:
+			x.BodyFailed(exchange.BodyMalformed)
+			c.answer()
+			return true
+		case p.Kind == h1.Data:
+			if werr := c.buf.write(p.Data); werr != nil {
+				c.l.s.log.Error("cannot buffer a request body", "err", werr)
+				x.BodyFailed(exchange.BodyTooLarge)
+				c.answer()
+				return true
+			}
+			if max >= 0 && c.buf.size > max {
+				x.BodyFailed(exchange.BodyTooLarge)
+				c.answer()
+				return true
+			}
+		case p.Kind == h1.End:
+			c.reading = false
+			x.Record.BytesIn = c.buf.size
+			c.try()
+			return true
+		case p.Kind == h1.More:
+			// What was taken is in buf: keep only the head (the request
+			// points into it) and what is not taken yet.
+			c.in = append(c.in[:c.headEnd], c.in[c.off:]...)
+			c.off = c.headEnd
+			if c.eof {
+				continue // Next reports the body cut short
+			}
+			c.rdeadline = c.l.now.Add(x.Limits.ClientBodyTimeout)
+			return false
+		}
+	}
+}
+
+// bodySize is the size of the request's body, held or buffered.
+func (c *evClient) bodySize() int64 {
+	if c.held != nil {
+		return int64(len(c.held))
+	}
+	return c.buf.size
+}
+
+// try sends the request to the endpoint of the plan's current attempt,
+// on an idle connection unless the plan wants a fresh one.
+func (c *evClient) try() {
+	l, x := c.l, &c.x
+	for {
+		addr, ap := x.Endpoint()
+		var u *evUp
+		if !x.FreshConnection() {
+			u = l.takeIdle(addr)
 		}
 		if u == nil {
 			var err error
-			if u, err = l.dial(addr, c.addrs[i]); err != nil {
-				if attempt+1 >= c.tries {
-					c.fail(err)
-					return
+			if u, err = l.dial(addr, ap); err != nil {
+				if x.Retry(exchange.FailConnect) {
+					continue
 				}
+				c.answer()
+				return
 			}
 		}
-	}
-	u.c, u.last, c.up = c, c, u
-	l.ubw.Reset(&u.out)
-	c.hc.writeRequest(l.ubw)
-	_, _ = l.ubw.Write(c.body)
-	_ = l.ubw.Flush()
-	if u.reused {
-		u.deadline = l.now.Add(l.s.opts.ResponseHeaderTimeout)
-	} else {
-		u.deadline = l.now.Add(l.s.opts.DialTimeout)
-	}
-	u.flush()
-}
-
-// upFailed handles the failure err of the endpoint connection u before
-// the response head was relayed: another try, or an answer of the proxy's
-// own.
-func (c *evClient) upFailed(u *evUp, err error) {
-	reused, answered := u.reused, u.got
-	c.l.closeUp(u)
-	c.up = nil
-	switch {
-	case answered:
-	case isConnectError(err): // timed out connecting too
-		if c.attempt+1 < c.tries {
-			c.try(c.attempt+1, false)
-			return
-		}
-	case isTimeout(err):
-	case reused && c.replayable():
-		// The endpoint had closed the kept-alive connection: again, on a
-		// new one.
-		c.try(c.attempt, true)
+		c.up, u.c, u.last = u, c, c
+		u.send()
 		return
 	}
-	c.fail(err)
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// fail answers a request no endpoint answered.
-func (c *evClient) fail(err error) {
+// upFailed handles a failure f of the endpoint connection u before the
+// response head was relayed: another attempt, or an answer of the proxy's
+// own.
+func (c *evClient) upFailed(u *evUp, f exchange.Failure) {
+	c.l.closeUp(u)
 	c.up = nil
-	c.hc.bw.Reset(&c.out)
-	c.rec.Status = c.hc.failed(c.l.now, err, &c.rec)
-	c.finish()
+	if c.x.Retry(f) {
+		c.try()
+		return
+	}
+	c.answer()
 }
 
 // gone: the client left while its request waited for the endpoint.
@@ -282,23 +357,56 @@ func (c *evClient) gone() {
 	if u := c.up; u != nil {
 		c.l.closeUp(u)
 		c.up = nil
-		if !u.headDone {
-			c.rec.Status, c.rec.UpstreamError = 499, "canceled"
-		}
 	}
-	c.hc.observe(&c.rec)
+	c.x.ClientGone()
+	c.observe()
 	c.close()
+}
+
+// connection is the Connection option the answer ends its head with.
+func (c *evClient) connection() string {
+	if c.x.Close || c.l.s.closing.Load() {
+		c.closeAfter = true
+	}
+	switch {
+	case c.closeAfter:
+		return h1.Close
+	case c.req.Minor == 0:
+		return h1.KeepAlive
+	}
+	return ""
+}
+
+// answer writes the exchange's answer of the proxy's own and ends the
+// request.
+func (c *evClient) answer() {
+	x := &c.x
+	c.up, c.reading = nil, false
+	n := len(c.out)
+	c.out = h1.AppendResponseHead(c.out, c.req.Minor, x.Status, h1.StatusText(x.Status), x.AnswerFields(c.l.now), int64(len(x.Body)), false, c.connection())
+	if c.req.Method != "HEAD" {
+		c.out = append(c.out, x.Body...)
+	}
+	x.Record.BytesOut += int64(len(c.out) - n)
+	c.finish()
 }
 
 // finish ends a request whose answer is complete in out: it is recorded,
 // written, and the next request served.
 func (c *evClient) finish() {
-	_ = c.hc.bw.Flush()
-	c.hc.observe(&c.rec)
+	c.observe()
+	c.busy, c.held = false, nil
+	c.buf.reset()
 	if !c.flush() || c.owed() > 0 || c.serving {
 		return
 	}
 	c.serve()
+}
+
+func (c *evClient) observe() {
+	if obs := c.l.s.opts.Observe; obs != nil {
+		obs(c.x.Finish(c.l.now))
+	}
 }
 
 // flush writes what the client is owed. It reports false when the
@@ -308,11 +416,15 @@ func (c *evClient) flush() bool {
 		n, full, err := writeSome(c.fd, c.out[c.sent:])
 		switch {
 		case full:
+			if c.wdeadline.IsZero() {
+				c.wdeadline = c.l.now.Add(c.x.Limits.ClientSendTimeout)
+			}
 			return true
 		case err != nil:
 			c.close()
 			return false
 		}
+		c.wdeadline = time.Time{}
 		if c.sent += n; c.owed() > 0 {
 			continue
 		}
@@ -322,18 +434,56 @@ func (c *evClient) flush() bool {
 		}
 		c.out, c.sent = c.out[:0], 0
 	}
-	if c.up != nil {
-		if u := c.up; u.paused {
+	c.wdeadline = time.Time{}
+	if u := c.up; u != nil {
+		if u.paused {
 			u.paused = false
+			u.deadline = c.l.now.Add(c.x.Limits.ReadTimeout)
 			u.receive()
 		}
 		return !c.closed
 	}
-	if c.hc.closeAfter {
-		c.close()
+	if c.closeAfter && !c.busy {
+		c.linger()
 		return false
 	}
 	return true
+}
+
+// linger ends the connection after its last answer. Closing a socket with
+// unread input makes the kernel reset the connection, and the client may
+// lose the answer with it: so when the client may still be sending, the
+// loop sends its end and reads what comes for a short while first.
+func (c *evClient) linger() {
+	if c.eof || c.off == len(c.in) && !c.pending && !c.x.Close {
+		c.close()
+		return
+	}
+	if c.lingering || syscall.Shutdown(c.fd, syscall.SHUT_WR) != nil {
+		c.close()
+		return
+	}
+	c.lingering = true
+	c.rdeadline = c.l.now.Add(500 * time.Millisecond)
+}
+
+// scan applies the client's timeouts and shutdown.
+func (c *evClient) scan(closing, force bool) {
+	now := c.l.now
+	switch {
+	case force:
+		c.close()
+	case c.owed() > 0:
+		if !c.wdeadline.IsZero() && now.After(c.wdeadline) {
+			c.close() // it does not take its answer
+		}
+	case c.up != nil: // the endpoint's deadlines run
+	case c.reading && now.After(c.rdeadline):
+		c.x.BodyFailed(exchange.BodyTimeout)
+		c.answer()
+	case closing && !c.busy && c.off == len(c.in), !c.rdeadline.IsZero() && now.After(c.rdeadline):
+		c.close()
+	}
 }
 
 // close ends the client's connection, and the request in flight if any.
@@ -350,14 +500,15 @@ func (c *evClient) close() {
 	l.forget(c.fd)
 	syscall.Close(c.fd)
 	l.clients--
+	l.s.inLoops.Add(-1)
 	c.dropBuffers()
-	l.s.untrack(c.hc)
-	c.hc.release()
+	l.s.unhold()
 }
 
 func (c *evClient) dropBuffers() {
 	c.dropInput()
 	c.out, c.sent = nil, 0
+	c.buf.reset()
 }
 
 // dropInput gives the input buffer back to the loop.
@@ -368,93 +519,24 @@ func (c *evClient) dropInput() {
 	c.in, c.off = nil, 0
 }
 
-// migrate hands the client to the goroutine loop, with what the loop
-// read but did not serve.
+// migrate hands the client to the goroutine loop with what the loop read
+// but did not serve: the request it is to serve there first.
 func (c *evClient) migrate() {
-	nc, ok := c.release()
-	if !ok {
-		return
-	}
-	hc := c.hc
-	var conn net.Conn = nc
-	if rest := c.in[c.off:]; len(rest) > 0 {
-		conn = &replayConn{Conn: nc, pending: append([]byte(nil), rest...)}
-		// A request was begun: it is served even if shutdown began.
-		hc.resumed = true
-	}
-	c.dropBuffers()
-	c.resume(hc, conn, nil)
-}
-
-// migrateResponse hands the client and the endpoint connection u, whose
-// response head is parsed, to the goroutine loop, which relays the answer
-// and serves the client from then on.
-func (c *evClient) migrateResponse(u *evUp) {
-	l := c.l
-	l.forget(u.fd)
-	uc, err := fileConn(u.fd)
-	if err != nil {
-		c.up = nil
-		c.fail(err)
-		return
-	}
-	c.up = nil
-	ucc := net.Conn(uc)
-	if rest := u.in[u.off:]; len(rest) > 0 {
-		ucc = &replayConn{Conn: uc, pending: append([]byte(nil), rest...)}
-	}
-	up := &upConn{Conn: ucc, bw: bufio.NewWriterSize(ucc, 8<<10), budget: math.MaxInt64, res: u.res}
-	up.br = bufio.NewReaderSize(up, 16<<10)
-	nc, ok := c.release()
-	if !ok {
-		up.Close()
-		return
-	}
-	hc := c.hc
-	var conn net.Conn = nc
-	if rest := c.in[c.off:]; len(rest) > 0 {
-		conn = &replayConn{Conn: nc, pending: append([]byte(nil), rest...)}
-	}
-	// The request's strings point into in: it goes along, not back to
-	// the loop's buffers.
-	c.in, c.out = nil, nil
-	rec := c.rec
-	hc.idle = l.s.pool.lookup(u.addr)
-	c.resume(hc, conn, func() bool {
-		rec.Status = hc.respond(rec.Start, up, &rec)
-		hc.observe(&rec)
-		return hc.finish()
-	})
-}
-
-// release takes the client's socket out of the loop as a net.Conn.
-func (c *evClient) release() (net.Conn, bool) {
 	l := c.l
 	c.closed = true
 	l.forget(c.fd)
 	l.clients--
+	l.s.inLoops.Add(-1)
 	nc, err := fileConn(c.fd)
 	if err != nil {
 		l.s.log.Error("event loop cannot hand a connection over", "err", err)
 		c.dropBuffers()
-		l.s.untrack(c.hc)
-		c.hc.release()
-		return nil, false
+		l.s.unhold()
+		return
 	}
-	return nc, true
-}
-
-// resume starts the goroutine loop on hc over conn.
-func (c *evClient) resume(hc *h1conn, conn net.Conn, first func() bool) {
-	hc.raw, hc.conn = conn, conn
-	hc.br.Reset(hc)
-	hc.bw.Reset(conn)
-	if first != nil || hc.resumed {
-		hc.state.Store(connActive) // a request is under way: shutdown waits for it
-	} else {
-		hc.state.Store(connIdle)
-	}
-	go c.l.f.serveConn(hc, first)
+	pending := append([]byte(nil), c.in[c.off:]...)
+	c.dropBuffers()
+	l.s.resume(nc, pending, l.f)
 }
 
 // fileConn makes a net.Conn of the descriptor fd, which it closes.
@@ -462,24 +544,6 @@ func fileConn(fd int) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "")
 	defer f.Close()
 	return net.FileConn(f)
-}
-
-// makeRoom returns buf with at least min bytes free after its end: the
-// bytes in use, buf[off:], moved to the front when move is set and that
-// makes room, else a larger copy.
-func makeRoom(buf []byte, off int, move bool, min int) ([]byte, int) {
-	if cap(buf)-len(buf) >= min {
-		return buf, off
-	}
-	if move && off > 0 {
-		buf, off = buf[:copy(buf, buf[off:])], 0
-	}
-	if cap(buf)-len(buf) < min {
-		b := make([]byte, len(buf), max(2*cap(buf), 4*min))
-		copy(b, buf)
-		buf = b
-	}
-	return buf, off
 }
 
 // writeSome writes what fd takes of p: n bytes, or none when its buffer
@@ -512,42 +576,3 @@ func readMore(fd int, buf []byte) ([]byte, int, error) {
 		return buf, n, err
 	}
 }
-
-// findHead finds a complete head at the start of b, as readLines reads
-// one: empty lines before it are skipped, and it ends with an empty line.
-// It returns where the head starts and ends.
-func findHead(b []byte, max int) (start, end int, st headState) {
-	lines := 0
-	for i := 0; ; {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			if len(b)-start > max {
-				return 0, 0, headTooLarge
-			}
-			return 0, 0, headIncomplete
-		}
-		line := b[i : i+j+1]
-		i += j + 1
-		if i-start > max {
-			return 0, 0, headTooLarge
-		}
-		if lines++; lines > maxFields+2 {
-			return 0, 0, headTooLarge
-		}
-		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
-			if i-len(line) == start { // empty lines before the head
-				start = i
-				continue
-			}
-			return start, i, headComplete
-		}
-	}
-}
-
-type headState int
-
-const (
-	headComplete headState = iota
-	headIncomplete
-	headTooLarge
-)

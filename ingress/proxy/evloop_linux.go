@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"net"
 	"os"
 	"runtime"
@@ -14,32 +13,20 @@ import (
 )
 
 // The event loops: on Linux, plain-HTTP connections are served by a few
-// loops on epoll, one per CPU, as nginx's workers serve them, for as long
-// as their requests are of the common kind: a complete head the parser
-// accepts and would not hand off, a body of at most maxEvBody bytes (or
-// none), and an answer framed by Content-Length (or without a body). A
-// goroutine per connection, however cheap, costs a park and a wake-up per
-// read that has to wait, each with scheduler work and, often, an empty
-// read first; a loop learns from epoll which sockets have something, reads
-// each once, and writes each once.
+// loops on epoll, one per CPU, as nginx's workers serve them. A goroutine
+// per connection, however cheap, costs a park and a wake-up per read that
+// has to wait, each with scheduler work and, often, an empty read first; a
+// loop learns from epoll which sockets have something, reads each once,
+// and writes each once.
 //
-// Everything else goes to the goroutine loop (h1server.go), connection and
-// all, for the rest of the connection's life: a request the loop does not
-// take is handed over with the bytes read so far, to be read again there;
-// an answer it does not relay (chunked, or ending with the connection) is
-// handed over together with the endpoint's connection, head parsed, to be
-// relayed there. The rules are the goroutine loop's own: routing,
-// answers, forwarded fields and the response head are written by the same
-// h1conn methods, into the loop's buffers instead of a socket's.
+// A loop serves every request the same way the goroutine loop does, with
+// the same codec and the same core; only the I/O differs. A WebSocket
+// upgrade is the exception: the connection goes to the goroutine loop,
+// bytes and all, which tunnels it (evclient_linux.go, migrate).
 //
 // Unlike the goroutine loop, a loop notices a client that leaves while its
 // request waits for the endpoint (epoll reports the client's end): the
-// endpoint's connection is closed and the request recorded as 499, as
-// net/http cancels a request whose client went away.
-
-// maxEvBody is the largest request body a loop reads whole before
-// forwarding; larger bodies are streamed by the goroutine loop.
-const maxEvBody = 64 << 10
+// endpoint's connection is closed and the request recorded as 499.
 
 // maxEvBacklog is how much of an answer a loop keeps for a client that
 // reads slower than the endpoint sends: past it, the endpoint is not read
@@ -148,18 +135,17 @@ func (e *evLoops) adopt(c net.Conn) bool {
 		return false
 	}
 	s := e.f.s
-	hc := s.trackAs(c, connEvLoop)
-	if hc == nil { // shutting down
+	if !s.hold() { // shutting down
 		syscall.Close(fd)
+		s.closed()
 		c.Close()
 		return true
 	}
-	hc.identify()
-	hc.raw, hc.conn = nil, nil
+	client, local := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	c.Close()
 	l := e.loops[e.next%len(e.loops)]
 	e.next++
-	l.add(&evClient{l: l, fd: fd, hc: hc})
+	l.add(&evClient{l: l, fd: fd, client: client, local: local})
 	return true
 }
 
@@ -189,11 +175,7 @@ type evloop struct {
 	fds     []evHandler // by descriptor
 	clients int
 	idle    map[string]*evIdle
-	// addrs are the endpoint addresses of Upstreams, parsed; nil when
-	// one is not an IP address and port.
-	addrs   map[*Upstream][]syscall.Sockaddr
-	bufs    [][]byte      // free client input buffers
-	ubw     *bufio.Writer // writes requests into an endpoint connection's out
+	bufs    [][]byte // free client input buffers
 	now     time.Time
 	scanned time.Time
 	events  [128]syscall.EpollEvent
@@ -216,8 +198,7 @@ func newEvloop(f *front) (*evloop, error) {
 		syscall.Close(ep)
 		return nil, os.NewSyscallError("eventfd2", errno)
 	}
-	l := &evloop{s: f.s, f: f, ep: ep, wake: int(r), idle: map[string]*evIdle{}, addrs: map[*Upstream][]syscall.Sockaddr{}}
-	l.ubw = bufio.NewWriterSize(nil, 4<<10)
+	l := &evloop{s: f.s, f: f, ep: ep, wake: int(r), idle: map[string]*evIdle{}}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
 		syscall.Close(ep)
@@ -243,8 +224,7 @@ func (l *evloop) add(c *evClient) {
 // drop closes a client the loop never took.
 func (c *evClient) drop() {
 	syscall.Close(c.fd)
-	c.l.s.untrack(c.hc)
-	c.hc.release()
+	c.l.s.unhold()
 }
 
 func (l *evloop) poke() {
@@ -382,7 +362,8 @@ func (l *evloop) takeNew() {
 			continue
 		}
 		l.clients++
-		c.deadline = l.now.Add(l.s.opts.IdleTimeout)
+		l.s.inLoops.Add(1)
+		c.rdeadline = l.now.Add(l.s.opts.IdleTimeout)
 	}
 }
 
@@ -411,24 +392,9 @@ func (l *evloop) scan() bool {
 		l.cur = h
 		switch x := h.(type) {
 		case *evClient:
-			switch {
-			case force:
-				x.close()
-			case x.up != nil || x.owed() > 0: // no timeout while the endpoint or the client works
-			case closing && x.off == len(x.in), !x.deadline.IsZero() && l.now.After(x.deadline):
-				x.close()
-			}
+			x.scan(closing, force)
 		case *evUp:
-			switch {
-			case x.c != nil && !x.deadline.IsZero() && l.now.After(x.deadline):
-				err := error(os.ErrDeadlineExceeded)
-				if !x.reused && !x.wrote { // still connecting
-					err = dialError(os.ErrDeadlineExceeded)
-				}
-				x.c.upFailed(x, err)
-			case x.c == nil && (closing || l.now.Sub(x.lastUsed) >= l.s.pool.idleFor):
-				l.dropIdle(x)
-			}
+			x.scan(closing)
 		}
 	}
 	l.cur = nil

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
@@ -40,30 +41,21 @@ func loopServer(t *testing.T, opts Options, endpoints ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Store(&Config{
+	s.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoints...)},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(endpoints...)},
 	})
 	return s
 }
 
 // loopConns counts the connections an event loop serves now.
-func loopConns(s *Server) int {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	n := 0
-	for hc := range s.conns {
-		if hc.state.Load() == connEvLoop {
-			n++
-		}
-	}
-	return n
-}
+func loopConns(s *Server) int { return int(s.Stats().Loop) }
 
-// A connection stays with a loop while its requests are of the common
-// kind, and goes to the goroutine loop, which serves it on, at the first
-// that is not: a chunked answer, or a body too large to read whole.
-func TestLoopHandsConnectionsOver(t *testing.T) {
+// A connection stays with its loop whatever its requests and answers are
+// (chunked answers, bodies too large for memory, heads and bodies in
+// pieces), and goes to the goroutine loop only for a WebSocket upgrade,
+// which the goroutine loop tunnels.
+func TestLoopKeepsConnections(t *testing.T) {
 	b := echo(t, "web")
 	chunked := rawEndpoint(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -84,36 +76,38 @@ func TestLoopHandsConnectionsOver(t *testing.T) {
 		}
 		return body
 	}
+	stays := func(what string) {
+		t.Helper()
+		if n := loopConns(p.Server); n != 1 {
+			t.Fatalf("after %s, %d connections with the loops, want 1", what, n)
+		}
+	}
 
 	c := dial(t, p.plain)
 	get(c, "/1")
-	if n := loopConns(p.Server); n != 1 {
-		t.Fatalf("after a plain GET, %d connections with the loops, want 1", n)
-	}
+	stays("a plain GET")
 
-	// A chunked answer: relayed by the goroutine loop, which then serves
-	// the connection's next requests.
-	p.Store(&Config{
+	p.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(chunked)},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(chunked)},
 	})
 	if body := get(c, "/chunked"); body != "hello" {
 		t.Fatalf("chunked answer: %q", body)
 	}
-	if n := loopConns(p.Server); n != 0 {
-		t.Fatalf("after a chunked answer, %d connections with the loops, want 0", n)
-	}
-	p.Store(&Config{
+	stays("a chunked answer")
+	p.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(b))},
 	})
 	if body := get(c, "/after"); !strings.Contains(body, `"URI":"/after"`) {
-		t.Fatalf("after the hand-over: %s", body)
+		t.Fatalf("after a chunked answer: %s", body)
 	}
+	c.Close()
 
-	// A body larger than the loops read whole, pipelined with a GET.
+	// A body larger than memory holds (a temporary file then), pipelined
+	// with a GET, and a chunked one.
 	c = dial(t, p.plain)
-	big := strings.Repeat("x", maxEvBody+1)
+	big := strings.Repeat("x", 128<<10)
 	c.send(fmt.Sprintf("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sGET /next HTTP/1.1\r\nHost: x\r\n\r\n", len(big), big))
 	if res, body := c.read("POST"); res.StatusCode != 200 || !strings.Contains(body, `"Body":"`+big+`"`) {
 		t.Fatalf("large body: %d, the backend saw another body", res.StatusCode)
@@ -121,8 +115,14 @@ func TestLoopHandsConnectionsOver(t *testing.T) {
 	if res, body := c.read("GET"); res.StatusCode != 200 || !strings.Contains(body, `"URI":"/next"`) {
 		t.Fatalf("the request after a large body: %d %s", res.StatusCode, body)
 	}
+	c.send("POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: v\r\n\r\n")
+	if res, body := c.read("POST"); res.StatusCode != 200 || !strings.Contains(body, `"Body":"hello world"`) {
+		t.Fatalf("chunked body: %d %s", res.StatusCode, body)
+	}
+	stays("a large body and a chunked one")
+	c.Close()
 
-	// A body the loops take whole, and a head sent in pieces.
+	// A head and a body sent in pieces.
 	c = dial(t, p.plain)
 	small := strings.Repeat("y", 1000)
 	for _, part := range []string{"POST /small HTTP/1.1\r\nHo", "st: x\r\nContent-Len", fmt.Sprintf("gth: %d\r\n\r\n", len(small)), small[:10], small[10:]} {
@@ -132,8 +132,26 @@ func TestLoopHandsConnectionsOver(t *testing.T) {
 	if res, body := c.read("POST"); res.StatusCode != 200 || !strings.Contains(body, `"Body":"`+small+`"`) {
 		t.Fatalf("body in pieces: %d %s", res.StatusCode, body)
 	}
-	if n := loopConns(p.Server); n != 1 {
-		t.Fatalf("after a small body in pieces, %d connections with the loops, want 1", n)
+	stays("a small body in pieces")
+	c.Close()
+
+	// A WebSocket upgrade goes to the goroutine loop.
+	ws := wsBackend(t)
+	p.Store(&exchange.Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(ws))},
+	})
+	c = dial(t, p.plain)
+	c.send("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nping")
+	if res, err := http.ReadResponse(c.br, nil); err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo through the tunnel: %q %v", got, err)
+	}
+	if n := loopConns(p.Server); n != 0 {
+		t.Fatalf("a tunnel: %d connections with the loops, want 0", n)
 	}
 }
 
@@ -154,8 +172,8 @@ func TestLoopClientLeavesWhileWaiting(t *testing.T) {
 		}
 		close(closed)
 	})
-	recs := make(chan Record, 1)
-	p := loopProxy(t, Options{Observe: func(r Record) { recs <- r }}, endpoint)
+	recs := make(chan exchange.Record, 1)
+	p := loopProxy(t, Options{Observe: func(r exchange.Record) { recs <- r }}, endpoint)
 	c := dial(t, p.plain)
 	c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
@@ -219,41 +237,6 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	return s.r.Read(p)
 }
 
-// FuzzFindHead: the loops find a head in what they read as readLines
-// reads it from a stream: the same bytes, the same limits.
-func FuzzFindHead(f *testing.F) {
-	for _, seed := range []string{
-		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-		"\r\n\nGET / HTTP/1.1\nHost: a\n\nrest",
-		"GET / HTTP/1.1\r\nHost: a\r\n",
-		"\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-	} {
-		f.Add([]byte(seed), 64)
-	}
-	f.Fuzz(func(t *testing.T, in []byte, max int) {
-		if max <= 0 || max > 1<<16 {
-			return
-		}
-		start, end, st := findHead(in, max)
-		buf, err := readLines(bufio.NewReaderSize(bytes.NewReader(in), 16), nil, max)
-		switch {
-		case err == errTooLarge:
-			if st != headTooLarge {
-				t.Fatalf("readLines: too large; findHead: %d (%q)", st, in)
-			}
-		case err != nil: // the input ended inside a head, or before one
-			if st != headIncomplete {
-				t.Fatalf("readLines: %v; findHead: %d [%d:%d] (%q)", err, st, start, end, in)
-			}
-		default:
-			if st != headComplete || !bytes.Equal(in[start:end], buf) {
-				t.Fatalf("readLines read %q; findHead: %d %q (%q)", buf, st, in[start:end], in)
-			}
-		}
-	})
-}
-
 // serveUntil runs s on a new plain listener until the test ends. shutdown
 // begins a graceful shutdown earlier.
 func serveUntil(t *testing.T, s *Server, grace time.Duration) (addr string, shutdown func()) {
@@ -280,10 +263,10 @@ func serveOn(t testing.TB, s *Server, ln net.Listener, grace time.Duration) (shu
 	return cancel
 }
 
-// Graceful shutdown waits for what a loop handed over: an answer being
+// Graceful shutdown waits for what a loop has in flight: an answer being
 // relayed (chunked), and a request whose head was being read (its body
-// too large for a loop).
-func TestLoopShutdownWaitsForHandedOverWork(t *testing.T) {
+// larger than memory holds).
+func TestLoopShutdownWaitsForWorkInFlight(t *testing.T) {
 	t.Run("answer", func(t *testing.T) {
 		endpoint := rawEndpoint(t, func(c net.Conn) {
 			if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
@@ -317,7 +300,7 @@ func TestLoopShutdownWaitsForHandedOverWork(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		shutdown()
 		time.Sleep(100 * time.Millisecond)
-		big := strings.Repeat("x", maxEvBody+1)
+		big := strings.Repeat("x", 64<<10+1)
 		c.send(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(big), big))
 		if res, body := c.read("POST"); res.StatusCode != 200 || !strings.Contains(body, `"Body":"`+big+`"`) {
 			t.Errorf("request begun before shutdown: %d", res.StatusCode)
@@ -353,7 +336,7 @@ func TestLoopsEndOnForce(t *testing.T) {
 func TestLoopPanicLeavesNoClosedConnectionIdle(t *testing.T) {
 	old := runtime.GOMAXPROCS(1) // one loop: every request goes through it
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
-	p := loopProxy(t, Options{Observe: func(r Record) {
+	p := loopProxy(t, Options{Observe: func(r exchange.Record) {
 		if r.Path == "/boom" {
 			panic("boom")
 		}
@@ -372,7 +355,7 @@ func TestLoopPanicLeavesNoClosedConnectionIdle(t *testing.T) {
 }
 
 // blackhole returns an address whose accept queue is full: connecting to
-// it takes the whole DialTimeout.
+// it takes the whole connect timeout.
 func blackhole(t *testing.T) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
@@ -400,25 +383,34 @@ func blackhole(t *testing.T) string {
 	return a
 }
 
-// An endpoint that does not accept within DialTimeout is a connect error:
-// an idempotent request goes to the next endpoint, on either loop.
-func TestDialTimeoutTriesNextEndpoint(t *testing.T) {
+// An endpoint that does not accept within the connect timeout is a
+// connect error: the request goes to the next endpoint, on either loop.
+// Round robin starts two requests at different endpoints, so one of them
+// meets the dead one first.
+func TestConnectTimeoutTriesNextEndpoint(t *testing.T) {
 	hole := blackhole(t)
 	b := echo(t, "web")
 	for _, goroutines := range []bool{false, true} {
-		s, err := New(Options{DialTimeout: 300 * time.Millisecond, GoroutineLoop: goroutines}, nil)
+		retried := make(chan int, 2)
+		s, err := New(Options{Policy: connectTimeout(300 * time.Millisecond), GoroutineLoop: goroutines,
+			Observe: func(r exchange.Record) { retried <- r.Attempts }}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p := serve(t, s)
-		up := NewUpstream(hole, addr(b))
-		up.next.Store(0) // the dead one first
-		p.Store(&Config{
+		p.Store(&exchange.Config{
 			Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-			Upstreams: map[Target]*Upstream{target("web"): up},
+			Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(hole, addr(b))},
 		})
-		if res := raw(t, p.plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != 200 {
-			t.Errorf("goroutine loop %v: %d, want 200 from the second endpoint", goroutines, res.StatusCode)
+		attempts := 0
+		for range 2 {
+			if res := raw(t, p.plain, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"); res.StatusCode != 200 {
+				t.Errorf("goroutine loop %v: %d, want 200 from the live endpoint", goroutines, res.StatusCode)
+			}
+			attempts += <-retried
+		}
+		if attempts != 3 {
+			t.Errorf("goroutine loop %v: %d attempts for two requests, want 3", goroutines, attempts)
 		}
 	}
 }
@@ -448,7 +440,7 @@ func TestLoopEventWithRoomAndRequest(t *testing.T) {
 			}
 		}
 	})
-	s, err := New(Options{IdleTimeout: 3 * time.Second, Observe: func(r Record) {
+	s, err := New(Options{IdleTimeout: 3 * time.Second, Observe: func(r exchange.Record) {
 		if r.Path == "/block" {
 			time.Sleep(400 * time.Millisecond)
 		}
@@ -456,9 +448,9 @@ func TestLoopEventWithRoomAndRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Store(&Config{
+	s.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoint)},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(endpoint)},
 	})
 	small := func(opt int) func(_, _ string, rc syscall.RawConn) error {
 		return func(_, _ string, rc syscall.RawConn) error {
@@ -553,7 +545,7 @@ func FuzzLoop(f *testing.F) {
 			TLS: []route.TLS{{Hosts: []string{"tls.example"}}}},
 		{Namespace: "ns", Name: "b", DefaultBackend: &route.Backend{Resource: "x/Y/z"}},
 	})
-	s.Store(&Config{Routes: tab, Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))}})
+	s.Store(&exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(b))}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Fatal(err)
@@ -567,6 +559,9 @@ func FuzzLoop(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"\r\n\r\nGET / HTTP/1.1\nHost: a.example\n\n",
+		"HEAD / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+		"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -585,25 +580,7 @@ func FuzzLoop(f *testing.F) {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Fatalf("the connection did not end: %q", in)
 		}
-		br := bufio.NewReader(bytes.NewReader(out))
-		for {
-			if _, err := br.Peek(1); err != nil {
-				break
-			}
-			res, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("a malformed response (%v) to %q: %q", err, in, out)
-			}
-			// net/http's server refuses what it cannot parse (a request
-			// the loops handed to it) with a bare error and a close.
-			bare := res.Close && res.StatusCode >= 400 && res.Header.Get("Server") == ""
-			if !bare && (res.Header.Get("Server") != "portico" || res.Header.Get("Date") == "") {
-				t.Fatalf("a response without Server or Date to %q: %q", in, out)
-			}
-			if _, err := io.Copy(io.Discard, res.Body); err != nil {
-				break // cut on purpose: a broken answer, or HEAD-like framing
-			}
-		}
+		answers(t, in, out)
 		if n := panics.Load(); n > 0 {
 			t.Fatalf("%d panics serving %q", n, in)
 		}

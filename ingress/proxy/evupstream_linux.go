@@ -1,12 +1,13 @@
 package proxy
 
 import (
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
 )
 
 // The endpoint side of the event loops (evloop_linux.go): connecting,
@@ -19,22 +20,33 @@ type evUp struct {
 	addr string
 	c    *evClient // the client whose request it carries; nil when idle
 	last *evClient // the client of the last request it carried
-	in   []byte
-	off  int
-	out  appendBuf
-	res  resHead
-	// bodyLeft is what is left to relay of the response's body.
-	bodyLeft int64
-	deadline time.Time
-	lastUsed time.Time
-	reused   bool // it carried a request before this one
-	wrote    bool // some of the request was written
-	sent     bool // the whole request was written
-	got      bool // some of a response came
-	headDone bool // the response head went to the client
-	paused   bool // the client's backlog is full
-	pending  bool // the socket may hold input not read yet
-	eof      bool
+	// in holds what was read from the endpoint; in[off:] is not taken
+	// yet. The response head points into it until it is relayed.
+	in  []byte
+	off int
+	out []byte // the request, or what is left of it to write
+	// bodyOff is how much of a buffered body (the client's buf) went
+	// into out already.
+	bodyOff int64
+	res     h1.Response
+	body    h1.Body // the response body's framing
+	// chunkOut: the body goes to the client chunked; trailers: its
+	// trailer section began.
+	chunkOut, trailers bool
+	// deadline ends the current wait: for the connection, for the
+	// endpoint to take the request, or to send more of its answer.
+	deadline  time.Time
+	lastUsed  time.Time
+	started   time.Time // when the request was first sent
+	reused    bool      // it carried a request before this one
+	connected bool      // some of the request was written
+	sent      bool      // the whole request was written
+	got       bool      // some of a response came
+	headDone  bool      // the response head went to the client
+	paused    bool      // the client's backlog is full
+	pending   bool      // the socket may hold input not read yet
+	hup       bool      // epoll told of the endpoint's end
+	eof       bool
 }
 
 func (u *evUp) event(ev uint32) {
@@ -44,58 +56,98 @@ func (u *evUp) event(ev uint32) {
 		}
 		return
 	}
-	if ev&syscall.EPOLLOUT != 0 && len(u.out) > 0 {
-		if !u.flush() {
-			return
-		}
+	if ev&syscall.EPOLLOUT != 0 && !u.sent && !u.flush() {
+		return
 	}
 	if ev&(syscall.EPOLLIN|evHangup) != 0 {
 		u.pending = true
+		u.hup = u.hup || ev&evHangup != 0
 		if !u.paused {
 			u.receive()
 		}
 	}
 }
 
+// send starts writing the client's request: the head as the plan has it
+// and its body.
+func (u *evUp) send() {
+	c := u.c
+	x := &c.x
+	length := int64(-1)
+	if x.Out.Body {
+		length = c.bodySize()
+	}
+	u.out = h1.AppendRequestHead(u.out[:0], x.Out.Method, x.Out.Target, x.Out.Host, x.Out.Fields, length)
+	if c.held != nil {
+		u.out = append(u.out, c.held...)
+		u.bodyOff = int64(len(c.held))
+	} else {
+		u.bodyOff = 0
+		u.fill()
+	}
+	u.started = u.l.now
+	if u.reused {
+		u.connected = true
+		u.deadline = u.l.now.Add(x.Limits.SendTimeout)
+	} else {
+		u.deadline = u.l.now.Add(x.Limits.ConnectTimeout)
+	}
+	u.flush()
+}
+
+// fill adds the next part of a buffered body to out.
+func (u *evUp) fill() {
+	b := &u.c.buf
+	if u.bodyOff >= b.size || len(u.out) >= 64<<10 {
+		return
+	}
+	n := int(min(b.size-u.bodyOff, 64<<10))
+	start := len(u.out)
+	u.out = append(u.out, make([]byte, n)...)
+	m, err := b.readAt(u.out[start:], u.bodyOff)
+	u.out = u.out[:start+m]
+	u.bodyOff += int64(m)
+	if err != nil && m < n {
+		u.l.s.log.Error("cannot read a buffered request body", "err", err)
+		u.bodyOff = b.size // what is sent ends short; the endpoint answers it or not
+	}
+}
+
 // flush writes the request. It reports false when that failed, the
 // request then being dealt with.
 func (u *evUp) flush() bool {
+	l := u.l
 	for len(u.out) > 0 {
 		n, full, err := writeSome(u.fd, u.out)
 		switch {
 		case full:
 			return true
 		case err != nil:
-			if !u.wrote && !u.reused {
+			if !u.connected {
 				if serr := sockError(u.fd); serr != nil {
 					err = serr
 				}
-				u.c.upFailed(u, dialError(err))
+				u.c.upFailed(u, exchange.FailConnect)
 				return false
 			}
 			// The endpoint closed: on a kept-alive connection, before it
 			// read the request; or it answered before it took the whole
 			// body (a 413, say). Reading tells which: what it said is
 			// the client's answer, if it said it all.
-			u.out, u.wrote = u.out[:0], true
-			u.deadline = u.l.now.Add(u.l.s.opts.ResponseHeaderTimeout)
+			u.out = u.out[:0]
+			u.deadline = l.now.Add(u.c.x.Limits.ReadTimeout)
 			u.pending = true
 			u.receive()
 			return false
 		}
-		if !u.wrote { // connected: from now on the endpoint has ResponseHeaderTimeout
-			u.wrote = true
-			u.deadline = u.l.now.Add(u.l.s.opts.ResponseHeaderTimeout)
-		}
-		if n < len(u.out) {
-			u.out = append(u.out[:0], u.out[n:]...)
-			continue
-		}
-		u.out = u.out[:0]
+		u.connected = true
+		u.deadline = l.now.Add(u.c.x.Limits.SendTimeout)
+		u.out = append(u.out[:0], u.out[n:]...)
+		u.fill()
 	}
 	if !u.sent {
 		u.sent = true
-		u.deadline = u.l.now.Add(u.l.s.opts.ResponseHeaderTimeout)
+		u.deadline = l.now.Add(u.c.x.Limits.ReadTimeout)
 	}
 	return true
 }
@@ -128,43 +180,45 @@ func (u *evUp) read() bool {
 		u.pending = false
 		return true
 	case err != nil:
-		u.broken(os.NewSyscallError("read", err))
+		u.broken(false)
 		return false
 	case n == 0:
 		u.pending, u.eof = false, true
-		if !u.headDone || u.bodyLeft > 0 {
-			err := io.ErrUnexpectedEOF
-			if !u.got {
-				err = io.EOF
-			}
-			u.broken(err)
-			return false
-		}
 		return true
 	}
 	u.got = true
 	u.in = in
-	u.pending = len(u.in) == cap(u.in)
+	// A short read emptied the socket, unless the endpoint's end came
+	// with its last bytes: edge-triggered epoll tells of it only once.
+	u.pending = len(u.in) == cap(u.in) || u.hup
+	if !u.paused {
+		u.deadline = u.l.now.Add(u.c.x.Limits.ReadTimeout)
+	}
 	return true
 }
 
-// broken handles a read error err: before the response head went out,
-// the request fails or is tried again; after, the client's connection is
-// cut, so that it sees a broken answer rather than a short one.
-func (u *evUp) broken(err error) {
+// broken handles an endpoint that broke the connection or went silent:
+// before the response head went out, the attempt failed; after, the
+// client's connection is cut, so that it sees a broken answer rather than
+// a short one that looks whole.
+func (u *evUp) broken(timeout bool) {
 	c := u.c
 	if !u.headDone {
-		if !u.wrote && !u.reused {
-			err = dialError(err) // it never connected
-		} else {
-			err = &net.OpError{Op: "read", Net: "tcp", Err: err}
+		f := exchange.FailReset
+		switch {
+		case !u.connected:
+			f = exchange.FailConnect
+		case timeout:
+			f = exchange.FailTimeout
+		case u.reused && !u.got:
+			f = exchange.FailStale
 		}
-		c.upFailed(u, err)
+		c.upFailed(u, f)
 		return
 	}
-	c.rec.UpstreamError = "body"
-	c.l.s.log.Debug("upstream body error", "endpoint", c.rec.Endpoint, "err", err)
-	c.hc.observe(&c.rec)
+	c.x.BodyBroken()
+	c.l.s.log.Debug("upstream body error", "endpoint", c.x.Record.Endpoint, "timeout", timeout)
+	c.observe()
 	c.close()
 }
 
@@ -172,63 +226,105 @@ func (u *evUp) broken(err error) {
 // the body.
 func (u *evUp) relay() {
 	c := u.c
-	hc := c.hc
+	x := &c.x
 	for !u.headDone {
-		b := u.in[u.off:]
-		skip, end, st := findHead(b, maxResponseHeaderBytes)
-		switch st {
-		case headIncomplete:
-			return
-		case headTooLarge:
-			c.upFailed(u, errHeadersTooLarge)
-			return
-		}
-		if err := parseResponseHead(b[skip:end], &u.res); err != nil {
-			c.upFailed(u, err)
-			return
-		}
-		u.off += end
+		n, err := h1.ParseResponse(u.in[u.off:], maxResponseHeaderBytes, &u.res)
 		switch {
-		case u.res.status == 101:
-			c.upFailed(u, errBadResponse("101 Switching Protocols to a request without Upgrade"))
+		case err != nil:
+			c.upFailed(u, exchange.FailInvalid)
 			return
-		case u.res.status < 200:
+		case n == 0:
+			if u.eof {
+				u.broken(false)
+			}
+			return
+		}
+		u.off += n
+		if u.res.Status < 200 && u.res.Status != 101 {
 			continue // 1xx: the final answer follows
 		}
-		noBody := noResponseBody(hc.req.method, u.res.status)
-		if !noBody && u.res.length < 0 {
-			c.migrateResponse(u)
+		if !x.Accept(u.res.Status, u.res.Upgrade) {
+			c.upFailed(u, exchange.FailInvalid)
 			return
 		}
-		if u.wrote && !u.sent { // an early answer: neither side can go on
-			u.res.close = true
-			hc.keepUnlessBodyLarge()
+		if u.connected && !u.sent { // an early answer: neither side can go on
+			u.res.Close = true
+			x.Close = true
 		}
 		u.headDone = true
-		u.deadline = time.Time{}
-		hc.bw.Reset(&c.out)
-		hc.responseHead(c.rec.Start, &u.res)
-		_ = hc.bw.Flush()
-		c.rec.Status = u.res.status
-		if !noBody {
-			u.bodyLeft = u.res.length
-		}
+		x.Record.UpstreamTime = u.l.now.Sub(u.started)
+		u.head()
 	}
-	if n := min(u.bodyLeft, int64(len(u.in)-u.off)); n > 0 {
-		c.out = append(c.out, u.in[u.off:u.off+int(n)]...)
-		u.off += int(n)
-		u.bodyLeft -= n
-	}
-	if u.bodyLeft > 0 {
-		if !c.flush() {
+	for {
+		p, n, err := u.body.Next(u.in[u.off:], u.eof)
+		u.off += n
+		if err != nil {
+			u.broken(false)
 			return
 		}
-		if c.owed() > maxEvBacklog {
-			u.paused = true
+		switch p.Kind {
+		case h1.Data:
+			if u.chunkOut {
+				c.out = h1.AppendChunk(c.out, p.Data)
+			} else {
+				c.out = append(c.out, p.Data...)
+			}
+			x.Record.BytesOut += int64(len(p.Data))
+			continue
+		case h1.Trailer:
+			if u.chunkOut && exchange.ForwardTrailer(p.Field.Name) {
+				if !u.trailers {
+					c.out = append(c.out, "0\r\n"...)
+					u.trailers = true
+				}
+				c.out = h1.AppendFields(c.out, []h1.Field{p.Field})
+			}
+			continue
+		case h1.End:
+			switch {
+			case u.trailers:
+				c.out = append(c.out, "\r\n"...)
+			case u.chunkOut:
+				c.out = h1.AppendLastChunk(c.out, nil)
+			}
+			u.done()
+			return
 		}
+		break // More
+	}
+	if !c.flush() {
 		return
 	}
-	u.done()
+	if c.owed() > maxEvBacklog {
+		u.paused = true
+		u.deadline = time.Time{} // the client's send timeout runs
+	}
+}
+
+// head writes the response head to the client and sets up the relay of
+// its body.
+func (u *evUp) head() {
+	c := u.c
+	res := &u.res
+	noBody := h1.NoBody(c.req.Method, res.Status)
+	// A body of unknown length goes out chunked to HTTP/1.1, and to
+	// HTTP/1.0 until the connection ends.
+	u.chunkOut = !noBody && res.Length < 0 && c.req.Minor == 1
+	if !noBody && res.Length < 0 && c.req.Minor == 0 {
+		c.closeAfter = true
+	}
+	reason := res.Reason
+	if reason == "" {
+		reason = h1.StatusText(res.Status)
+	}
+	n := len(c.out)
+	c.out = h1.AppendResponseHead(c.out, c.req.Minor, res.Status, reason, c.x.ResponseFields(res, u.l.now), res.Length, u.chunkOut, c.connection())
+	c.x.Record.BytesOut += int64(len(c.out) - n)
+	length := res.Length
+	if noBody {
+		length = 0
+	}
+	u.body.Reset(length, res.Chunked && !noBody)
 }
 
 // done: the response is relayed whole. The connection goes back to the
@@ -238,7 +334,7 @@ func (u *evUp) done() {
 	c.up, u.c = nil, nil
 	// Bytes past the end of the response (a body to HEAD, say) would be
 	// read as the next request's answer: such a connection is not reused.
-	if u.res.close || u.off != len(u.in) || u.eof || !u.sent {
+	if u.res.Close || u.off != len(u.in) || u.eof || !u.sent {
 		u.l.closeUp(u)
 	} else {
 		u.l.putIdle(u)
@@ -246,46 +342,37 @@ func (u *evUp) done() {
 	c.finish()
 }
 
-// sockaddrs returns the endpoint addresses of up, parsed once per
-// Upstream, or nil when one is not an IP address and port, which the loop
-// cannot dial without a resolver.
-func (l *evloop) sockaddrs(up *Upstream) []syscall.Sockaddr {
-	sas, ok := l.addrs[up]
-	if ok {
-		return sas
-	}
-	if len(l.addrs) >= 1024 { // every change of the routes makes new Upstreams
-		clear(l.addrs)
-	}
-	sas = make([]syscall.Sockaddr, len(up.Addrs))
-	for i, addr := range up.Addrs {
-		ap, err := netip.ParseAddrPort(addr)
-		a := ap.Addr()
-		switch {
-		case err != nil || a.Zone() != "":
-			sas = nil
-		case a.Is4() || a.Is4In6():
-			sas[i] = &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-		default:
-			sas[i] = &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+// scan applies the connection's timeouts, or, idle, its keep-alive.
+func (u *evUp) scan(closing bool) {
+	l := u.l
+	switch {
+	case u.c != nil && !u.deadline.IsZero() && l.now.After(u.deadline):
+		if !u.connected {
+			u.c.upFailed(u, exchange.FailConnect)
+			return
 		}
-		if sas == nil {
-			break
-		}
+		u.broken(true)
+	case u.c == nil && (closing || l.now.Sub(u.lastUsed) >= l.s.pool.idleFor):
+		l.dropIdle(u)
 	}
-	l.addrs[up] = sas
-	return sas
 }
 
-// dial starts connecting to addr, whose parsed form is sa.
-func (l *evloop) dial(addr string, sa syscall.Sockaddr) (*evUp, error) {
+// dial starts connecting to addr, ap parsed.
+func (l *evloop) dial(addr string, ap netip.AddrPort) (*evUp, error) {
+	if !ap.IsValid() {
+		return nil, os.ErrInvalid // not an IP address and port
+	}
+	var sa syscall.Sockaddr
 	family := syscall.AF_INET
-	if _, v6 := sa.(*syscall.SockaddrInet6); v6 {
+	if a := ap.Addr(); a.Is4() {
+		sa = &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else {
 		family = syscall.AF_INET6
+		sa = &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
 	}
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, dialError(os.NewSyscallError("socket", err))
+		return nil, os.NewSyscallError("socket", err)
 	}
 	// As net.Dialer sets them: no Nagle, keep-alive probes after 30 s.
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
@@ -294,19 +381,14 @@ func (l *evloop) dial(addr string, sa syscall.Sockaddr) (*evUp, error) {
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 30)
 	if err := syscall.Connect(fd, sa); err != nil && err != syscall.EINPROGRESS {
 		syscall.Close(fd)
-		return nil, dialError(os.NewSyscallError("connect", err))
+		return nil, os.NewSyscallError("connect", err)
 	}
 	u := &evUp{l: l, fd: fd, addr: addr, in: make([]byte, 0, 16<<10)}
 	if err := l.register(fd, u); err != nil {
 		syscall.Close(fd)
-		return nil, dialError(err)
+		return nil, err
 	}
 	return u, nil
-}
-
-// dialError is err as net.Dialer would report it: a connect error.
-func dialError(err error) error {
-	return &net.OpError{Op: "dial", Net: "tcp", Err: err}
 }
 
 // sockError is the pending error of the socket fd, if any.
@@ -321,10 +403,11 @@ func sockError(fd int) error {
 	return nil
 }
 
-// takeIdle returns an idle connection to addr, or nil. A request that
-// cannot be sent again only goes on a connection the endpoint has not
-// closed meanwhile.
-func (l *evloop) takeIdle(addr string, replayable bool) *evUp {
+// takeIdle returns an idle connection to addr, or nil. One that became
+// readable while idle is closed, never reused: its readiness may wait
+// among this batch's events still to be handled, so the loop looks there
+// (and the kernel, with one peek, for what came since).
+func (l *evloop) takeIdle(addr string) *evUp {
 	h := l.idle[addr]
 	if h == nil {
 		return nil
@@ -336,7 +419,7 @@ func (l *evloop) takeIdle(addr string, replayable bool) *evUp {
 		if l.fds[u.fd] != u { // closed meanwhile
 			continue
 		}
-		if l.now.Sub(u.lastUsed) < l.s.pool.idleFor && (replayable || u.alive()) {
+		if l.now.Sub(u.lastUsed) < l.s.pool.idleFor && !l.readyInBatch(u.fd) && u.quiet() {
 			u.reset()
 			return u
 		}
@@ -345,15 +428,26 @@ func (l *evloop) takeIdle(addr string, replayable bool) *evUp {
 	return nil
 }
 
-// alive reports whether the endpoint has sent nothing, not even its end.
-func (u *evUp) alive() bool {
+// readyInBatch reports whether the events of this batch still to be
+// handled hold fd's.
+func (l *evloop) readyInBatch(fd int) bool {
+	for _, ev := range l.events[l.at+1 : l.n] {
+		if int(ev.Fd) == fd {
+			return true
+		}
+	}
+	return false
+}
+
+// quiet reports whether the endpoint has sent nothing, not even its end.
+func (u *evUp) quiet() bool {
 	var b [1]byte
 	_, _, err := syscall.Recvfrom(u.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return err == syscall.EAGAIN
 }
 
 func (u *evUp) reset() {
-	*u = evUp{l: u.l, fd: u.fd, addr: u.addr, in: u.in[:0], out: u.out[:0], res: resHead{fields: u.res.fields[:0]}, lastUsed: u.lastUsed, reused: true}
+	*u = evUp{l: u.l, fd: u.fd, addr: u.addr, in: u.in[:0], out: u.out[:0], res: h1.Response{Fields: u.res.Fields[:0]}, lastUsed: u.lastUsed, reused: true}
 }
 
 func (l *evloop) putIdle(u *evUp) {

@@ -19,17 +19,16 @@ func TestPoolConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			up := NewUpstream("a:1", "b:1")
-			i := g % 2
+			addr := []string{"a:1", "b:1"}[g%2]
 			for range 500 {
-				c := p.get(p.list(up, i), time.Now())
+				c := p.get(p.list(addr), time.Now())
 				if c == nil {
-					c = &upConn{Conn: &closeCounter{}}
+					c = &upConn{Conn: &closeCounter{}, list: p.list(addr)}
 					mu.Lock()
 					open[c] = true
 					mu.Unlock()
 				}
-				p.put(p.list(up, i), c, time.Now())
+				p.put(c, time.Now())
 				if g == 0 {
 					p.closeIdle(true)
 				}

@@ -3,31 +3,47 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
 
 // Server serves HTTP and HTTPS from the Config last stored.
 type Server struct {
-	opts      Options
-	cfg       atomic.Pointer[Config]
-	transport *http.Transport
-	pool      *pool
-	defCert   *tls.Certificate
-	log       *slog.Logger
-	date      atomic.Pointer[dateValue]
+	opts    Options
+	policy  *exchange.Policy
+	cfg     atomic.Pointer[exchange.Config]
+	pool    *pool
+	defCert *tls.Certificate
+	log     *slog.Logger
 
-	// The connections of the fast loop, for shutdown.
+	// h2 serves the connections that choose HTTP/2; h2base is the
+	// http.Server whose Shutdown tells them to go away.
+	h2     *http2.Server
+	h2base *http.Server
+
+	// The connections of the goroutine loop (HTTP/2 ones included), for
+	// shutdown; connsWG counts the event loops' too.
 	connsMu sync.Mutex
 	conns   map[*h1conn]struct{}
 	connsWG sync.WaitGroup
 	closing atomic.Bool
+
+	// open counts the client connections held, for MaxConnections;
+	// refused those closed for it.
+	open        atomic.Int64
+	inLoops     atomic.Int64 // of them, those an event loop serves
+	refused     atomic.Uint64
+	refusedLogs atomic.Int64 // the second of the last log line about it
 }
 
 // New returns a Server that serves an empty Config (every request 404)
@@ -37,7 +53,7 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: logger, defCert: opts.DefaultCert, conns: map[*h1conn]struct{}{}}
+	s := &Server{opts: opts, policy: exchange.NewPolicy(opts.Policy), log: logger, defCert: opts.DefaultCert, conns: map[*h1conn]struct{}{}}
 	if s.defCert == nil {
 		c, err := SelfSigned("portico default certificate")
 		if err != nil {
@@ -45,34 +61,45 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 		}
 		s.defCert = c
 	}
-	s.transport = &http.Transport{
-		Proxy: nil, // endpoints are dialled directly, whatever the environment says
-		DialContext: (&net.Dialer{
-			Timeout:   opts.DialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		// The client's Accept-Encoding goes through untouched, and so does
-		// the body: no transparent gzip.
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-		WriteBufferSize:        16 << 10,
-		ReadBufferSize:         16 << 10,
-	}
 	s.pool = newPool(opts)
-	s.cfg.Store(&Config{})
+	s.h2 = &http2.Server{
+		IdleTimeout:          opts.IdleTimeout,
+		MaxConcurrentStreams: 128, // nginx's http2_max_concurrent_streams
+	}
+	s.h2base = &http.Server{
+		MaxHeaderBytes: opts.MaxHeaderBytes,
+		IdleTimeout:    opts.IdleTimeout,
+		// Hostile clients make the HTTP/2 server log: keep it at debug.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
+		return nil, err
+	}
+	s.cfg.Store(&exchange.Config{})
 	return s, nil
 }
 
 // Store makes c the Config of every request that starts from now on.
 // c must not be modified afterwards.
-func (s *Server) Store(c *Config) { s.cfg.Store(c) }
+func (s *Server) Store(c *exchange.Config) { s.cfg.Store(c) }
 
 // Config returns the Config requests see now.
-func (s *Server) Config() *Config { return s.cfg.Load() }
+func (s *Server) Config() *exchange.Config { return s.cfg.Load() }
+
+// Stats are the server's connection counts.
+type Stats struct {
+	// Open is the client connections held now; Loop those of them an
+	// event loop serves.
+	Open, Loop int64
+	// Refused counts the connections closed at once because
+	// MaxConnections were open.
+	Refused uint64
+}
+
+// Stats returns the connection counts.
+func (s *Server) Stats() Stats {
+	return Stats{Open: s.open.Load(), Loop: s.inLoops.Load(), Refused: s.refused.Load()}
+}
 
 // TLSConfig returns the TLS settings of the HTTPS listener: TLS 1.2 or
 // newer, HTTP/2 and HTTP/1.1 by ALPN, certificate chosen by SNI.
@@ -84,46 +111,40 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 }
 
-// certificate picks the certificate for a handshake: the Secret the routes
-// name for the server name when it loaded, else the default certificate.
 func (s *Server) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	cfg := s.cfg.Load()
-	if hello.ServerName != "" {
-		if ref, ok := cfg.Routes.TLS(hello.ServerName); ok && ref.Name != "" {
-			if c := cfg.Certs[ref]; c != nil {
-				return c, nil
-			}
-		}
-	}
-	if cfg.DefaultCert != nil {
-		return cfg.DefaultCert, nil
+	if c := s.cfg.Load().Certificate(hello.ServerName); c != nil {
+		return c, nil
 	}
 	return s.defCert, nil
 }
 
-// httpServer returns the http.Server that serves the connections the fast
-// loop hands off on one listener, with the limits of the Options; tlsOn
-// adds the TLS settings.
-func (s *Server) httpServer(tlsOn bool) *http.Server {
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
-		IdleTimeout:       s.opts.IdleTimeout,
-		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
-		ConnContext:       connContext,
-		// Hostile clients make net/http log (bad handshakes, ...): keep it
-		// out of the error level.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+// front serves one listener.
+type front struct {
+	s   *Server
+	ln  net.Listener
+	tls *tls.Config // nil: plain HTTP
+	// ev are the event loops that serve plain HTTP (evloop_linux.go);
+	// nil: the goroutine loop serves every connection.
+	ev *evLoops
+}
+
+func (s *Server) newFront(ln net.Listener, tlsOn bool) *front {
+	f := &front{s: s, ln: ln}
 	if tlsOn {
-		hs.TLSConfig = s.TLSConfig()
+		f.tls = s.TLSConfig()
+	} else if !s.opts.GoroutineLoop {
+		ev, err := newEvLoops(f)
+		if err != nil {
+			s.log.Warn("serving plain HTTP without event loops", "err", err)
+		}
+		f.ev = ev
 	}
-	return hs
+	return f
 }
 
 // Serve serves plain HTTP on plain and HTTPS on secure (either may be nil)
-// until ctx ends, then shuts down gracefully, giving in-flight requests up to
-// grace to finish. A Server serves once: it stays shut afterwards.
+// until ctx ends, then shuts down gracefully, giving in-flight requests up
+// to grace to finish. A Server serves once: it stays shut afterwards.
 func (s *Server) Serve(ctx context.Context, plain, secure net.Listener, grace time.Duration) error {
 	var fronts []*front
 	errc := make(chan error, 2)
@@ -157,10 +178,6 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, f := range fronts {
-		wg.Go(func() { _ = f.hs.Shutdown(sctx) })
-	}
 	var loops []*evLoops
 	for _, f := range fronts {
 		if f.ev != nil {
@@ -171,95 +188,140 @@ wait:
 	for _, e := range loops {
 		e.wait()
 	}
-	wg.Wait()
-	s.transport.CloseIdleConnections()
 	s.pool.closeIdle(true)
 	return err
 }
 
-var (
-	serverHeader = []string{"portico"}
-	textPlain    = []string{"text/plain; charset=utf-8"}
-	nosniff      = []string{"nosniff"}
-)
-
-// ServeHTTP routes and forwards one request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	requestTLS(r)
-	rec := Record{Start: time.Now(), Method: r.Method, Host: r.Host, Path: r.URL.Path, Client: r.RemoteAddr, Proto: r.Proto}
-	w.Header()["Server"] = serverHeader
-	rec.Status = s.serve(w, r, &rec)
-	if s.opts.Observe != nil {
-		rec.Duration = time.Since(rec.Start)
-		s.opts.Observe(rec)
+// serve accepts connections until the listener is closed.
+func (f *front) serve() error {
+	var backoff time.Duration
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, as
+				// net/http does, rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				f.s.log.Debug("accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !f.s.admit(c) {
+			continue
+		}
+		if f.ev != nil && f.ev.adopt(c) {
+			continue
+		}
+		hc := f.s.track(c, f)
+		if hc == nil { // shutting down
+			f.s.closed()
+			c.Close()
+			continue
+		}
+		go hc.serve()
 	}
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *Record) int {
-	if r.Method == http.MethodConnect {
-		return answer(w, http.StatusMethodNotAllowed, "CONNECT is not supported")
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// admit counts a new connection in, or closes it when MaxConnections are
+// open already, as nginx does when its worker_connections run out.
+func (s *Server) admit(c net.Conn) bool {
+	if s.open.Add(1) <= int64(s.opts.MaxConnections) {
+		return true
 	}
-	rawPath := requestPath(r)
-	if err := CheckPath(r.URL.Path, rawPath); err != nil {
-		return answer(w, http.StatusBadRequest, err.Error())
+	s.open.Add(-1)
+	s.refused.Add(1)
+	_ = c.Close()
+	if now := time.Now().Unix(); s.refusedLogs.Swap(now) != now {
+		s.log.Warn("connection refused: the limit of open connections is reached", "limit", s.opts.MaxConnections, "refusedSoFar", s.refused.Load())
 	}
-	cfg := s.cfg.Load()
-	be, ok := cfg.Routes.Match(r.Host, r.URL.Path)
-	if !ok {
-		return answer(w, http.StatusNotFound, "no route for this host and path")
+	return false
+}
+
+// closed counts a client connection out.
+func (s *Server) closed() { s.open.Add(-1) }
+
+// shutdown tells HTTP/2 clients to go away, closes idle connections until
+// none is left or ctx ends, then closes the rest. The event loops close
+// their own.
+func (s *Server) shutdown(ctx context.Context, loops []*evLoops) {
+	s.connsMu.Lock()
+	s.closing.Store(true)
+	s.connsMu.Unlock()
+	for _, e := range loops {
+		e.stop(false)
 	}
-	rec.Ingress = be.Ingress
-	if r.TLS == nil && !be.NoSSLRedirect {
-		if _, tlsOn := cfg.Routes.TLS(r.Host); tlsOn {
-			return redirect(w, r)
+	go func() { _ = s.h2base.Shutdown(ctx) }() // GOAWAY to every HTTP/2 connection
+	done := make(chan struct{})
+	go func() { s.connsWG.Wait(); close(done) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.connsMu.Lock()
+		for hc := range s.conns {
+			if hc.state.CompareAndSwap(connIdle, connClosing) {
+				_ = hc.raw.Close()
+			}
+		}
+		s.connsMu.Unlock()
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		case <-ctx.Done():
+			for _, e := range loops {
+				e.stop(true)
+			}
+			s.connsMu.Lock()
+			for hc := range s.conns {
+				_ = hc.raw.Close()
+			}
+			s.connsMu.Unlock()
+			<-done
+			return
 		}
 	}
-	if be.Resource != "" {
-		return answer(w, http.StatusServiceUnavailable, "the backend is a resource backend, which Portico does not serve")
-	}
-	rec.Target = TargetOf(be)
-	up := cfg.Upstreams[rec.Target]
-	if up == nil || len(up.Addrs) == 0 {
-		return answer(w, http.StatusServiceUnavailable, "the backend service has no ready endpoint")
-	}
-	if bodyless(r) && idempotent(r.Method) && upgradeType(r.Header) == "" {
-		return s.fastForward(w, r, up, rec)
-	}
-	return s.forward(w, r, rawPath, up, rec)
 }
 
-// requestPath returns the path of the request as the client sent it,
-// escapes and all.
-func requestPath(r *http.Request) string {
-	uri := r.RequestURI
-	if uri == "" || uri[0] != '/' { // absolute form, or not from a server
-		return r.URL.EscapedPath()
+// hold counts an event loop's new connection in, for shutdown; it reports
+// false when the server is shutting down.
+func (s *Server) hold() bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.closing.Load() {
+		return false
 	}
-	if i := strings.IndexByte(uri, '?'); i >= 0 {
-		uri = uri[:i]
-	}
-	return uri
+	s.connsWG.Add(1)
+	return true
 }
 
-// answer writes a short plain-text response of the proxy's own.
-func answer(w http.ResponseWriter, code int, reason string) int {
-	h := w.Header()
-	h["Content-Type"] = textPlain
-	h["X-Content-Type-Options"] = nosniff
-	w.WriteHeader(code)
-	_, _ = fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), reason)
-	return code
+// unhold counts an event loop's connection out: it is closed.
+func (s *Server) unhold() {
+	s.connsWG.Done()
+	s.closed()
 }
 
-// redirect sends a plain HTTP request to the same URL over HTTPS. The host
-// has TLS in the routes, so it is a DNS name; its port (the plain one) is
-// dropped.
-func redirect(w http.ResponseWriter, r *http.Request) int {
-	host := r.Host
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
-	}
-	w.Header()["Location"] = []string{"https://" + host + r.URL.RequestURI()}
-	w.WriteHeader(http.StatusPermanentRedirect)
-	return http.StatusPermanentRedirect
+// resume starts the goroutine loop on a connection an event loop hands
+// over, pending being what the loop read of it and did not serve: a
+// request begun, served even if shutdown began. The connection keeps its
+// place in connsWG.
+func (s *Server) resume(c net.Conn, pending []byte, f *front) {
+	s.connsMu.Lock()
+	hc := s.register(c, f)
+	s.connsMu.Unlock()
+	hc.in = append(hc.in[:0], pending...)
+	hc.resumed = len(pending) > 0
+	hc.state.Store(connActive)
+	go hc.serve()
 }

@@ -1,39 +1,34 @@
 package proxy
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
-	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
 )
 
-// The proxy talks HTTP/1.1 to endpoints itself, on the goroutine of the
-// request, over a per-endpoint idle pool: the fast loop for everything it
-// serves (h1forward.go), and fastForward below for the idempotent requests
-// without a body that net/http serves (HTTP/2, handed-off connections).
-// http.Transport, kept for net/http's requests with bodies and for
-// upgrades, spends two goroutine hand-offs and a request clone on every
-// request; measured, doing without them roughly doubles the proxy's
-// requests per second.
+// The goroutine loop and the HTTP/2 adapter talk HTTP/1.1 to endpoints
+// over blocking connections, on the goroutine of the request; the event
+// loops keep their own, non-blocking ones (evupstream_linux.go). Both
+// carry out the exchange's attempt plan and frame with the codec.
+
+// maxResponseHeaderBytes bounds an endpoint's response head.
+const maxResponseHeaderBytes = 1 << 20
 
 // pool keeps idle keep-alive connections to endpoints. Each endpoint has
 // its own idle list and lock: requests to different endpoints never wait
-// for each other. The lists are found by address in a map, and cached in
-// the Upstreams of the Config, so that a request finds its list with no
-// lookup at all.
+// for each other.
 type pool struct {
-	dialer  net.Dialer
 	maxIdle int
 	idleFor time.Duration
-
-	hosts sync.Map // endpoint address → *idleConns
+	hosts   sync.Map // endpoint address → *idleConns
 }
 
 // idleConns are the idle connections to one endpoint, most recent last.
@@ -46,67 +41,12 @@ type idleConns struct {
 	gone atomic.Bool
 }
 
-type upConn struct {
-	net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	lastUsed time.Time
-	deadline lazyDeadline
-	// head and res are the last response head read by the fast loop.
-	head []byte
-	res  resHead
-	// budget is what the next reads from the endpoint may bring: bounded
-	// while response headers are read, so that an endpoint sending
-	// endless headers cannot make the proxy buffer them all.
-	budget int64
-}
-
-// maxResponseHeaderBytes bounds an endpoint's response headers, as
-// http.Transport's MaxResponseHeaderBytes does for the other path.
-const maxResponseHeaderBytes = 1 << 20
-
-var errHeadersTooLarge = errors.New("the endpoint's response headers are larger than 1 MiB")
-
-// Read reads from the endpoint within the budget.
-func (c *upConn) Read(p []byte) (int, error) {
-	if c.budget <= 0 {
-		return 0, errHeadersTooLarge
-	}
-	if int64(len(p)) > c.budget {
-		p = p[:c.budget]
-	}
-	if err := c.deadline.apply(c.Conn); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(p)
-	c.budget -= int64(n)
-	return n, err
-}
-
 func newPool(opts Options) *pool {
-	return &pool{
-		dialer:  net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
-		maxIdle: opts.MaxIdleConnsPerHost,
-		idleFor: 90 * time.Second,
-	}
+	return &pool{maxIdle: opts.MaxIdleConnsPerHost, idleFor: 90 * time.Second}
 }
 
-// list returns the idle list of endpoint i of up.
-func (p *pool) list(up *Upstream, i int) *idleConns {
-	if i < len(up.idle) {
-		if h := up.idle[i].Load(); h != nil && !h.gone.Load() {
-			return h
-		}
-	}
-	h := p.lookup(up.Addrs[i])
-	if i < len(up.idle) {
-		up.idle[i].Store(h)
-	}
-	return h
-}
-
-// lookup returns the idle list of addr, made when missing.
-func (p *pool) lookup(addr string) *idleConns {
+// list returns the idle list of addr, made when missing.
+func (p *pool) list(addr string) *idleConns {
 	v, ok := p.hosts.Load(addr)
 	if !ok {
 		v, _ = p.hosts.LoadOrStore(addr, &idleConns{addr: addr})
@@ -114,65 +54,41 @@ func (p *pool) lookup(addr string) *idleConns {
 	return v.(*idleConns)
 }
 
-// get returns an idle connection from h, or nil. now is the start of the
-// request: clocks are read once per request, not per step.
+// get returns an idle connection from h, or nil. A connection that
+// became readable while idle (the endpoint sent bytes nobody asked for,
+// or its end) is closed, never reused: those bytes would be read as the
+// next request's answer.
 func (p *pool) get(h *idleConns, now time.Time) *upConn {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for len(h.conns) > 0 {
-		c := h.conns[len(h.conns)-1]
-		h.conns[len(h.conns)-1] = nil
-		h.conns = h.conns[:len(h.conns)-1]
-		if now.Sub(c.lastUsed) < p.idleFor {
+	for {
+		h.mu.Lock()
+		n := len(h.conns)
+		if n == 0 {
+			h.mu.Unlock()
+			return nil
+		}
+		c := h.conns[n-1]
+		h.conns[n-1] = nil
+		h.conns = h.conns[:n-1]
+		h.mu.Unlock()
+		if now.Sub(c.lastUsed) < p.idleFor && c.quiet() {
+			c.reused = true
 			return c
 		}
 		c.Close()
 	}
-	return nil
 }
 
-func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
-	c, err := p.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	u := &upConn{Conn: c, bw: bufio.NewWriterSize(c, 8<<10), budget: math.MaxInt64}
-	u.br = bufio.NewReaderSize(u, 16<<10)
-	return u, nil
-}
-
-// alive reports whether an idle connection is still open: the endpoint
-// has neither closed it nor sent anything unasked. It costs a system call,
-// spent only on requests that cannot be sent again.
-func (c *upConn) alive() bool {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	open := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = rerr == syscall.EAGAIN // nothing to read: neither data nor EOF
-		return true
-	})
-	return err == nil && open
-}
-
-// put returns a connection whose last response was read to its end to
-// h; now is the start of that request, which counts as the connection's
-// last use.
-func (p *pool) put(h *idleConns, c *upConn, now time.Time) {
+// put returns a connection whose last response was read to its end, and
+// nothing after it, to its list.
+func (p *pool) put(c *upConn, now time.Time) {
 	c.lastUsed = now
+	h := c.list
 	for {
 		h.mu.Lock()
 		if h.gone.Load() { // closeIdle just dropped it: take the new list
 			h.mu.Unlock()
-			h = p.lookup(h.addr)
+			h = p.list(h.addr)
+			c.list = h
 			continue
 		}
 		if len(h.conns) < p.maxIdle {
@@ -189,7 +105,7 @@ func (p *pool) put(h *idleConns, c *upConn, now time.Time) {
 
 // closeIdle closes the connections idle for longer than the pool keeps
 // them, or all of them; connections to endpoints that went away end here,
-// and so do the entries of endpoints left with none.
+// and so do the lists of endpoints left with none.
 func (p *pool) closeIdle(all bool) {
 	p.hosts.Range(func(addr, v any) bool {
 		h := v.(*idleConns)
@@ -213,192 +129,297 @@ func (p *pool) closeIdle(all bool) {
 	})
 }
 
-// errStale: a pooled connection turned out closed by the endpoint before
-// it answered; the request can go again on a new connection.
-var errStale = errors.New("idle upstream connection was closed")
-
-// roundTrip sends a request without a body on c and reads the response
-// headers. The response body reads from c.
-func (s *Server) roundTrip(c *upConn, r *http.Request, reused bool) (*http.Response, error) {
-	s.writeRequest(c.bw, r)
-	if err := c.bw.Flush(); err != nil {
-		if reused {
-			return nil, errStale
-		}
-		return nil, err
-	}
-	c.deadline.within(time.Now(), s.opts.ResponseHeaderTimeout)
-	c.budget = maxResponseHeaderBytes
-	defer func() { c.budget = math.MaxInt64 }()
-	for {
-		res, err := http.ReadResponse(c.br, requestFor(r.Method))
-		if err != nil {
-			if reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) && c.br.Buffered() == 0 {
-				return nil, errStale
-			}
-			return nil, err
-		}
-		if res.StatusCode >= 100 && res.StatusCode < 200 && res.StatusCode != http.StatusSwitchingProtocols {
-			continue // 103 Early Hints and the like: informational only
-		}
-		// The body may take its time. Unless it is all buffered already
-		// (small answers: no more reads, and the next request sets its own
-		// deadline), lift the header deadline.
-		if res.ContentLength < 0 || int64(c.br.Buffered()) < res.ContentLength {
-			c.deadline.none()
-		}
-		return res, nil
-	}
+// upConn is a blocking connection to an endpoint, carrying one request at
+// a time.
+type upConn struct {
+	net.Conn
+	list *idleConns
+	// in holds what was read from the endpoint; in[off:] is not taken
+	// yet. The response head points into it.
+	in  []byte
+	off int
+	out []byte // the request head and small body, as written
+	res h1.Response
+	// body reads the response body's framing.
+	body     h1.Body
+	rd       lazyDeadline
+	lastUsed time.Time
+	reused   bool // it carried a request before this one
+	got      bool // some of a response came
+	eof      bool // the endpoint sent its end
 }
 
-// isReset reports a read error other than a timeout: a timeout means the
-// endpoint is slow, not that the connection was stale, and must not be
-// waited out twice.
-func isReset(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "read" && !op.Timeout()
+func newUpConn(c net.Conn, list *idleConns) *upConn {
+	return &upConn{Conn: c, list: list, in: make([]byte, 0, 16<<10)}
 }
 
-var (
-	getRequest  = &http.Request{Method: http.MethodGet}
-	headRequest = &http.Request{Method: http.MethodHead}
-)
-
-// requestFor gives http.ReadResponse the method it needs to know whether a
-// body follows.
-func requestFor(method string) *http.Request {
-	switch method {
-	case http.MethodGet:
-		return getRequest
-	case http.MethodHead:
-		return headRequest
+// quiet reports whether an idle connection is still open and has sent
+// nothing: one system call, spent once per reuse.
+func (c *upConn) quiet() bool {
+	if c.off != len(c.in) {
+		return false
 	}
-	return &http.Request{Method: method}
-}
-
-// writeRequest writes r's request line and headers as they go upstream:
-// the client's target byte for byte, the client's headers less hop-by-hop
-// ones, and X-Forwarded-*.
-func (s *Server) writeRequest(w *bufio.Writer, r *http.Request) {
-	uri := r.RequestURI
-	if uri == "" || uri[0] != '/' {
-		uri = r.URL.RequestURI()
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
 	}
-	w.WriteString(r.Method)
-	w.WriteByte(' ')
-	w.WriteString(uri)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(r.Host)
-	w.WriteString("\r\n")
-
-	client := clientIP(r.RemoteAddr)
-	trusted := s.trusted(client)
-	conn := r.Header["Connection"]
-	for k, vv := range r.Header {
-		if hopByHop(k) || (len(conn) > 0 && listed(conn, k)) || k == "Host" {
-			continue
-		}
-		if k == "X-Forwarded-For" || (!trusted && forwarding(k)) {
-			continue
-		}
-		for _, v := range vv {
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
-	}
-	if te := r.Header["Te"]; len(te) > 0 && listed(te, "trailers") {
-		w.WriteString("Te: trailers\r\n")
-	}
-	w.WriteString("X-Forwarded-For: ")
-	if prior := r.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
-		for _, v := range prior {
-			w.WriteString(v)
-			w.WriteString(", ")
-		}
-	}
-	w.WriteString(client)
-	if _, ok := r.Header["X-Forwarded-Proto"]; !trusted || !ok {
-		if r.TLS != nil {
-			w.WriteString("\r\nX-Forwarded-Proto: https")
-		} else {
-			w.WriteString("\r\nX-Forwarded-Proto: http")
-		}
-	}
-	if _, ok := r.Header["X-Forwarded-Host"]; !trusted || !ok {
-		w.WriteString("\r\nX-Forwarded-Host: ")
-		w.WriteString(r.Host)
-	}
-	w.WriteString("\r\n\r\n")
-}
-
-// fastForward is forward for idempotent requests without a body: see the
-// comment at the top of this file.
-func (s *Server) fastForward(w http.ResponseWriter, r *http.Request, up *Upstream, rec *Record) int {
-	n := len(up.Addrs)
-	first := up.pick()
-	tries := min(n, 3)
-	var (
-		res *http.Response
-		c   *upConn
-		err error
-	)
-	var idle *idleConns
-	for i := range tries {
-		addr := up.Addrs[(first+i)%n]
-		rec.Endpoint, rec.Retries = addr, i
-		idle = s.pool.list(up, (first+i)%n)
-		if c = s.pool.get(idle, rec.Start); c != nil {
-			if res, err = s.roundTrip(c, r, true); err == errStale {
-				c.Close()
-				c = nil
-			}
-		}
-		if c == nil {
-			if c, err = s.pool.dial(r.Context(), addr); err != nil {
-				if isConnectError(err) && r.Context().Err() == nil {
-					continue // the next endpoint
-				}
-				break
-			}
-			res, err = s.roundTrip(c, r, false)
-		}
-		if err != nil {
-			c.Close()
-		}
-		break
-	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
-		return s.upstreamError(w, r, err, rec)
+		return false
 	}
+	quiet := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		quiet = rerr == syscall.EAGAIN // nothing to read: neither data nor its end
+		return true
+	})
+	return err == nil && quiet
+}
 
-	dst := w.Header()
-	copyHeader(dst, res.Header)
-	dst["Server"] = serverHeader
-	if len(res.Trailer) > 0 {
-		announceTrailers(dst, res.Trailer)
+// read reads what the endpoint sent into in, within timeout of now. The
+// response head is written to the client before the body is read, so
+// what was taken of in may be overwritten.
+func (c *upConn) read(timeout time.Duration) error {
+	if c.off == len(c.in) {
+		c.in, c.off = c.in[:0], 0
 	}
-	// A client that goes away must not keep the endpoint's connection: a
-	// body of unknown length has no read deadline, so unblock the read.
-	gone := context.AfterFunc(r.Context(), func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
-	w.WriteHeader(res.StatusCode)
-	berr := copyBody(w, res, r.Method)
-	left := !gone() // the deadline was clobbered: the connection is spent
-	if left && berr != nil {
-		berr = context.Canceled
+	c.in, c.off = makeRoom(c.in, c.off, true, 4<<10)
+	c.rd.within(time.Now(), timeout)
+	if err := c.rd.apply(c.Conn); err != nil {
+		return err
 	}
-	if berr == nil && !res.Close && !left && c.br.Buffered() == 0 { // see respond
-		s.pool.put(idle, c, rec.Start) // the body was read to its end: reusable
-	} else {
+	n, err := c.Conn.Read(c.in[len(c.in):cap(c.in)])
+	c.in = c.in[:len(c.in)+n]
+	if n > 0 {
+		c.got = true
+	}
+	if err == io.EOF {
+		c.eof = true
+	}
+	return err
+}
+
+// roundTrip carries out x's plan: it sends the request and its body to the
+// endpoints the plan names, attempt after attempt as the plan says, and
+// returns the connection whose final response head it read (c.res), the
+// body's framing set up in c.body. It returns nil when no endpoint
+// answered: x then holds the client's answer.
+func (s *Server) roundTrip(x *exchange.Exchange, body *reqBody) *upConn {
+	start := time.Now()
+	defer func() { x.Record.UpstreamTime = time.Since(start) }()
+	for {
+		c, f := s.try(x, body)
+		if f == 0 {
+			return c
+		}
+		if !x.Retry(f) {
+			return nil
+		}
+	}
+}
+
+// try makes one attempt of x's plan.
+func (s *Server) try(x *exchange.Exchange, body *reqBody) (*upConn, exchange.Failure) {
+	addr, _ := x.Endpoint()
+	lim := &x.Limits
+	list := s.pool.list(addr)
+	var c *upConn
+	if !x.FreshConnection() {
+		c = s.pool.get(list, time.Now())
+	}
+	if c == nil {
+		nc, err := net.DialTimeout("tcp", addr, lim.ConnectTimeout)
+		if err != nil {
+			return nil, exchange.FailConnect
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetKeepAlivePeriod(30 * time.Second)
+		}
+		c = newUpConn(nc, list)
+	}
+	c.got, c.eof = false, false
+	length := int64(-1)
+	if x.Out.Body {
+		length = body.size
+	}
+	c.out = h1.AppendRequestHead(c.out[:0], x.Out.Method, x.Out.Target, x.Out.Host, x.Out.Fields, length)
+	if err := c.send(lim.SendTimeout, body); err != nil {
+		// The endpoint may have answered before it took the whole body
+		// (a 413, a 401) and closed: that answer is the client's. It
+		// reads no more of this connection.
+		if length > 0 && !isTimeout(err) && c.receive(x, lim.ReadTimeout) == 0 {
+			c.res.Close = true
+			return c, 0
+		}
 		c.Close()
+		return nil, sendFailure(c, err)
 	}
-	if berr != nil && !errors.Is(berr, context.Canceled) {
-		rec.UpstreamError = "body"
-		panic(http.ErrAbortHandler)
+	if f := c.receive(x, lim.ReadTimeout); f != 0 {
+		c.Close()
+		return nil, f
 	}
-	for k, vv := range res.Trailer {
-		dst[http.TrailerPrefix+k] = vv
+	return c, 0
+}
+
+// sendFailure classes a failure to send the request on c.
+func sendFailure(c *upConn, err error) exchange.Failure {
+	switch {
+	case isTimeout(err):
+		return exchange.FailTimeout
+	case c.reused && !c.got:
+		return exchange.FailStale
 	}
-	return res.StatusCode
+	return exchange.FailReset
+}
+
+// send writes the request head and body, each write within timeout. A
+// small body goes in the head's write.
+func (c *upConn) send(timeout time.Duration, body *reqBody) error {
+	var mem []byte
+	if body != nil {
+		mem = body.mem
+	}
+	if len(mem) <= 16<<10 { // one write
+		c.out = append(c.out, mem...)
+		mem = nil
+	}
+	if err := c.write(c.out, timeout); err != nil {
+		return err
+	}
+	if err := c.write(mem, timeout); err != nil {
+		return err
+	}
+	if body == nil || body.file == nil {
+		return nil
+	}
+	buf := make([]byte, 32<<10)
+	for off := int64(0); off < body.size-int64(len(body.mem)); {
+		n, err := body.file.ReadAt(buf, off)
+		if n > 0 {
+			if err := c.write(buf[:n], timeout); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF // the file is shorter than the body
+		}
+	}
+	return nil
+}
+
+func (c *upConn) write(b []byte, timeout time.Duration) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := c.Conn.Write(b)
+	return err
+}
+
+// receive reads the final response head, skipping 1xx answers but 101,
+// and checks it against the plan.
+func (c *upConn) receive(x *exchange.Exchange, timeout time.Duration) exchange.Failure {
+	for {
+		n, err := h1.ParseResponse(c.in[c.off:], maxResponseHeaderBytes, &c.res)
+		switch {
+		case err != nil:
+			return exchange.FailInvalid
+		case n > 0:
+			c.off += n
+			if c.res.Status < 200 && c.res.Status != 101 {
+				continue // 103 Early Hints and the like: informational only
+			}
+			if !x.Accept(c.res.Status, c.res.Upgrade) {
+				return exchange.FailInvalid
+			}
+			length := c.res.Length
+			if h1.NoBody(x.Method(), c.res.Status) {
+				length = 0
+			}
+			c.body.Reset(length, c.res.Chunked && length != 0)
+			return 0
+		case c.eof:
+			if c.reused && !c.got {
+				return exchange.FailStale
+			}
+			return exchange.FailReset
+		}
+		if err := c.read(timeout); err != nil && err != io.EOF {
+			switch {
+			case isTimeout(err):
+				return exchange.FailTimeout
+			case c.reused && !c.got:
+				return exchange.FailStale
+			}
+			return exchange.FailReset
+		}
+	}
+}
+
+// next returns the next piece of the response body, reading from the
+// endpoint as needed, each read within timeout. Before a read that may
+// wait, flush gives the client what it is owed, so that a stream reaches
+// it as it comes. A piece's data is valid until the next call.
+func (c *upConn) next(timeout time.Duration, flush func() error) (h1.Piece, error) {
+	for {
+		p, n, err := c.body.Next(c.in[c.off:], c.eof)
+		c.off += n
+		if err != nil || p.Kind != h1.More {
+			return p, err
+		}
+		if err := flush(); err != nil {
+			return p, errClientGone
+		}
+		if err := c.read(timeout); err != nil && err != io.EOF {
+			return p, err
+		}
+	}
+}
+
+// reusable reports whether c may carry another request: its response was
+// read to its end, and nothing came after it.
+func (c *upConn) reusable() bool {
+	return c.body.Done() && !c.res.Close && !c.eof && c.off == len(c.in)
+}
+
+// errClientGone: writing to the client failed; there is nobody to answer.
+var errClientGone = errors.New("the client went away")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// lazyDeadline is a connection's read deadline, set on the connection
+// only when a read goes to the network, and moved only when it is off by
+// more than a tenth of its timeout: arming the runtime timer on every
+// request costs more than parsing it. Timeouts are so honoured to within
+// a tenth, early.
+type lazyDeadline struct{ want, set time.Time }
+
+// within asks for reads to end within d of now.
+func (l *lazyDeadline) within(now time.Time, d time.Duration) {
+	by := now.Add(d)
+	if l.set.IsZero() || l.set.After(by) || by.Sub(l.set) > d/10 {
+		l.want = by
+	} else {
+		l.want = l.set
+	}
+}
+
+// apply sets the wanted deadline on c if it is not set already.
+func (l *lazyDeadline) apply(c net.Conn) error {
+	if l.want.Equal(l.set) {
+		return nil
+	}
+	if err := c.SetReadDeadline(l.want); err != nil {
+		return err
+	}
+	l.set = l.want
+	return nil
 }

@@ -128,12 +128,11 @@ func idempotent(m string) bool {
 
 // Accept checks the endpoint's final response head against the plan:
 // a switch of protocols only to the one a tunnelled request asked for.
-// It returns false when the response must not reach the client, x then
-// being its answer (502). A 1xx other than 101 is not final: a front-end
-// skips it.
+// It returns false when the response must not reach the client: the
+// attempt failed (FailInvalid). A 1xx other than 101 is not final: a
+// front-end skips it.
 func (x *Exchange) Accept(status int, upgrade string) bool {
 	if status == 101 && (x.Outcome != Tunnel || !h1.Is(upgrade, x.Out.upgrade())) {
-		x.fail(FailInvalid)
 		return false
 	}
 	x.Record.Status, x.Record.UpstreamStatus = status, status

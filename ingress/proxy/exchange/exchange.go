@@ -135,6 +135,16 @@ type clientCache struct {
 // request began, for its Record.
 func (p *Policy) Decide(cfg *Config, req *Request, start time.Time, x *Exchange) {
 	x.begin(p, req, start)
+	p.decide(cfg, req, x)
+	if x.Outcome == Answer && req.BodyLength != 0 && (req.BodyLength < 0 || req.BodyLength > MaxDiscard || req.Continue) {
+		// The body is not forwarded. One of known, small length is read
+		// through to keep the connection; any other ends it (and a
+		// client waiting for 100 Continue may not send it at all).
+		x.Close = true
+	}
+}
+
+func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	switch req.Method {
 	case "CONNECT":
 		x.answer(405, "CONNECT is not supported", allowField)
@@ -154,7 +164,6 @@ func (p *Policy) Decide(cfg *Config, req *Request, start time.Time, x *Exchange)
 	path, err := x.checkTarget(req.Target)
 	if err != "" {
 		x.answer(400, err)
-		x.Close = req.BodyLength != 0
 		return
 	}
 	x.Record.Path = path
@@ -252,7 +261,6 @@ func (x *Exchange) redirectHTTPS(req *Request) {
 	x.scratch = append(x.scratch, host...)
 	x.scratch = append(x.scratch, req.Target...)
 	x.answer(308, "", h1.Field{Name: "Location", Value: view(x.scratch[start:])})
-	x.Close = req.BodyLength < 0 || req.BodyLength > MaxDiscard
 }
 
 // MaxDiscard is the largest request body a front-end reads through, to

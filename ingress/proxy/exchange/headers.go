@@ -218,6 +218,12 @@ func validID(v string) bool {
 	return true
 }
 
+// ForwardTrailer reports whether a trailer field of an endpoint's chunked
+// answer is passed on: not one that belongs to a connection, nor framing.
+func ForwardTrailer(name string) bool {
+	return !hopByHop(name) && !h1.Is(name, "Content-Length") && !h1.Is(name, "Host")
+}
+
 // responseHopByHop reports the response fields that belong to one
 // connection.
 func responseHopByHop(name string) bool {

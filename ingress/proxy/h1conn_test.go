@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
-// Tests of the fast loop (h1server.go) over real sockets, and of what it
-// hands to net/http.
+// Tests of the HTTP/1.x front-ends over real sockets: the event loops,
+// and the goroutine loop (with -goroutine-loop, and over TLS).
 
 // webProxy starts a proxy routing everything to backend b.
 func webProxy(t *testing.T, opts Options, b *httptest.Server) *proxy {
@@ -33,9 +35,9 @@ func webProxy(t *testing.T, opts Options, b *httptest.Server) *proxy {
 func webProxyAt(t *testing.T, opts Options, endpoints ...string) *proxy {
 	t.Helper()
 	p := start(t, opts)
-	p.Store(&Config{
+	p.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(endpoints...)},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(endpoints...)},
 	})
 	return p
 }
@@ -229,9 +231,10 @@ func TestResponseFraming(t *testing.T) {
 	}
 }
 
-// Requests the fast loop does not serve move the connection to net/http,
-// which serves them and whatever follows on the connection.
-func TestHandoff(t *testing.T) {
+// Requests of the kinds the proxy once left to net/http (Expect, a chunked
+// body, an absolute target, an unusual method) are served like any other,
+// and so is what follows on the connection.
+func TestUnusualRequests(t *testing.T) {
 	b := echo(t, "web")
 	p := webProxy(t, Options{}, b)
 	for _, c := range []struct {
@@ -268,7 +271,7 @@ func TestHandoff(t *testing.T) {
 			}
 			cl.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
 			if res, body := cl.read("GET"); res.StatusCode != 200 || !strings.Contains(body, `"URI":"/after"`) {
-				t.Errorf("request after the hand-off: %d %s", res.StatusCode, body)
+				t.Errorf("the next request: %d %s", res.StatusCode, body)
 			}
 		})
 	}
@@ -278,9 +281,9 @@ func TestHandoff(t *testing.T) {
 func TestUpgradeAfterFastRequests(t *testing.T) {
 	p := start(t, Options{})
 	ws := wsBackend(t)
-	p.Store(&Config{
+	p.Store(&exchange.Config{
 		Routes:    table(t, ingress("ws", "", prefix("/", "ws"))),
-		Upstreams: map[Target]*Upstream{target("ws"): NewUpstream(addr(ws))},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("ws"): exchange.NewUpstream(addr(ws))},
 	})
 	c := dial(t, p.plain)
 	c.send("GET /plain HTTP/1.1\r\nHost: x\r\n\r\nGET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -348,7 +351,7 @@ func TestSmuggling(t *testing.T) {
 
 func TestHeaderLimits(t *testing.T) {
 	p := webProxy(t, Options{MaxHeaderBytes: 4 << 10}, echo(t, "web"))
-	many := strings.Repeat("X-A: a\r\n", maxFields+1)
+	many := strings.Repeat("X-A: a\r\n", h1.MaxFields+1)
 	for name, req := range map[string]string{
 		"big field":    "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5<<10) + "\r\n\r\n",
 		"long target":  "GET /" + strings.Repeat("a", 5<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -452,18 +455,18 @@ func goroutines() string {
 	return string(buf[:runtime.Stack(buf, true)])
 }
 
-// HTTP/1.1 over TLS takes the fast loop, and what it hands off still
-// knows it came over TLS.
-func TestTLSFastAndHandoff(t *testing.T) {
+// HTTP/1.1 over TLS: every request, a chunked one included, knows it came
+// over TLS.
+func TestTLSRequests(t *testing.T) {
 	web := echo(t, "web")
 	cert, err := SelfSigned("a", "a.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, Options{})
-	p.Store(&Config{
+	p.Store(&exchange.Config{
 		Routes:    table(t, tlsIngress("a", "a.example", "a-tls", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(web))},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(web))},
 		Certs:     map[route.SecretRef]*tls.Certificate{{Namespace: "ns", Name: "a-tls"}: cert},
 	})
 	conn, err := tls.Dial("tcp", p.secure, &tls.Config{ServerName: "a.example", RootCAs: certPool(cert), NextProtos: []string{"http/1.1"}})
@@ -493,7 +496,7 @@ func TestTLSFastAndHandoff(t *testing.T) {
 // server goes on.
 func TestPanicClosesOnlyTheConnection(t *testing.T) {
 	var panicked atomic.Bool
-	p := webProxy(t, Options{Observe: func(r Record) {
+	p := webProxy(t, Options{Observe: func(r exchange.Record) {
 		if r.Path == "/boom" {
 			panicked.Store(true)
 			panic("boom")
@@ -525,9 +528,9 @@ func TestGracefulShutdown(t *testing.T) {
 	}))
 	t.Cleanup(b.Close)
 	s := newServer(t, Options{})
-	s.Store(&Config{
+	s.Store(&exchange.Config{
 		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
-		Upstreams: map[Target]*Upstream{target("web"): NewUpstream(addr(b))},
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(b))},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -614,7 +617,7 @@ func TestEarlyAnswerToALargeBody(t *testing.T) {
 		// Closing with the body unread sends a reset: the proxy's
 		// writing fails after the answer is on its way.
 	})
-	p := webProxyAt(t, Options{}, endpoint)
+	p := webProxyAt(t, Options{Policy: exchange.Settings{Limits: exchange.Limits{MaxBodySize: -1}}}, endpoint)
 	c, err := net.Dial("tcp", p.plain)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
+)
+
+// The HTTP/2 adapter: golang.org/x/net/http2 serves the connections that
+// choose h2 by ALPN (see h1conn.handshake), and hands each stream's
+// request to ServeHTTP below, which has the core decide it and carries the
+// decision out like the other front-ends: the body received whole, the
+// request sent over HTTP/1.1 by the blocking upstream client, the answer
+// relayed as it comes.
+
+// http2Handler serves the streams of HTTP/2 connections.
+type http2Handler struct{ s *Server }
+
+// h2stream is what one stream's exchange keeps, reused from stream to
+// stream.
+type h2stream struct {
+	req    exchange.Request
+	x      exchange.Exchange
+	fields []h1.Field
+	body   reqBody
+	buf    []byte
+}
+
+var h2streams = sync.Pool{New: func() any { return new(h2stream) }}
+
+func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	st := h2streams.Get().(*h2stream)
+	defer func() {
+		st.body.reset()
+		h2streams.Put(st)
+	}()
+	start := time.Now()
+	st.request(r)
+	x := &st.x
+	s.policy.Decide(s.cfg.Load(), &st.req, start, x)
+	rc := http.NewResponseController(w)
+	switch x.Outcome {
+	case exchange.Forward:
+		if !st.receiveBody(s, r, rc) {
+			if x.Outcome == exchange.Answer {
+				writeAnswer(w, x, r.Method)
+			}
+			break
+		}
+		c := s.roundTrip(x, &st.body)
+		st.body.reset()
+		if c == nil {
+			writeAnswer(w, x, r.Method)
+			break
+		}
+		st.relay(s, w, rc, r, c)
+	default: // an answer; the core tunnels HTTP/1.1 only
+		writeAnswer(w, x, r.Method)
+	}
+	if obs := s.opts.Observe; obs != nil {
+		obs(x.Finish(time.Now()))
+	}
+}
+
+// request fills the core's view of an HTTP/2 request.
+func (st *h2stream) request(r *http.Request) {
+	st.fields = st.fields[:0]
+	for k, vv := range r.Header {
+		if k == "Content-Length" { // framing is the adapter's
+			continue
+		}
+		for _, v := range vv {
+			st.fields = append(st.fields, h1.Field{Name: k, Value: v})
+		}
+	}
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	length := r.ContentLength
+	if r.Body == nil || r.Body == http.NoBody {
+		length = 0
+	}
+	st.req = exchange.Request{
+		Method: r.Method, Target: r.RequestURI, Host: r.Host, Fields: st.fields, Proto: exchange.HTTP2,
+		TLS: r.TLS != nil, Client: client, BodyLength: length, HasLength: r.ContentLength >= 0,
+	}
+	if r.TLS != nil {
+		st.req.ServerName = r.TLS.ServerName
+	}
+}
+
+// receiveBody reads the stream's body whole. It reports false when it did
+// not arrive whole: the exchange then holds the answer, or the client left.
+func (st *h2stream) receiveBody(s *Server, r *http.Request, rc *http.ResponseController) bool {
+	x := &st.x
+	st.body.start(s.opts.BodyBufferSize, s.opts.BodyTempDir)
+	if st.req.BodyLength == 0 {
+		return true
+	}
+	if cap(st.buf) == 0 {
+		st.buf = make([]byte, 16<<10)
+	}
+	max := x.Limits.MaxBodySize
+	for {
+		_ = rc.SetReadDeadline(time.Now().Add(x.Limits.ClientBodyTimeout))
+		n, err := r.Body.Read(st.buf[:cap(st.buf)])
+		if n > 0 {
+			if werr := st.body.write(st.buf[:n]); werr != nil {
+				s.log.Error("cannot buffer a request body", "err", werr)
+				x.BodyFailed(exchange.BodyTooLarge)
+				return false
+			}
+			if max >= 0 && st.body.size > max {
+				x.BodyFailed(exchange.BodyTooLarge)
+				return false
+			}
+		}
+		switch {
+		case err == io.EOF:
+			x.Record.BytesIn = st.body.size
+			return true
+		case err == nil:
+		case isTimeout(err):
+			x.BodyFailed(exchange.BodyTimeout)
+			return false
+		case r.Context().Err() != nil:
+			x.ClientGone()
+			return false
+		default: // the stream's body broke its own framing (a wrong content-length)
+			x.BodyFailed(exchange.BodyMalformed)
+			return false
+		}
+	}
+}
+
+// relay writes the endpoint's answer on c to the stream, and gives c back
+// to the pool when it can carry another request.
+func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *upConn) {
+	x := &st.x
+	h := w.Header()
+	for _, f := range x.ResponseFields(&c.res, time.Now()) {
+		k := http.CanonicalHeaderKey(f.Name)
+		h[k] = append(h[k], f.Value)
+	}
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // relayed as it came: no sniffing
+	}
+	if c.res.Length >= 0 {
+		h["Content-Length"] = []string{strconv.FormatInt(c.res.Length, 10)}
+	}
+	// A client that goes away must not keep the endpoint's connection.
+	stop := context.AfterFunc(r.Context(), func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+	w.WriteHeader(c.res.Status)
+	flush := func() error {
+		_ = rc.SetWriteDeadline(time.Now().Add(x.Limits.ClientSendTimeout))
+		return rc.Flush()
+	}
+	var err error
+	for err == nil {
+		var p h1.Piece
+		p, err = c.next(x.Limits.ReadTimeout, flush)
+		if err != nil {
+			break
+		}
+		switch p.Kind {
+		case h1.Data:
+			_ = rc.SetWriteDeadline(time.Now().Add(x.Limits.ClientSendTimeout))
+			n, werr := w.Write(p.Data)
+			x.Record.BytesOut += int64(n)
+			if werr != nil {
+				err = errClientGone
+			}
+		case h1.Trailer:
+			if exchange.ForwardTrailer(p.Field.Name) {
+				k := http.TrailerPrefix + http.CanonicalHeaderKey(p.Field.Name)
+				h[k] = append(h[k], p.Field.Value)
+			}
+		case h1.End:
+			if !stop() { // the client left as the body ended
+				err = errClientGone
+				break
+			}
+			if c.reusable() {
+				s.pool.put(c, x.Record.Start)
+				return
+			}
+			c.Close()
+			return
+		}
+	}
+	stop()
+	c.Close()
+	if err == errClientGone || r.Context().Err() != nil {
+		x.ClientGone()
+		return
+	}
+	x.BodyBroken()
+	panic(http.ErrAbortHandler) // a reset stream, not an answer that looks whole
+}
+
+// writeAnswer writes the proxy's own answer to an HTTP/2 stream.
+func writeAnswer(w http.ResponseWriter, x *exchange.Exchange, method string) {
+	h := w.Header()
+	for _, f := range x.AnswerFields(time.Now()) {
+		h[f.Name] = append(h[f.Name], f.Value)
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(x.Body))}
+	w.WriteHeader(x.Status)
+	if method != "HEAD" {
+		n, _ := io.WriteString(w, x.Body)
+		x.Record.BytesOut += int64(n)
+	}
+}
