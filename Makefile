@@ -15,7 +15,7 @@ export PATH := $(K8S_BINS):$(PATH)
 all: build
 
 # Debian packages the network tests and the lab use.
-DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk procps util-linux
+DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk nghttp2-client procps util-linux
 
 ## deps: installs the missing Debian packages (as root), without starting
 ## their services on the host: the tests run their own daemons in namespaces.
@@ -92,9 +92,10 @@ bench-pools:
 bench-alloc: k8s-bins build
 	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000' -benchtime 1x ./controller/
 
-## bench-ingress: Portico vs Debian nginx (installs nginx and wrk if missing)
-## on loopback, then propagation of 1,000 changes under load against a real
-## API server.
+## bench-ingress: Portico vs Debian nginx on loopback (installs nginx, wrk
+## and h2load if missing): plain HTTP and HTTPS with wrk, HTTP/2 with h2load,
+## one block of ratios per protocol; then propagation of 1,000 changes under
+## load against a real API server.
 bench-ingress: k8s-bins
 	$(GO) run ./ingress/bench -duration 10s -rounds 3
 	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000
