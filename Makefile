@@ -10,7 +10,7 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
@@ -99,6 +99,12 @@ bench-alloc: k8s-bins build
 bench-ingress: k8s-bins
 	$(GO) run ./ingress/bench -duration 10s -rounds 3
 	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000
+
+## bench-ingress-memory: each proxy's resident memory with 2,000 connections
+## held open: stalled 1 MiB uploads (Portico's target: under 64 MiB more than
+## idle), idle keep-alive, half-sent request heads.
+bench-ingress-memory:
+	$(GO) run ./ingress/bench -mode memory -conns 2000
 
 ## bench-failover: in the lab, 20 trials each of a cut owner node and a
 ## gracefully stopped owner speaker, for a Service's IPv4 address (probed by

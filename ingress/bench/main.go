@@ -11,10 +11,16 @@
 //   - throughput (the default): wrk over plain HTTP and over HTTPS (TLS 1.3,
 //     HTTP/1.1), h2load over HTTP/2; requests/s, p50, p99, CPU per request
 //     and Portico's ratios to nginx, one block per protocol.
+//   - memory: the resident memory of each proxy while N connections are
+//     held open in three ways: slow uploads (a POST head with
+//     Content-Length 1 MiB and 16 KiB of body, then nothing), idle
+//     keep-alive, and half a request head. Portico runs in a child process
+//     so that the clients' memory is not counted.
 //
 // It installs nginx, wrk and h2load with apt-get when they are missing.
 //
 //	go run ./ingress/bench [-protocols plain,https,h2] [-duration 10s] [-rounds 2]
+//	go run ./ingress/bench -mode memory [-conns 2000] [-loads slow-upload,keep-alive,half-head]
 package main
 
 import (
@@ -27,7 +33,15 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "throughput", "what to measure: throughput")
+	if isChild() {
+		// Portico's proxy alone, for the memory mode; see portico.go.
+		if err := runChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	mode := flag.String("mode", "throughput", "what to measure: throughput or memory")
 	protoList := flag.String("protocols", "plain,https,h2", "throughput: protocols to run, comma-separated (plain, https, h2)")
 	var l load
 	flag.DurationVar(&l.duration, "duration", 10*time.Second, "throughput: length of each wrk or h2load run")
@@ -36,14 +50,18 @@ func main() {
 	flag.IntVar(&l.streams, "streams", 10, "throughput: concurrent streams per HTTP/2 connection (h2load -m)")
 	rounds := flag.Int("rounds", 2, "throughput: alternating runs per proxy and protocol; the best is kept")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "throughput: write a CPU profile of Portico's first run to this file")
+	conns := flag.Int("conns", 2000, "memory: connections held open")
+	loads := flag.String("loads", "slow-upload,keep-alive,half-head", "memory: ways of holding connections open, comma-separated")
 	flag.Parse()
 
 	var err error
 	switch *mode {
 	case "throughput":
 		err = runThroughput(strings.Split(*protoList, ","), l, *rounds)
+	case "memory":
+		err = runMemory(strings.Split(*loads, ","), *conns)
 	default:
-		err = fmt.Errorf("unknown -mode %q: throughput", *mode)
+		err = fmt.Errorf("unknown -mode %q: throughput or memory", *mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

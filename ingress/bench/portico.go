@@ -4,10 +4,14 @@ package main
 // that a change of that API is a change here only.
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/portico-lb/portico/ingress/proxy"
@@ -57,4 +61,40 @@ func servePortico(ctx context.Context, plain, secure net.Listener, backend strin
 		_ = s.Serve(ctx, plain, secure, time.Second)
 	}()
 	return done, nil
+}
+
+// The memory mode runs Portico in a child process, this same binary
+// started again with these variables set, so that the clients' memory is
+// not counted in the proxy's.
+const (
+	childBackendEnv = "PORTICO_BENCH_CHILD_BACKEND"
+	childNofileEnv  = "PORTICO_BENCH_CHILD_NOFILE"
+)
+
+func isChild() bool { return os.Getenv(childBackendEnv) != "" }
+
+// runChild serves plain HTTP on a loopback port of its choosing, prints
+// that address on stdout, and shuts down when stdin closes (the parent
+// closed it, or died).
+func runChild() error {
+	if n, _ := strconv.Atoi(os.Getenv(childNofileEnv)); n > 0 {
+		if err := raiseNofile(n); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := servePortico(ctx, ln, nil, os.Getenv(childBackendEnv), nil)
+	if err != nil {
+		cancel()
+		return err
+	}
+	fmt.Println(ln.Addr())
+	_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+	cancel()
+	<-done
+	return nil
 }
