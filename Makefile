@@ -10,7 +10,7 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
@@ -105,6 +105,17 @@ bench-ingress: k8s-bins
 ## idle), idle keep-alive, half-sent request heads.
 bench-ingress-memory:
 	$(GO) run ./ingress/bench -mode memory -conns 2000
+
+H2SPEC := $(CURDIR)/.cache/bin/h2spec
+
+$(H2SPEC):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+
+## h2spec: the HTTP/2 conformance suite over TLS against Portico's proxy and
+## Debian's nginx, each proxying to the same backend; prints both counts and
+## the cases each failed.
+h2spec: $(H2SPEC)
+	$(GO) run ./ingress/bench -mode h2spec -h2spec $(H2SPEC)
 
 ## bench-failover: in the lab, 20 trials each of a cut owner node and a
 ## gracefully stopped owner speaker, for a Service's IPv4 address (probed by

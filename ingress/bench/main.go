@@ -16,11 +16,13 @@
 //     Content-Length 1 MiB and 16 KiB of body, then nothing), idle
 //     keep-alive, and half a request head. Portico runs in a child process
 //     so that the clients' memory is not counted.
+//   - h2spec: the HTTP/2 conformance suite over TLS against each.
 //
 // It installs nginx, wrk and h2load with apt-get when they are missing.
 //
 //	go run ./ingress/bench [-protocols plain,https,h2] [-duration 10s] [-rounds 2]
 //	go run ./ingress/bench -mode memory [-conns 2000] [-loads slow-upload,keep-alive,half-head]
+//	go run ./ingress/bench -mode h2spec -h2spec .cache/bin/h2spec [-v] [http2/8.1.2.2 ...]
 package main
 
 import (
@@ -41,7 +43,7 @@ func main() {
 		}
 		return
 	}
-	mode := flag.String("mode", "throughput", "what to measure: throughput or memory")
+	mode := flag.String("mode", "throughput", "what to measure: throughput, memory or h2spec")
 	protoList := flag.String("protocols", "plain,https,h2", "throughput: protocols to run, comma-separated (plain, https, h2)")
 	var l load
 	flag.DurationVar(&l.duration, "duration", 10*time.Second, "throughput: length of each wrk or h2load run")
@@ -52,6 +54,8 @@ func main() {
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "throughput: write a CPU profile of Portico's first run to this file")
 	conns := flag.Int("conns", 2000, "memory: connections held open")
 	loads := flag.String("loads", "slow-upload,keep-alive,half-head", "memory: ways of holding connections open, comma-separated")
+	h2specBin := flag.String("h2spec", "h2spec", "h2spec: the h2spec binary")
+	verbose := flag.Bool("v", false, "h2spec: print h2spec's own output too")
 	flag.Parse()
 
 	var err error
@@ -60,8 +64,10 @@ func main() {
 		err = runThroughput(strings.Split(*protoList, ","), l, *rounds)
 	case "memory":
 		err = runMemory(strings.Split(*loads, ","), *conns)
+	case "h2spec":
+		err = runH2spec(*h2specBin, flag.Args(), *verbose)
 	default:
-		err = fmt.Errorf("unknown -mode %q: throughput or memory", *mode)
+		err = fmt.Errorf("unknown -mode %q: throughput, memory or h2spec", *mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

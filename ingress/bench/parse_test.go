@@ -116,6 +116,28 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+// testdata/h2spec.xml is h2spec 2.2.1's JUnit report of three sections
+// against Go's net/http; h2spec files every failure as an error element.
+func TestParseH2specReport(t *testing.T) {
+	rep, err := parseH2specReport(readTestdata(t, "h2spec.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.total != 6 || rep.passed != 3 || len(rep.failed) != 3 {
+		t.Fatalf("got %d/%d passed, %d failed; want 3/6, 3", rep.passed, rep.total, len(rep.failed))
+	}
+	f := rep.failed[0]
+	if f.name != "http2/6.5.3: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE" {
+		t.Errorf("first failure named %q", f.name)
+	}
+	if want := "expected SETTINGS Frame (length:0, flags:0x01, stream_id:0); got Connection closed"; f.why != want {
+		t.Errorf("first failure explained %q, want %q", f.why, want)
+	}
+	if _, err := parseH2specReport([]byte("<testsuites></testsuites>")); err == nil {
+		t.Error("an empty report: no error")
+	}
+}
+
 func TestStatusField(t *testing.T) {
 	status := "Name:\tbench\nVmPeak:\t  20000 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n"
 	if v, err := statusField(status, "VmRSS"); err != nil || v != 10240 {
