@@ -101,7 +101,7 @@ func h2spec(bin, addr, dir string, sections []string) (h2specReport, []byte, err
 	file := filepath.Join(dir, "h2spec.xml")
 	_ = os.Remove(file)
 	args := append([]string{"-t", "-k", "-h", host, "-p", port, "-j", file}, sections...)
-	out, runErr := exec.Command(bin, args...).CombinedOutput()
+	out, runErr := command(bin, args...).CombinedOutput()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return h2specReport{}, out, fmt.Errorf("h2spec wrote no report (%v): %w: %s", runErr, err, out)

@@ -193,7 +193,10 @@ http {
 	}
 	cmd := exec.Command(bin, "-p", prefix, "-c", file, "-g", "daemon off;")
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Should the bench die before it stops nginx (killed, or its output
+	// piped into head), the master gets SIGTERM, which it passes on to its
+	// workers; SIGKILL would leave them running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting nginx %s: %w", name, err)
 	}
@@ -210,6 +213,14 @@ func (r *rig) stopProc(cmd *exec.Cmd) {
 		}
 	}
 	stop(cmd)
+}
+
+// command is exec.Command for a load generator or checker, which gets
+// SIGTERM should the bench die before it ends.
+func command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	return cmd
 }
 
 func stop(cmd *exec.Cmd) {

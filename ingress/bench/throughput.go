@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
@@ -238,7 +237,7 @@ func seconds(d time.Duration) string {
 }
 
 func wrk(url string, l load) (result, error) {
-	cmd := exec.Command("wrk", "-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.conns), "-d", seconds(l.duration),
+	cmd := command("wrk", "-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.conns), "-d", seconds(l.duration),
 		"--latency", "-H", "Host: "+benchHost, url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -301,7 +300,7 @@ func parseWrk(out []byte) (result, error) {
 func h2load(addr string, l load, dir string) (result, error) {
 	logFile := filepath.Join(dir, "h2load.log")
 	defer os.Remove(logFile)
-	cmd := exec.Command("h2load", "-c", strconv.Itoa(l.conns), "-m", strconv.Itoa(l.streams), "-t", strconv.Itoa(l.threads),
+	cmd := command("h2load", "-c", strconv.Itoa(l.conns), "-m", strconv.Itoa(l.streams), "-t", strconv.Itoa(l.threads),
 		"-D", seconds(l.duration), "--connect-to="+addr, "--log-file="+logFile, "https://"+benchHost+"/")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
