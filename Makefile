@@ -10,12 +10,12 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
 # Debian packages the network tests and the lab use.
-DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk procps util-linux
+DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk nghttp2-client procps util-linux
 
 ## deps: installs the missing Debian packages (as root), without starting
 ## their services on the host: the tests run their own daemons in namespaces.
@@ -92,12 +92,30 @@ bench-pools:
 bench-alloc: k8s-bins build
 	PORTICO_CONTROLLER_BIN=$(CURDIR)/bin/controller $(GO) test -count=1 -timeout 20m -run '^$$' -bench '^BenchmarkServices5000' -benchtime 1x ./controller/
 
-## bench-ingress: Portico vs Debian nginx (installs nginx and wrk if missing)
-## on loopback, then propagation of 1,000 changes under load against a real
-## API server.
+## bench-ingress: Portico vs Debian nginx on loopback (installs nginx, wrk
+## and h2load if missing): plain HTTP and HTTPS with wrk, HTTP/2 with h2load,
+## one block of ratios per protocol; then propagation of 1,000 changes under
+## load against a real API server.
 bench-ingress: k8s-bins
 	$(GO) run ./ingress/bench -duration 10s -rounds 3
 	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000
+
+## bench-ingress-memory: each proxy's resident memory with 2,000 connections
+## held open: stalled 1 MiB uploads (Portico's target: under 64 MiB more than
+## idle), idle keep-alive, half-sent request heads.
+bench-ingress-memory:
+	$(GO) run ./ingress/bench -mode memory -conns 2000
+
+H2SPEC := $(CURDIR)/.cache/bin/h2spec
+
+$(H2SPEC):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+
+## h2spec: the HTTP/2 conformance suite over TLS against Portico's proxy and
+## Debian's nginx, each proxying to the same backend; prints both counts and
+## the cases each failed.
+h2spec: $(H2SPEC)
+	$(GO) run ./ingress/bench -mode h2spec -h2spec $(H2SPEC)
 
 ## bench-failover: in the lab, 20 trials each of a cut owner node and a
 ## gracefully stopped owner speaker, for a Service's IPv4 address (probed by
