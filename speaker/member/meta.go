@@ -98,7 +98,7 @@ func DecodeInterfaces(b []byte) (Interfaces, error) {
 			default:
 				return out, bad
 			}
-			prefixes = append(prefixes, netip.PrefixFrom(addr, bits))
+			prefixes = append(prefixes, netip.PrefixFrom(addr, bits).Masked()) // subnets, as encoded
 		}
 		out[name] = prefixes
 	}
