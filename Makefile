@@ -10,7 +10,7 @@ K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify test e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build generate verify test fuzz e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
@@ -64,6 +64,17 @@ test: k8s-bins
 	# The proxy again with its event loops off: the goroutine loop serves
 	# plain HTTP then, as it serves TLS and what the loops hand over.
 	$(GO) test -count=1 ./ingress/proxy/ -args -goroutine-loop
+
+## fuzz: every fuzz target for FUZZTIME more than its seed corpus (which
+## make test runs), one after the other: the short bounded run CI makes.
+FUZZTIME ?= 10s
+fuzz:
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./.cache' | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
+	    echo "fuzz $$dir $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
+	  done; \
+	done
 
 ## lab: a multi-node cluster in network namespaces with Portico installed
 ## (kubectl apply -k manifests/) and an AddressPool; see e2e/README.md.
@@ -131,7 +142,7 @@ bench-bgp:
 
 ## check: what CI runs: generated files, formatting, vet, every test,
 ## end-to-end tests included.
-check: deps verify test e2e
+check: deps verify test fuzz e2e
 
 clean:
 	rm -rf bin .cache

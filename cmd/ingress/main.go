@@ -61,7 +61,7 @@ func run() error {
 		clientSend    = flag.Duration("send-timeout", 60*time.Second, "most time between two writes of an answer to a client: past it, the connection ends")
 		tunnelIdle    = flag.Duration("tunnel-idle-timeout", 60*time.Second, "a WebSocket connection with nothing sent either way for this long is closed")
 		bodySize      = flag.String("proxy-body-size", "1m", "largest request body (nginx's client_max_body_size: k, m, g; 0 for no limit): larger ones get 413")
-		bodyBuffer    = flag.String("client-body-buffer-size", "16k", "how much of a request body is kept in memory; the rest goes to a file in --client-body-temp-path until the body is whole")
+		bodyBuffer    = flag.String("client-body-buffer-size", "8k", "how much of a request body is kept in memory; the rest goes to a file in --client-body-temp-path until the body is whole")
 		bodyTemp      = flag.String("client-body-temp-path", os.TempDir(), "directory of the files of request bodies larger than --client-body-buffer-size")
 		maxConns      = flag.Int("max-connections", 16384, "client connections held at once; one more is closed at once (portico_ingress_connections_refused_total)")
 		underscores   = flag.Bool("underscores-in-headers", false, "forward request headers whose names hold '_' (by default they are dropped, as nginx does)")

@@ -146,6 +146,11 @@ func (r *rig) startFront(name string, maxConns int, kinds ...string) (*exec.Cmd,
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
+            # The rest of what Portico sends, as ingress-nginx sends it:
+            # both proxies write the same request head.
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Request-ID $request_id;
         }
     }`, r.backend, listen.String(), r.certFile, r.keyFile))
 	if err != nil {

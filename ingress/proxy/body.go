@@ -23,7 +23,7 @@ type reqBody struct {
 }
 
 // memBufs are body memory buffers, kept between requests.
-var memBufs = sync.Pool{New: func() any { return new([]byte) }}
+var memBufs sync.Pool
 
 // start makes b an empty body.
 func (b *reqBody) start(memMax int, dir string) {
@@ -36,7 +36,13 @@ func (b *reqBody) write(p []byte) error {
 	b.size += int64(len(p))
 	if b.file == nil {
 		if b.mem == nil {
-			b.mem = (*memBufs.Get().(*[]byte))[:0]
+			// At its full size at once: a buffer that grows leaves
+			// garbage behind, which is memory too until it is collected.
+			if m, ok := memBufs.Get().(*[]byte); ok && cap(*m) == b.memMax {
+				b.mem = (*m)[:0]
+			} else {
+				b.mem = make([]byte, 0, b.memMax)
+			}
 		}
 		room := b.memMax - len(b.mem)
 		if len(p) <= room {

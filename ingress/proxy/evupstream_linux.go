@@ -440,11 +440,7 @@ func (l *evloop) readyInBatch(fd int) bool {
 }
 
 // quiet reports whether the endpoint has sent nothing, not even its end.
-func (u *evUp) quiet() bool {
-	var b [1]byte
-	_, _, err := syscall.Recvfrom(u.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return err == syscall.EAGAIN
-}
+func (u *evUp) quiet() bool { return peekQuiet(u.fd) }
 
 func (u *evUp) reset() {
 	*u = evUp{l: u.l, fd: u.fd, addr: u.addr, in: u.in[:0], out: u.out[:0], res: h1.Response{Fields: u.res.Fields[:0]}, lastUsed: u.lastUsed, reused: true}

@@ -51,6 +51,7 @@ type h1conn struct {
 	x    exchange.Exchange
 	body reqBody
 	rd   lazyDeadline
+	wd   lazyDeadline
 	// closeAfter: the connection ends after the answer being written.
 	closeAfter bool
 	// resumed: an event loop handed the connection over with a request
@@ -216,7 +217,10 @@ func (hc *h1conn) flush() error {
 	if len(hc.out) == 0 {
 		return nil
 	}
-	_ = hc.conn.SetWriteDeadline(time.Now().Add(hc.s.policy.Settings().Limits.ClientSendTimeout))
+	hc.wd.within(time.Now(), hc.x.Limits.ClientSendTimeout)
+	if err := hc.wd.applyWrite(hc.conn); err != nil {
+		return err
+	}
 	_, err := hc.conn.Write(hc.out)
 	hc.out = hc.out[:0]
 	return err

@@ -66,8 +66,9 @@ type Options struct {
 	// accepted, logged at most once a second, and counted (see Stats).
 	MaxConnections int
 	// BodyBufferSize is how much of a request body is kept in memory
-	// (default 16 KiB); the rest goes to an unlinked file in BodyTempDir
-	// (default os.TempDir()) until the body is whole.
+	// (default 8 KiB, as nginx's client_body_buffer_size on x86-64); the
+	// rest goes to an unlinked file in BodyTempDir (default os.TempDir())
+	// until the body is whole.
 	BodyBufferSize int
 	BodyTempDir    string
 	// MaxIdleConnsPerHost is the upstream keep-alive pool size per
@@ -99,7 +100,7 @@ func (o *Options) setDefaults() {
 		o.MaxConnections = 16384
 	}
 	if o.BodyBufferSize == 0 {
-		o.BodyBufferSize = 16 << 10
+		o.BodyBufferSize = 8 << 10
 	}
 	if o.BodyTempDir == "" {
 		o.BodyTempDir = os.TempDir()

@@ -65,6 +65,9 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 	s.h2 = &http2.Server{
 		IdleTimeout:          opts.IdleTimeout,
 		MaxConcurrentStreams: 128, // nginx's http2_max_concurrent_streams
+		// The protocol's own default, as nginx reads: a larger frame is a
+		// FRAME_SIZE_ERROR, not a request.
+		MaxReadFrameSize: 16 << 10,
 	}
 	s.h2base = &http.Server{
 		MaxHeaderBytes: opts.MaxHeaderBytes,

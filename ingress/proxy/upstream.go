@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/proxy/h1"
@@ -142,7 +143,8 @@ type upConn struct {
 	res h1.Response
 	// body reads the response body's framing.
 	body     h1.Body
-	rd       lazyDeadline
+	rd, wd   lazyDeadline
+	fd       int // the socket's descriptor, for quiet; -1 when unknown
 	lastUsed time.Time
 	reused   bool // it carried a request before this one
 	got      bool // some of a response came
@@ -150,31 +152,36 @@ type upConn struct {
 }
 
 func newUpConn(c net.Conn, list *idleConns) *upConn {
-	return &upConn{Conn: c, list: list, in: make([]byte, 0, 16<<10)}
+	u := &upConn{Conn: c, list: list, in: make([]byte, 0, 16<<10), fd: -1}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { u.fd = int(fd) })
+		}
+	}
+	return u
 }
 
 // quiet reports whether an idle connection is still open and has sent
-// nothing: one system call, spent once per reuse.
+// nothing: one system call, spent once per reuse. The descriptor is the
+// connection's own until it is closed, and a pooled connection is closed
+// only by whoever took it off its list.
 func (c *upConn) quiet() bool {
 	if c.off != len(c.in) {
 		return false
 	}
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return true
+	if c.fd < 0 {
+		return true // not a socket: a test's
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	quiet := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		quiet = rerr == syscall.EAGAIN // nothing to read: neither data nor its end
-		return true
-	})
-	return err == nil && quiet
+	return peekQuiet(c.fd)
+}
+
+// peekQuiet reports whether the socket fd has nothing to read, neither
+// data nor its end. MSG_DONTWAIT never blocks, so the scheduler is not
+// told of the call.
+func peekQuiet(fd int) bool {
+	var b [1]byte
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return errno == syscall.EAGAIN
 }
 
 // read reads what the endpoint sent into in, within timeout of now. The
@@ -316,7 +323,10 @@ func (c *upConn) write(b []byte, timeout time.Duration) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	c.wd.within(time.Now(), timeout)
+	if err := c.wd.applyWrite(c.Conn); err != nil {
+		return err
+	}
 	_, err := c.Conn.Write(b)
 	return err
 }
@@ -412,12 +422,17 @@ func (l *lazyDeadline) within(now time.Time, d time.Duration) {
 	}
 }
 
-// apply sets the wanted deadline on c if it is not set already.
-func (l *lazyDeadline) apply(c net.Conn) error {
+// apply sets the wanted read deadline on c if it is not set already.
+func (l *lazyDeadline) apply(c net.Conn) error { return l.applyWith(c.SetReadDeadline) }
+
+// applyWrite is apply for a write deadline.
+func (l *lazyDeadline) applyWrite(c net.Conn) error { return l.applyWith(c.SetWriteDeadline) }
+
+func (l *lazyDeadline) applyWith(set func(time.Time) error) error {
 	if l.want.Equal(l.set) {
 		return nil
 	}
-	if err := c.SetReadDeadline(l.want); err != nil {
+	if err := set(l.want); err != nil {
 		return err
 	}
 	l.set = l.want

@@ -190,7 +190,6 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		x.answer(503, "the backend service has no ready endpoint")
 		return
 	}
-	x.Limits = p.s.Limits
 	if max := x.Limits.MaxBodySize; max >= 0 && req.BodyLength > max {
 		x.answer(413, "the request body is larger than the limit")
 		return
@@ -211,6 +210,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.Outcome, x.Status, x.Body, x.Close = 0, 0, "", false
 	x.Target, x.Upstream, x.Continue = Target{}, nil, false
+	x.Limits = p.s.Limits
 	x.Out = Head{Fields: x.Out.Fields[:0]}
 	x.fields = x.fields[:0]
 	x.scratch = x.scratch[:0]
