@@ -51,13 +51,13 @@ type evClient struct {
 	// is owed.
 	rdeadline, wdeadline time.Time
 	// pending: the socket may hold input not read yet.
-	pending    bool
-	hup        bool // epoll told of the client's end
-	eof        bool // the client sent its end, and it was read
-	serving    bool // serve is on the stack
-	closeAfter bool // the connection ends once the client has its answer
-	lingering  bool // its answer is out: what it still sends is read and dropped
-	closed     bool
+	pending   bool
+	hup       bool    // epoll told of the client's end
+	eof       bool    // the client sent its end, and it was read
+	serving   bool    // serve is on the stack
+	reply     h1Reply // frames the answer being written
+	lingering bool    // its answer is out: what it still sends is read and dropped
+	closed    bool
 }
 
 // owed is how much of the answers the client has not been sent yet.
@@ -176,6 +176,7 @@ func (c *evClient) step() bool {
 		errors.As(err, &e)
 		s.policy.Refuse(e, c.client, c.l.now, &c.x)
 		c.req = h1.Request{Fields: c.req.Fields[:0], Minor: 1}
+		c.reply.start(&c.req, true)
 		c.busy = true
 		c.answer()
 		return true
@@ -188,7 +189,7 @@ func (c *evClient) step() bool {
 		c.rdeadline = c.headStart.Add(s.opts.ReadHeaderTimeout)
 		return false
 	}
-	c.requestOf()
+	c.xreq = h1Request(&c.req, false, "", c.client, c.local)
 	x := &c.x
 	s.policy.Decide(s.cfg.Load(), &c.xreq, c.headStart, x)
 	if x.Outcome == exchange.Tunnel {
@@ -200,7 +201,7 @@ func (c *evClient) step() bool {
 	c.headEnd = c.off
 	c.headStart = c.l.now
 	c.rdeadline = time.Time{}
-	c.closeAfter = c.req.Close || s.closing.Load()
+	c.reply.start(&c.req, s.closing.Load())
 	if x.Outcome == exchange.Answer {
 		if c.req.HasBody() && !x.Close {
 			c.skip = c.req.Length
@@ -223,28 +224,6 @@ func (c *evClient) step() bool {
 		return true
 	}
 	return c.readBody()
-}
-
-// requestOf fills the core's view of the parsed request.
-func (c *evClient) requestOf() {
-	r := &c.req
-	proto := exchange.HTTP11
-	if r.Minor == 0 {
-		proto = exchange.HTTP10
-	}
-	length := r.Length
-	if r.Chunked {
-		length = -1
-	}
-	target := r.URI
-	if r.Form != h1.OriginForm && r.Form != h1.AbsoluteForm {
-		target = r.Target
-	}
-	c.xreq = exchange.Request{
-		Method: r.Method, Target: target, Host: r.Host, Fields: r.Fields, Proto: proto,
-		Client: c.client, Local: c.local, BodyLength: length, HasLength: r.HasLength,
-		Upgrade: r.Upgrade, ConnNames: r.ConnNames, Continue: r.Continue,
-	}
 }
 
 // readBody takes what came of the request's body. It reports false when
@@ -363,31 +342,11 @@ func (c *evClient) gone() {
 	c.close()
 }
 
-// connection is the Connection option the answer ends its head with.
-func (c *evClient) connection() string {
-	if c.x.Close || c.l.s.closing.Load() {
-		c.closeAfter = true
-	}
-	switch {
-	case c.closeAfter:
-		return h1.Close
-	case c.req.Minor == 0:
-		return h1.KeepAlive
-	}
-	return ""
-}
-
 // answer writes the exchange's answer of the proxy's own and ends the
 // request.
 func (c *evClient) answer() {
-	x := &c.x
 	c.up, c.reading = nil, false
-	n := len(c.out)
-	c.out = h1.AppendResponseHead(c.out, c.req.Minor, x.Status, h1.StatusText(x.Status), x.AnswerFields(c.l.now), int64(len(x.Body)), false, c.connection())
-	if c.req.Method != "HEAD" {
-		c.out = append(c.out, x.Body...)
-	}
-	x.Record.BytesOut += int64(len(c.out) - n)
+	c.out = c.reply.answer(c.out, &c.x, c.l.s.closing.Load(), c.l.now)
 	c.finish()
 }
 
@@ -443,7 +402,7 @@ func (c *evClient) flush() bool {
 		}
 		return !c.closed
 	}
-	if c.closeAfter && !c.busy {
+	if c.reply.closeAfter && !c.busy {
 		c.linger()
 		return false
 	}

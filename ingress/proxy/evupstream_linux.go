@@ -30,9 +30,6 @@ type evUp struct {
 	bodyOff int64
 	res     h1.Response
 	body    h1.Body // the response body's framing
-	// chunkOut: the body goes to the client chunked; trailers: its
-	// trailer section began.
-	chunkOut, trailers bool
 	// deadline ends the current wait: for the connection, for the
 	// endpoint to take the request, or to send more of its answer.
 	deadline  time.Time
@@ -262,35 +259,14 @@ func (u *evUp) relay() {
 			u.broken(false)
 			return
 		}
-		switch p.Kind {
-		case h1.Data:
-			if u.chunkOut {
-				c.out = h1.AppendChunk(c.out, p.Data)
-			} else {
-				c.out = append(c.out, p.Data...)
-			}
-			x.Record.BytesOut += int64(len(p.Data))
-			continue
-		case h1.Trailer:
-			if u.chunkOut && exchange.ForwardTrailer(p.Field.Name) {
-				if !u.trailers {
-					c.out = append(c.out, "0\r\n"...)
-					u.trailers = true
-				}
-				c.out = h1.AppendFields(c.out, []h1.Field{p.Field})
-			}
-			continue
-		case h1.End:
-			switch {
-			case u.trailers:
-				c.out = append(c.out, "\r\n"...)
-			case u.chunkOut:
-				c.out = h1.AppendLastChunk(c.out, nil)
-			}
+		if p.Kind == h1.More {
+			break
+		}
+		c.out = c.reply.piece(c.out, x, p)
+		if p.Kind == h1.End {
 			u.done()
 			return
 		}
-		break // More
 	}
 	if !c.flush() {
 		return
@@ -306,25 +282,8 @@ func (u *evUp) relay() {
 func (u *evUp) head() {
 	c := u.c
 	res := &u.res
-	noBody := h1.NoBody(c.req.Method, res.Status)
-	// A body of unknown length goes out chunked to HTTP/1.1, and to
-	// HTTP/1.0 until the connection ends.
-	u.chunkOut = !noBody && res.Length < 0 && c.req.Minor == 1
-	if !noBody && res.Length < 0 && c.req.Minor == 0 {
-		c.closeAfter = true
-	}
-	reason := res.Reason
-	if reason == "" {
-		reason = h1.StatusText(res.Status)
-	}
-	n := len(c.out)
-	c.out = h1.AppendResponseHead(c.out, c.req.Minor, res.Status, reason, c.x.ResponseFields(res, u.l.now), res.Length, u.chunkOut, c.connection())
-	c.x.Record.BytesOut += int64(len(c.out) - n)
-	length := res.Length
-	if noBody {
-		length = 0
-	}
-	u.body.Reset(length, res.Chunked && !noBody)
+	c.out = c.reply.head(c.out, &c.x, res, u.l.s.closing.Load(), u.l.now)
+	u.body.ResetResponse(c.req.Method, res)
 }
 
 // done: the response is relayed whole. The connection goes back to the

@@ -52,8 +52,8 @@ type h1conn struct {
 	body reqBody
 	rd   lazyDeadline
 	wd   lazyDeadline
-	// closeAfter: the connection ends after the answer being written.
-	closeAfter bool
+	// reply frames the answer being written.
+	reply h1Reply
 	// resumed: an event loop handed the connection over with a request
 	// begun, which is served whatever comes (shutdown).
 	resumed bool
@@ -248,11 +248,11 @@ func (hc *h1conn) serveRequest() bool {
 			return false // closed, reset, timed out: nobody to tell
 		}
 	}
-	hc.requestOf(&hc.req)
+	hc.xreq = h1Request(&hc.req, hc.tls, hc.serverName, hc.client, hc.local)
 	x := &hc.x
 	s.policy.Decide(s.cfg.Load(), &hc.xreq, start, x)
 	hc.off += n
-	hc.closeAfter = hc.req.Close || s.closing.Load()
+	hc.reply.start(&hc.req, s.closing.Load())
 	switch x.Outcome {
 	case exchange.Answer:
 		hc.answer()
@@ -263,32 +263,11 @@ func (hc *h1conn) serveRequest() bool {
 		hc.tunnel()
 	}
 	hc.observe()
-	if hc.closeAfter {
+	if hc.reply.closeAfter {
 		_ = hc.flush()
 		return false
 	}
 	return true
-}
-
-// requestOf fills the core's view of a parsed request.
-func (hc *h1conn) requestOf(r *h1.Request) {
-	proto := exchange.HTTP11
-	if r.Minor == 0 {
-		proto = exchange.HTTP10
-	}
-	length := r.Length
-	if r.Chunked {
-		length = -1
-	}
-	target := r.URI
-	if r.Form != h1.OriginForm && r.Form != h1.AbsoluteForm {
-		target = r.Target
-	}
-	hc.xreq = exchange.Request{
-		Method: r.Method, Target: target, Host: r.Host, Fields: r.Fields, Proto: proto,
-		TLS: hc.tls, ServerName: hc.serverName, Client: hc.client, Local: hc.local,
-		BodyLength: length, HasLength: r.HasLength, Upgrade: r.Upgrade, ConnNames: r.ConnNames, Continue: r.Continue,
-	}
 }
 
 // refuse answers a request head the codec refused and ends the
@@ -298,7 +277,7 @@ func (hc *h1conn) refuse(e *h1.Error, start time.Time) {
 	hc.s.log.Debug("refused a request", "client", hc.client.String(), "status", e.Status, "reason", e.Reason)
 	hc.s.policy.Refuse(e, hc.client, start, &hc.x)
 	hc.req = h1.Request{Fields: hc.req.Fields[:0], Minor: 1}
-	hc.closeAfter = true
+	hc.reply.start(&hc.req, true)
 	hc.answer()
 	hc.observe()
 	if hc.flush() != nil {
@@ -310,41 +289,20 @@ func (hc *h1conn) refuse(e *h1.Error, start time.Time) {
 	}
 }
 
-// connection is the Connection option the answer ends its head with.
-func (hc *h1conn) connection() string {
-	if hc.x.Close || hc.s.closing.Load() {
-		hc.closeAfter = true
-	}
-	switch {
-	case hc.closeAfter:
-		return h1.Close
-	case hc.req.Minor == 0:
-		return h1.KeepAlive
-	}
-	return ""
-}
-
 // answer writes the proxy's own answer.
 func (hc *h1conn) answer() {
-	x := &hc.x
-	now := time.Now()
-	n := len(hc.out)
-	hc.out = h1.AppendResponseHead(hc.out, hc.req.Minor, x.Status, h1.StatusText(x.Status), x.AnswerFields(now), int64(len(x.Body)), false, hc.connection())
-	if hc.req.Method != "HEAD" {
-		hc.out = append(hc.out, x.Body...)
-	}
-	x.Record.BytesOut += int64(len(hc.out) - n)
+	hc.out = hc.reply.answer(hc.out, &hc.x, hc.s.closing.Load(), time.Now())
 }
 
 // skipBody reads through the body of a request answered without it,
 // when the core keeps the connection.
 func (hc *h1conn) skipBody() {
-	if hc.closeAfter || !hc.req.HasBody() {
+	if hc.reply.closeAfter || !hc.req.HasBody() {
 		return
 	}
 	for left := hc.req.Length; left > 0; {
 		if hc.off == len(hc.in) && hc.read(time.Now(), hc.x.Limits.ClientBodyTimeout, true) != nil {
-			hc.closeAfter = true
+			hc.reply.closeAfter = true
 			return
 		}
 		k := int(min(left, int64(len(hc.in)-hc.off)))
@@ -418,7 +376,7 @@ func (hc *h1conn) receiveBody() bool {
 func (hc *h1conn) forward() {
 	x := &hc.x
 	if !hc.receiveBody() {
-		hc.closeAfter = true
+		hc.reply.closeAfter = true
 		if x.Outcome == exchange.Answer {
 			hc.answer()
 		}
@@ -437,60 +395,22 @@ func (hc *h1conn) forward() {
 // to the pool when it can carry another request.
 func (hc *h1conn) relay(c *upConn) {
 	x := &hc.x
-	res := &c.res
-	noBody := h1.NoBody(hc.req.Method, res.Status)
-	// A body of unknown length goes out chunked to HTTP/1.1, and to
-	// HTTP/1.0 until the connection ends.
-	chunkOut := !noBody && res.Length < 0 && hc.req.Minor == 1
-	if !noBody && res.Length < 0 && hc.req.Minor == 0 {
-		hc.closeAfter = true
-	}
-	reason := res.Reason
-	if reason == "" {
-		reason = h1.StatusText(res.Status)
-	}
-	start := len(hc.out)
-	hc.out = h1.AppendResponseHead(hc.out, hc.req.Minor, res.Status, reason, x.ResponseFields(res, time.Now()), res.Length, chunkOut, hc.connection())
-	sent := int64(len(hc.out) - start)
-	trailers := false
+	hc.out = hc.reply.head(hc.out, x, &c.res, hc.s.closing.Load(), time.Now())
 	err := func() error {
 		for {
 			p, err := c.next(x.Limits.ReadTimeout, hc.flush)
 			if err != nil {
 				return err
 			}
-			switch p.Kind {
-			case h1.Data:
-				n := len(hc.out)
-				if chunkOut {
-					hc.out = h1.AppendChunk(hc.out, p.Data)
-				} else {
-					hc.out = append(hc.out, p.Data...)
-				}
-				sent += int64(len(hc.out) - n)
-				if len(hc.out) >= 32<<10 && hc.flush() != nil {
-					return errClientGone
-				}
-			case h1.Trailer:
-				if chunkOut && exchange.ForwardTrailer(p.Field.Name) {
-					if !trailers {
-						hc.out = append(hc.out, "0\r\n"...)
-						trailers = true
-					}
-					hc.out = h1.AppendFields(hc.out, []h1.Field{p.Field})
-				}
-			case h1.End:
-				switch {
-				case trailers:
-					hc.out = append(hc.out, "\r\n"...)
-				case chunkOut:
-					hc.out = h1.AppendLastChunk(hc.out, nil)
-				}
+			hc.out = hc.reply.piece(hc.out, x, p)
+			switch {
+			case p.Kind == h1.End:
 				return nil
+			case len(hc.out) >= 32<<10 && hc.flush() != nil:
+				return errClientGone
 			}
 		}
 	}()
-	x.Record.BytesOut += sent
 	if err == nil && c.reusable() {
 		hc.s.pool.put(c, x.Record.Start)
 	} else {
@@ -499,7 +419,7 @@ func (hc *h1conn) relay(c *upConn) {
 	switch {
 	case err == errClientGone:
 		x.ClientGone()
-		hc.closeAfter = true
+		hc.reply.closeAfter = true
 	case err != nil:
 		// The status line is gone already: cut the connection so that
 		// the client sees a broken answer, not a short one that looks
@@ -507,7 +427,7 @@ func (hc *h1conn) relay(c *upConn) {
 		x.BodyBroken()
 		hc.s.log.Debug("upstream body error", "endpoint", x.Record.Endpoint, "err", err)
 		hc.out = hc.out[:0]
-		hc.closeAfter = true
+		hc.reply.closeAfter = true
 	}
 }
 
@@ -525,7 +445,7 @@ func (hc *h1conn) tunnel() {
 		hc.relay(c)
 		return
 	}
-	hc.closeAfter = true
+	hc.reply.closeAfter = true
 	hc.out = h1.AppendResponseHead(hc.out, 1, 101, "Switching Protocols", x.ResponseFields(&c.res, time.Now()), -1, false, "")
 	if hc.flush() != nil {
 		c.Close()

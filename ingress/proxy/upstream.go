@@ -260,7 +260,7 @@ func (s *Server) try(x *exchange.Exchange, body *reqBody) (*upConn, exchange.Fai
 			return c, 0
 		}
 		c.Close()
-		return nil, sendFailure(c, err)
+		return nil, failure(c, err)
 	}
 	if f := c.receive(x, lim.ReadTimeout); f != 0 {
 		c.Close()
@@ -269,8 +269,10 @@ func (s *Server) try(x *exchange.Exchange, body *reqBody) (*upConn, exchange.Fai
 	return c, 0
 }
 
-// sendFailure classes a failure to send the request on c.
-func sendFailure(c *upConn, err error) exchange.Failure {
+// failure classes an error reading from or writing to c before the
+// response head came: a timeout; a kept-alive connection the endpoint had
+// closed before it answered anything; or a broken connection.
+func failure(c *upConn, err error) exchange.Failure {
 	switch {
 	case isTimeout(err):
 		return exchange.FailTimeout
@@ -347,26 +349,13 @@ func (c *upConn) receive(x *exchange.Exchange, timeout time.Duration) exchange.F
 			if !x.Accept(c.res.Status, c.res.Upgrade) {
 				return exchange.FailInvalid
 			}
-			length := c.res.Length
-			if h1.NoBody(x.Method(), c.res.Status) {
-				length = 0
-			}
-			c.body.Reset(length, c.res.Chunked && length != 0)
+			c.body.ResetResponse(x.Method(), &c.res)
 			return 0
 		case c.eof:
-			if c.reused && !c.got {
-				return exchange.FailStale
-			}
-			return exchange.FailReset
+			return failure(c, io.EOF)
 		}
 		if err := c.read(timeout); err != nil && err != io.EOF {
-			switch {
-			case isTimeout(err):
-				return exchange.FailTimeout
-			case c.reused && !c.got:
-				return exchange.FailStale
-			}
-			return exchange.FailReset
+			return failure(c, err)
 		}
 	}
 }

@@ -77,6 +77,17 @@ func (b *Body) Reset(length int64, chunked bool) {
 	}
 }
 
+// ResetResponse starts the body of res, an answer to a request of method:
+// none when the method or the status say so, whatever the head says (RFC
+// 9112, 6.3).
+func (b *Body) ResetResponse(method string, res *Response) {
+	if NoBody(method, res.Status) {
+		b.Reset(0, false)
+		return
+	}
+	b.Reset(res.Length, res.Chunked)
+}
+
 // Done reports whether the body ended.
 func (b *Body) Done() bool { return b.done }
 
