@@ -415,6 +415,33 @@ func TestConnectTimeoutTriesNextEndpoint(t *testing.T) {
 	}
 }
 
+// A connect timeout, which a loop finds in its scan between batches of
+// events, sends the request to the next endpoint, over an idle connection
+// the loop keeps to it. (Looking for that connection's readiness among the
+// batch's events, from the scan, once panicked: the client got nothing.)
+func TestConnectTimeoutRetryOnIdleConnection(t *testing.T) {
+	old := runtime.GOMAXPROCS(1) // one loop: one idle list
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	hole := blackhole(t)
+	b := echo(t, "web")
+	p := loopProxy(t, Options{Policy: connectTimeout(200 * time.Millisecond)}, addr(b))
+	c := dial(t, p.plain)
+	c.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n") // an idle connection to b
+	if res, _ := c.read("GET"); res.StatusCode != 200 {
+		t.Fatalf("warming: %d", res.StatusCode)
+	}
+	p.Store(&exchange.Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(hole, addr(b))},
+	})
+	for i := range 2 { // one of the two starts at the dead endpoint
+		c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, _ := c.read("GET"); res.StatusCode != 200 {
+			t.Fatalf("request %d: %d, want 200 from the live endpoint", i, res.StatusCode)
+		}
+	}
+}
+
 // An event that brings both the client's room for the rest of an answer
 // and its next request: the request is served, not left until the idle
 // timeout. Client a gets a 64 KiB answer through small socket buffers,

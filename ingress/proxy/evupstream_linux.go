@@ -363,9 +363,10 @@ func sockError(fd int) error {
 }
 
 // takeIdle returns an idle connection to addr, or nil. One that became
-// readable while idle is closed, never reused: its readiness may wait
-// among this batch's events still to be handled, so the loop looks there
-// (and the kernel, with one peek, for what came since).
+// readable while idle is closed, never reused. epoll tells the loop of
+// most such connections (see evUp.event), but its readiness may still wait
+// among the events of the batch at hand: so the kernel is asked, with one
+// peek.
 func (l *evloop) takeIdle(addr string) *evUp {
 	h := l.idle[addr]
 	if h == nil {
@@ -378,24 +379,13 @@ func (l *evloop) takeIdle(addr string) *evUp {
 		if l.fds[u.fd] != u { // closed meanwhile
 			continue
 		}
-		if l.now.Sub(u.lastUsed) < l.s.pool.idleFor && !l.readyInBatch(u.fd) && u.quiet() {
+		if l.now.Sub(u.lastUsed) < l.s.pool.idleFor && u.quiet() {
 			u.reset()
 			return u
 		}
 		l.closeUp(u)
 	}
 	return nil
-}
-
-// readyInBatch reports whether the events of this batch still to be
-// handled hold fd's.
-func (l *evloop) readyInBatch(fd int) bool {
-	for _, ev := range l.events[l.at+1 : l.n] {
-		if int(ev.Fd) == fd {
-			return true
-		}
-	}
-	return false
 }
 
 // quiet reports whether the endpoint has sent nothing, not even its end.
