@@ -406,3 +406,97 @@ func TestR7ContentLengthOn204(t *testing.T) {
 		})
 	}
 }
+
+// TestR8H2AuthorityUnchecked: the HTTP/1.x codec refuses a Host with bytes
+// no host has (ValidHost: a '/', a space, a quote, ...). x/net/http2 checks
+// :authority only for '@', and the core checks Host not at all, so over
+// HTTP/2 such an authority is routed (a rule without a host, a
+// defaultBackend, or a wildcard: "x/.example.com" matches "*.example.com"),
+// written upstream as Host and X-Forwarded-Host, and put into the Location
+// of the redirect to HTTPS ("https://x/.example.com/..."). nginx checks the
+// host of both protocols alike (ngx_http_validate_host: 400). Want: 400 or
+// the stream reset, and nothing upstream.
+func TestR8H2AuthorityUnchecked(t *testing.T) {
+	for _, authority := range []string{"a.example/x", "a.example x", `a.example"<b>`} {
+		t.Run(authority, func(t *testing.T) {
+			t.Run(feH2, func(t *testing.T) {
+				p := start(t, Options{})
+				e, heads := headEndpoint(t)
+				routeTo(t, p, map[string]string{"": e.addr})
+				f := framesTo(t, p)
+				f.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", authority, ":path", "/")
+				end := f.end(1, ioGuard)
+				if end.status != "400" && !end.reset {
+					t.Errorf("got %v, want 400 or the stream reset", end)
+				}
+				select {
+				case h := <-heads:
+					t.Errorf("the endpoint got %q", h)
+				default:
+				}
+			})
+		})
+	}
+}
+
+// TestR9H2SchemeDecidesTLS: x/net/http2 sets r.TLS only when :scheme is
+// "https", and the adapter takes r.TLS for "the request came over TLS". An
+// HTTP/2 client on a TLS connection that sends ":scheme: http" is then
+// treated as plain HTTP: X-Forwarded-Proto "http" and X-Forwarded-Port 80
+// go upstream (a backend that trusts them drops Secure cookies, or
+// redirects to https forever), ServerName is lost, and a host with TLS gets
+// the 308 to https that it is already on. nginx's $scheme comes from the
+// connection. Want: the connection's TLS decides.
+func TestR9H2SchemeDecidesTLS(t *testing.T) {
+	t.Run(feH2, func(t *testing.T) {
+		p := start(t, Options{})
+		e, heads := headEndpoint(t)
+		routeTo(t, p, map[string]string{"": e.addr})
+		f := framesTo(t, p)
+		f.headers(1, true, ":method", "GET", ":scheme", "http", ":authority", "a.example", ":path", "/")
+		end := f.end(1, ioGuard)
+		select {
+		case h := <-heads:
+			if !strings.Contains(h, "\r\nX-Forwarded-Proto: https\r\n") {
+				t.Errorf("a request over TLS went upstream as:\n%s", h)
+			}
+		default:
+			t.Errorf("nothing reached the endpoint (%v)", end)
+		}
+	})
+}
+
+// TestR10H2ResetStreamKeepsEndpoint: an HTTP/2 client sends a request to
+// an endpoint that is slow to answer, then resets the stream (or closes
+// the connection). The adapter's roundTrip does not look at the stream's
+// context: it waits for the response head for up to ReadTimeout (60 s by
+// default, and for ever if the endpoint trickles), holding the endpoint's
+// connection and a handler slot, while the client has long gone and can
+// send the next one. The event loops close the endpoint's connection when
+// the client leaves (TestLoopClientLeavesWhileWaiting), as nginx does
+// (proxy_ignore_client_abort off). Want: the endpoint's connection closed
+// soon after the reset.
+func TestR10H2ResetStreamKeepsEndpoint(t *testing.T) {
+	t.Run(feH2, func(t *testing.T) {
+		p := start(t, Options{})
+		closed := make(chan struct{}, 1)
+		e := newEndpoint(t, func(c net.Conn, _ int32) {
+			_, _ = io.Copy(io.Discard, c) // never answers; ends when the proxy closes
+			closed <- struct{}{}
+		})
+		routeTo(t, p, map[string]string{"": e.addr})
+		f := framesTo(t, p)
+		f.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "a.example", ":path", "/slow")
+		for deadline := time.Now().Add(ioGuard); e.accepted.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := f.fr.WriteRSTStream(1, 0x8 /* CANCEL */); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-closed:
+		case <-time.After(timeoutGuard):
+			t.Errorf("the endpoint's connection was still open %v after the client reset its stream", timeoutGuard)
+		}
+	})
+}
