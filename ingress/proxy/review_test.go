@@ -500,3 +500,43 @@ func TestR10H2ResetStreamKeepsEndpoint(t *testing.T) {
 		}
 	})
 }
+
+// TestR11H2StreamsBypassMaxConnections: MaxConnections exists so that a
+// few clients cannot take all of the proxy's file descriptors (F4). It
+// counts client connections; an HTTP/1.x connection holds at most one
+// endpoint connection (and one body file) besides. Over HTTP/2 one client
+// connection carries up to 128 streams, each of which takes an endpoint
+// connection of its own while it waits (and, with a body over 8 KiB, an
+// unlinked temporary file), so one connection holds up to 256 descriptors
+// and MaxConnections of them 256 times the limit. nginx counts endpoint
+// connections in worker_connections. Here MaxConnections is 4 and one
+// client connection opens 64 streams to an endpoint that is slow to
+// answer. Want: the proxy never holds more endpoint connections than
+// MaxConnections allows (here at most 4 besides the client's one).
+func TestR11H2StreamsBypassMaxConnections(t *testing.T) {
+	t.Run(feH2, func(t *testing.T) {
+		p := start(t, Options{MaxConnections: 4})
+		release := make(chan struct{})
+		t.Cleanup(func() { close(release) })
+		e := newEndpoint(t, func(c net.Conn, _ int32) {
+			br := bufio.NewReader(c)
+			if _, err := br.ReadString('\n'); err != nil {
+				return
+			}
+			select {
+			case <-release:
+			case <-time.After(ioGuard):
+			}
+		})
+		routeTo(t, p, map[string]string{"": e.addr})
+		f := framesTo(t, p)
+		const streams = 64
+		for i := range streams {
+			f.headers(uint32(2*i+1), true, ":method", "GET", ":scheme", "https", ":authority", "a.example", ":path", fmt.Sprintf("/s%d", i))
+		}
+		time.Sleep(time.Second)
+		if n := e.accepted.Load(); n > 4 {
+			t.Errorf("one client connection made the proxy open %d connections to the endpoint, with MaxConnections 4", n)
+		}
+	})
+}
