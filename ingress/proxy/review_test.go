@@ -540,3 +540,46 @@ func TestR11H2StreamsBypassMaxConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestR12EndlessInterimAnswers: an endpoint answers a request with an
+// endless stream of "HTTP/1.1 100 Continue\r\n\r\n". Every front-end skips
+// interim answers with no bound on their number or bytes (receive in
+// upstream.go, relay in evupstream_linux.go), and each read moves the read
+// deadline on: the proxy parses for as long as the endpoint sends, a CPU
+// busy on it (in the event loops, the whole loop's: its other clients wait
+// while it parses), and the client never gets an answer. Want: interim
+// answers count against the response head's limit (maxResponseHeaderBytes,
+// or a count), and the client gets 502 once it is passed.
+func TestR12EndlessInterimAnswers(t *testing.T) {
+	for _, fe := range []string{fePlain, feTLS, feH2} {
+		t.Run(fe, func(t *testing.T) {
+			p := start(t, Options{})
+			flood := []byte(strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 4096))
+			e := newEndpoint(t, func(c net.Conn, _ int32) {
+				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+					return
+				}
+				for {
+					if _, err := c.Write(flood); err != nil {
+						return
+					}
+				}
+			})
+			routeTo(t, p, map[string]string{"": e.addr})
+			s := mustOpen(t, p, fe)
+			got := make(chan string, 1)
+			go func() {
+				a, err := s.do(getPath("/"))
+				got <- fmt.Sprintf("%d %v", a.status, err)
+			}()
+			select {
+			case g := <-got:
+				if !strings.HasPrefix(g, "502 ") {
+					t.Errorf("got %s, want 502", g)
+				}
+			case <-time.After(timeoutGuard):
+				t.Errorf("no answer %v into an endless stream of interim answers", timeoutGuard)
+			}
+		})
+	}
+}
