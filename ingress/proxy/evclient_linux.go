@@ -175,7 +175,7 @@ func (c *evClient) step() bool {
 		var e *h1.Error
 		errors.As(err, &e)
 		s.policy.Refuse(e, c.client, c.l.now, &c.x)
-		c.req = h1.Request{Fields: c.req.Fields[:0], Minor: 1}
+		c.req = h1.Request{Method: c.req.Method, Fields: c.req.Fields[:0], Minor: 1}
 		c.reply.start(&c.req, true)
 		c.busy = true
 		c.answer()
@@ -355,6 +355,7 @@ func (c *evClient) answer() {
 func (c *evClient) finish() {
 	c.observe()
 	c.busy, c.held = false, nil
+	c.headStart = c.l.now // a next head already begun is timed from now
 	c.buf.reset()
 	if !c.flush() || c.owed() > 0 || c.serving {
 		return

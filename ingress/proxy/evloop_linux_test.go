@@ -554,7 +554,7 @@ func TestLoopEventWithRoomAndRequest(t *testing.T) {
 // with Connection: close follows the input, so that each connection ends.
 func FuzzLoop(f *testing.F) {
 	var panics atomic.Int32
-	log := slog.New(&panicCounter{&panics})
+	log := slog.New(panicLog{&panics})
 	s, err := New(Options{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, log)
 	if err != nil {
 		f.Fatal(err)
@@ -613,16 +613,3 @@ func FuzzLoop(f *testing.F) {
 		}
 	})
 }
-
-// panicCounter is a slog.Handler that counts logged panics.
-type panicCounter struct{ n *atomic.Int32 }
-
-func (h *panicCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (h *panicCounter) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "panic") {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h *panicCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *panicCounter) WithGroup(string) slog.Handler      { return h }

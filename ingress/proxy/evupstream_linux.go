@@ -29,7 +29,8 @@ type evUp struct {
 	// into out already.
 	bodyOff int64
 	res     h1.Response
-	body    h1.Body // the response body's framing
+	interim interimCount // informational answers before the final one
+	body    h1.Body      // the response body's framing
 	// deadline ends the current wait: for the connection, for the
 	// endpoint to take the request, or to send more of its answer.
 	deadline  time.Time
@@ -238,7 +239,12 @@ func (u *evUp) relay() {
 		}
 		u.off += n
 		if u.res.Status < 200 && u.res.Status != 101 {
-			continue // 1xx: the final answer follows
+			// 1xx: the final answer follows, but not after any number.
+			if !u.interim.more(n) {
+				c.upFailed(u, exchange.FailInvalid)
+				return
+			}
+			continue
 		}
 		if !x.Accept(u.res.Status, u.res.Upgrade) {
 			c.upFailed(u, exchange.FailInvalid)
@@ -321,6 +327,19 @@ func (l *evloop) dial(addr string, ap netip.AddrPort) (*evUp, error) {
 	if !ap.IsValid() {
 		return nil, os.ErrInvalid // not an IP address and port
 	}
+	// Endpoint sockets count against MaxConnections (see Server.dial).
+	if !l.s.reserve("endpoint") {
+		return nil, errTooManyConnections
+	}
+	u, err := l.connect(addr, ap)
+	if err != nil {
+		l.s.closed()
+	}
+	return u, err
+}
+
+// connect opens a socket to ap and starts connecting.
+func (l *evloop) connect(addr string, ap netip.AddrPort) (*evUp, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
 	if a := ap.Addr(); a.Is4() {
@@ -392,7 +411,11 @@ func (l *evloop) takeIdle(addr string) *evUp {
 func (u *evUp) quiet() bool { return peekQuiet(u.fd) }
 
 func (u *evUp) reset() {
-	*u = evUp{l: u.l, fd: u.fd, addr: u.addr, in: u.in[:0], out: u.out[:0], res: h1.Response{Fields: u.res.Fields[:0]}, lastUsed: u.lastUsed, reused: true}
+	in := u.in[:0]
+	if cap(in) > 64<<10 { // a large head's room is not kept
+		in = make([]byte, 0, 16<<10)
+	}
+	*u = evUp{l: u.l, fd: u.fd, addr: u.addr, in: in, out: u.out[:0], res: h1.Response{Fields: u.res.Fields[:0]}, lastUsed: u.lastUsed, reused: true}
 }
 
 func (l *evloop) putIdle(u *evUp) {
@@ -430,6 +453,7 @@ func (l *evloop) closeUp(u *evUp) {
 	if l.fds[u.fd] == u {
 		l.forget(u.fd)
 		syscall.Close(u.fd)
+		l.s.closed()
 	}
 	u.c = nil
 }

@@ -903,16 +903,25 @@ func TestF3TunnelIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestF4MaxConnections: a client opens one connection more than
-// MaxConnections allows. That one is closed at once (its read ends, with no
-// answer), the others are served on, and once one of them closes a new one
-// is served again. Before, every connection was served, so that a few clients
-// can take all of the proxy's file descriptors.
+// TestF4MaxConnections: clients open more connections than MaxConnections
+// allows. MaxConnections counts the endpoints' connections too, as nginx's
+// worker_connections does (this endpoint closes each after its answer, so
+// that only clients' stay open): with 6, five clients are served, each
+// request taking a sixth connection for its endpoint a moment; a sixth
+// client is let in but its request gets 502, there being no room left for
+// an endpoint; a seventh is closed at once (its read ends, with no answer).
+// The others are served on, and once one of them closes, a new one is
+// served again. Before, every connection was served, so that a few clients
+// could take all of the proxy's file descriptors.
 func TestF4MaxConnections(t *testing.T) {
 	for _, fe := range []string{fePlain, feTLS, feH2} {
 		t.Run(fe, func(t *testing.T) {
-			p := start(t, Options{MaxConnections: 5})
-			e, _ := tally(t)
+			p := start(t, Options{MaxConnections: 6})
+			e := newEndpoint(t, func(c net.Conn, _ int32) {
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
 			routeTo(t, p, map[string]string{"": e.addr})
 			var five []clientConn
 			for i := range 5 {
@@ -922,23 +931,31 @@ func TestF4MaxConnections(t *testing.T) {
 				}
 				five = append(five, s)
 			}
-			if sixth, err := openClient(t, p, fe); err == nil {
-				a, err := sixth.do(getPath("/sixth"))
+			sixth := mustOpen(t, p, fe)
+			if a, err := sixth.do(getPath("/sixth")); err != nil || a.status != 502 {
+				t.Errorf("the sixth connection's request: %d %v, want 502 (no room for its endpoint)", a.status, err)
+			}
+			if seventh, err := openClient(t, p, fe); err == nil {
+				a, err := seventh.do(getPath("/seventh"))
 				switch {
 				case err == nil:
-					t.Errorf("the sixth connection was served (%d), want it closed at once", a.status)
+					t.Errorf("the seventh connection was served (%d), want it closed at once", a.status)
 				case isDeadline(err):
-					t.Errorf("the sixth connection was neither served nor closed: %v", err)
+					t.Errorf("the seventh connection was neither served nor closed: %v", err)
 				}
 			} else if isDeadline(err) {
-				t.Errorf("the sixth connection hangs: %v", err)
+				t.Errorf("the seventh connection hangs: %v", err)
 			}
-			if st := p.Stats(); st.Refused == 0 || st.Open != 5 {
-				t.Errorf("stats %+v, want 5 open and the sixth counted as refused", st)
+			if st := p.Stats(); st.Refused < 2 || st.Open != 6 {
+				t.Errorf("stats %+v, want 6 open, and the sixth's endpoint and the seventh counted as refused", st)
+			}
+			sixth.Close()
+			for end := time.Now().Add(timeoutGuard); p.Stats().Open > 5 && time.Now().Before(end); {
+				time.Sleep(10 * time.Millisecond) // until the proxy has seen it close
 			}
 			for i, s := range five {
 				if a, err := s.do(getPath(fmt.Sprintf("/again-%d", i))); err != nil || a.status != 200 {
-					t.Errorf("connection %d after the sixth: %d %v", i, a.status, err)
+					t.Errorf("connection %d after the others: %d %v", i, a.status, err)
 				}
 			}
 			five[0].Close()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -157,7 +158,8 @@ func (hc *h1conn) handshake() bool {
 	hc.serverName = st.ServerName
 	if st.NegotiatedProtocol == "h2" {
 		hc.state.Store(connActive) // the HTTP/2 server ends it on shutdown
-		s.h2.ServeConn(tc, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: http2Handler{s}})
+		ctx := context.WithValue(context.Background(), h2connKey{}, &h2conn{serverName: st.ServerName, local: hc.local})
+		s.h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h2base, Handler: http2Handler{s}})
 		return false
 	}
 	return true
@@ -174,6 +176,12 @@ func (hc *h1conn) waitRequest() bool {
 	}
 	if hc.off == len(hc.in) {
 		hc.in, hc.off = hc.in[:0], 0
+		if cap(hc.in) > 64<<10 { // a large head's room is not kept
+			hc.in = make([]byte, 0, 4<<10)
+		}
+	}
+	if cap(hc.out) > 64<<10 && len(hc.out) == 0 {
+		hc.out = nil
 	}
 	hc.state.Store(connIdle)
 	if hc.s.closing.Load() {
@@ -256,16 +264,21 @@ func (hc *h1conn) serveRequest() bool {
 	switch x.Outcome {
 	case exchange.Answer:
 		hc.answer()
+		hc.observe()
 		hc.skipBody()
 	case exchange.Forward:
 		hc.forward()
+		hc.observe()
 	case exchange.Tunnel:
 		hc.tunnel()
+		hc.observe()
 	}
-	hc.observe()
 	if hc.reply.closeAfter {
 		_ = hc.flush()
 		return false
+	}
+	if len(hc.out) >= 32<<10 { // pipelined answers wait for no more than that
+		return hc.flush() == nil
 	}
 	return true
 }
@@ -276,7 +289,7 @@ func (hc *h1conn) serveRequest() bool {
 func (hc *h1conn) refuse(e *h1.Error, start time.Time) {
 	hc.s.log.Debug("refused a request", "client", hc.client.String(), "status", e.Status, "reason", e.Reason)
 	hc.s.policy.Refuse(e, hc.client, start, &hc.x)
-	hc.req = h1.Request{Fields: hc.req.Fields[:0], Minor: 1}
+	hc.req = h1.Request{Method: hc.req.Method, Fields: hc.req.Fields[:0], Minor: 1}
 	hc.reply.start(&hc.req, true)
 	hc.answer()
 	hc.observe()
@@ -295,13 +308,14 @@ func (hc *h1conn) answer() {
 }
 
 // skipBody reads through the body of a request answered without it,
-// when the core keeps the connection.
+// when the core keeps the connection. The request is recorded already:
+// nothing points into in, whose room is reused as the body goes by.
 func (hc *h1conn) skipBody() {
 	if hc.reply.closeAfter || !hc.req.HasBody() {
 		return
 	}
 	for left := hc.req.Length; left > 0; {
-		if hc.off == len(hc.in) && hc.read(time.Now(), hc.x.Limits.ClientBodyTimeout, true) != nil {
+		if hc.off == len(hc.in) && hc.read(time.Now(), hc.x.Limits.ClientBodyTimeout, false) != nil {
 			hc.reply.closeAfter = true
 			return
 		}
@@ -382,7 +396,7 @@ func (hc *h1conn) forward() {
 		}
 		return
 	}
-	c := hc.s.roundTrip(x, &hc.body)
+	c := hc.s.roundTrip(context.Background(), x, &hc.body)
 	hc.body.reset()
 	if c == nil {
 		hc.answer()
@@ -436,7 +450,7 @@ func (hc *h1conn) relay(c *upConn) {
 // TunnelIdleTimeout; any other answer is relayed as usual.
 func (hc *h1conn) tunnel() {
 	x := &hc.x
-	c := hc.s.roundTrip(x, nil)
+	c := hc.s.roundTrip(context.Background(), x, nil)
 	if c == nil {
 		hc.answer()
 		return

@@ -87,7 +87,7 @@ func (r *h1Reply) head(out []byte, x *exchange.Exchange, res *h1.Response, closi
 		reason = h1.StatusText(res.Status)
 	}
 	n := len(out)
-	out = h1.AppendResponseHead(out, r.req.Minor, res.Status, reason, x.ResponseFields(res, now), res.Length, r.chunked, r.connection(x, closing))
+	out = h1.AppendResponseHead(out, r.req.Minor, res.Status, reason, x.ResponseFields(res, now), res.SentLength(), r.chunked, r.connection(x, closing))
 	x.Record.BytesOut += int64(len(out) - n)
 	return out
 }

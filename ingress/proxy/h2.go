@@ -37,6 +37,10 @@ var h2streams = sync.Pool{New: func() any { return new(h2stream) }}
 
 func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.s
+	// Streams run on goroutines of their own: shutdown waits for them as
+	// for connections (their connection holds a count meanwhile).
+	s.connsWG.Add(1)
+	defer s.connsWG.Done()
 	st := h2streams.Get().(*h2stream)
 	defer func() {
 		st.body.reset()
@@ -55,7 +59,7 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			break
 		}
-		c := s.roundTrip(x, &st.body)
+		c := s.roundTrip(r.Context(), x, &st.body)
 		st.body.reset()
 		if c == nil {
 			writeAnswer(w, x, r.Method)
@@ -70,11 +74,26 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// h2conn is what the adapter knows of an HTTP/2 stream's connection,
+// which the request does not say: x/net/http2 sets Request.TLS only when
+// the client's :scheme says https.
+type h2conn struct {
+	serverName string
+	local      netip.AddrPort
+}
+
+type h2connKey struct{}
+
 // request fills the core's view of an HTTP/2 request.
 func (st *h2stream) request(r *http.Request) {
 	st.fields = st.fields[:0]
+	hasLength := false
 	for k, vv := range r.Header {
-		if k == "Content-Length" { // framing is the adapter's
+		switch k {
+		case "Content-Length": // framing is the adapter's
+			hasLength = true
+			continue
+		case "Host": // the request is routed by its authority, the one Host upstream
 			continue
 		}
 		for _, v := range vv {
@@ -86,12 +105,14 @@ func (st *h2stream) request(r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody {
 		length = 0
 	}
+	conn, _ := r.Context().Value(h2connKey{}).(*h2conn)
+	if conn == nil {
+		conn = &h2conn{}
+	}
 	st.req = exchange.Request{
 		Method: r.Method, Target: r.RequestURI, Host: r.Host, Fields: st.fields, Proto: exchange.HTTP2,
-		TLS: r.TLS != nil, Client: client, BodyLength: length, HasLength: r.ContentLength >= 0,
-	}
-	if r.TLS != nil {
-		st.req.ServerName = r.TLS.ServerName
+		TLS: true, ServerName: conn.serverName, Client: client, Local: conn.local,
+		BodyLength: length, HasLength: hasLength && length >= 0,
 	}
 }
 
@@ -151,8 +172,8 @@ func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseCon
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // relayed as it came: no sniffing
 	}
-	if c.res.Length >= 0 {
-		h["Content-Length"] = []string{strconv.FormatInt(c.res.Length, 10)}
+	if n := c.res.SentLength(); n >= 0 {
+		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	// A client that goes away must not keep the endpoint's connection.
 	stop := context.AfterFunc(r.Context(), func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })

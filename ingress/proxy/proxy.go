@@ -61,9 +61,11 @@ type Options struct {
 	// MaxHeaderBytes bounds a request head (default 32 KiB, as nginx's
 	// large_client_header_buffers 4 8k); larger ones get 431.
 	MaxHeaderBytes int
-	// MaxConnections bounds the client connections the server holds at
-	// once (default 16384); one more is closed as soon as it is
-	// accepted, logged at most once a second, and counted (see Stats).
+	// MaxConnections bounds the connections the server holds at once,
+	// clients' and endpoints', as nginx's worker_connections does
+	// (default 16384): one client more is closed as soon as it is
+	// accepted, one endpoint more is an attempt that failed to connect;
+	// either is logged at most once a second and counted (see Stats).
 	MaxConnections int
 	// BodyBufferSize is how much of a request body is kept in memory
 	// (default 8 KiB, as nginx's client_body_buffer_size on x86-64); the

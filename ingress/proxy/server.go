@@ -38,8 +38,8 @@ type Server struct {
 	connsWG sync.WaitGroup
 	closing atomic.Bool
 
-	// open counts the client connections held, for MaxConnections;
-	// refused those closed for it.
+	// open counts the connections held, clients' and endpoints', for
+	// MaxConnections; refused those refused for it.
 	open        atomic.Int64
 	inLoops     atomic.Int64 // of them, those an event loop serves
 	refused     atomic.Uint64
@@ -91,11 +91,11 @@ func (s *Server) Config() *exchange.Config { return s.cfg.Load() }
 
 // Stats are the server's connection counts.
 type Stats struct {
-	// Open is the client connections held now; Loop those of them an
-	// event loop serves.
+	// Open is the connections held now, clients' and endpoints'; Loop
+	// the clients' an event loop serves.
 	Open, Loop int64
-	// Refused counts the connections closed at once because
-	// MaxConnections were open.
+	// Refused counts the connections refused because MaxConnections were
+	// open: clients' closed as soon as accepted, endpoints' not opened.
 	Refused uint64
 }
 
@@ -240,19 +240,29 @@ func isTemporary(err error) bool {
 // admit counts a new connection in, or closes it when MaxConnections are
 // open already, as nginx does when its worker_connections run out.
 func (s *Server) admit(c net.Conn) bool {
+	if s.reserve("client") {
+		return true
+	}
+	_ = c.Close()
+	return false
+}
+
+// reserve counts a connection in, a client's or an endpoint's (side). It
+// reports false when MaxConnections are open already: the refusal is
+// counted, and logged at most once a second.
+func (s *Server) reserve(side string) bool {
 	if s.open.Add(1) <= int64(s.opts.MaxConnections) {
 		return true
 	}
 	s.open.Add(-1)
 	s.refused.Add(1)
-	_ = c.Close()
 	if now := time.Now().Unix(); s.refusedLogs.Swap(now) != now {
-		s.log.Warn("connection refused: the limit of open connections is reached", "limit", s.opts.MaxConnections, "refusedSoFar", s.refused.Load())
+		s.log.Warn("connection refused: the limit of open connections is reached", "side", side, "limit", s.opts.MaxConnections, "refusedSoFar", s.refused.Load())
 	}
 	return false
 }
 
-// closed counts a client connection out.
+// closed counts a connection out.
 func (s *Server) closed() { s.open.Add(-1) }
 
 // shutdown tells HTTP/2 clients to go away, closes idle connections until
@@ -291,6 +301,7 @@ func (s *Server) shutdown(ctx context.Context, loops []*evLoops) {
 				_ = hc.raw.Close()
 			}
 			s.connsMu.Unlock()
+			s.pool.cut() // requests waiting on endpoints end too
 			<-done
 			return
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -20,8 +21,19 @@ import (
 // loops keep their own, non-blocking ones (evupstream_linux.go). Both
 // carry out the exchange's attempt plan and frame with the codec.
 
-// maxResponseHeaderBytes bounds an endpoint's response head.
-const maxResponseHeaderBytes = 1 << 20
+// maxResponseHeaderBytes bounds an endpoint's response head (nginx's
+// proxy_buffer_size is 4 or 8 KiB; large cookies need more).
+const maxResponseHeaderBytes = 64 << 10
+
+// interimCount bounds the informational (1xx) answers an endpoint sends
+// before its final one: a few, and no more bytes than one head.
+type interimCount struct{ n, bytes int }
+
+func (i *interimCount) more(n int) bool {
+	i.n++
+	i.bytes += n
+	return i.n <= 8 && i.bytes <= maxResponseHeaderBytes
+}
 
 // pool keeps idle keep-alive connections to endpoints. Each endpoint has
 // its own idle list and lock: requests to different endpoints never wait
@@ -30,6 +42,11 @@ type pool struct {
 	maxIdle int
 	idleFor time.Duration
 	hosts   sync.Map // endpoint address → *idleConns
+
+	// busy are the connections out of the pool, carrying a request: a
+	// forced shutdown closes them, so that no request outlives its grace.
+	busyMu sync.Mutex
+	busy   map[*upConn]struct{}
 }
 
 // idleConns are the idle connections to one endpoint, most recent last.
@@ -43,7 +60,31 @@ type idleConns struct {
 }
 
 func newPool(opts Options) *pool {
-	return &pool{maxIdle: opts.MaxIdleConnsPerHost, idleFor: 90 * time.Second}
+	return &pool{maxIdle: opts.MaxIdleConnsPerHost, idleFor: 90 * time.Second, busy: map[*upConn]struct{}{}}
+}
+
+// lend marks c as carrying a request.
+func (p *pool) lend(c *upConn) {
+	p.busyMu.Lock()
+	p.busy[c] = struct{}{}
+	p.busyMu.Unlock()
+}
+
+// settle marks c as no longer carrying a request.
+func (p *pool) settle(c *upConn) {
+	p.busyMu.Lock()
+	delete(p.busy, c)
+	p.busyMu.Unlock()
+}
+
+// cut closes the sockets of the connections carrying requests; their
+// owners see an error, and close them for good.
+func (p *pool) cut() {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	for c := range p.busy {
+		_ = c.Conn.Close()
+	}
 }
 
 // list returns the idle list of addr, made when missing.
@@ -73,6 +114,7 @@ func (p *pool) get(h *idleConns, now time.Time) *upConn {
 		h.mu.Unlock()
 		if now.Sub(c.lastUsed) < p.idleFor && c.quiet() {
 			c.reused = true
+			p.lend(c)
 			return c
 		}
 		c.Close()
@@ -82,7 +124,11 @@ func (p *pool) get(h *idleConns, now time.Time) *upConn {
 // put returns a connection whose last response was read to its end, and
 // nothing after it, to its list.
 func (p *pool) put(c *upConn, now time.Time) {
+	p.settle(c)
 	c.lastUsed = now
+	if cap(c.in) > 64<<10 { // a large head's buffer is not kept idle
+		c.in, c.off = make([]byte, 0, 16<<10), 0
+	}
 	h := c.list
 	for {
 		h.mu.Lock()
@@ -134,6 +180,7 @@ func (p *pool) closeIdle(all bool) {
 // a time.
 type upConn struct {
 	net.Conn
+	s    *Server
 	list *idleConns
 	// in holds what was read from the endpoint; in[off:] is not taken
 	// yet. The response head points into it.
@@ -149,6 +196,43 @@ type upConn struct {
 	reused   bool // it carried a request before this one
 	got      bool // some of a response came
 	eof      bool // the endpoint sent its end
+	closed   atomic.Bool
+}
+
+// dial connects to addr within timeout. The connection counts against
+// MaxConnections, as nginx's worker_connections counts both sides: a
+// client cannot make the proxy open more sockets than that by spreading
+// requests over HTTP/2 streams.
+func (s *Server) dial(addr string, timeout time.Duration, list *idleConns) (*upConn, error) {
+	if !s.reserve("endpoint") {
+		return nil, errTooManyConnections
+	}
+	nc, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		s.closed()
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlivePeriod(30 * time.Second)
+	}
+	c := newUpConn(nc, list)
+	c.s = s
+	s.pool.lend(c)
+	return c, nil
+}
+
+var errTooManyConnections = errors.New("the limit of open connections is reached")
+
+// Close closes the connection once, and counts it out.
+func (c *upConn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if c.s != nil {
+		c.s.pool.settle(c)
+		c.s.closed()
+	}
+	return c.Conn.Close()
 }
 
 func newUpConn(c net.Conn, list *idleConns) *upConn {
@@ -211,14 +295,20 @@ func (c *upConn) read(timeout time.Duration) error {
 // endpoints the plan names, attempt after attempt as the plan says, and
 // returns the connection whose final response head it read (c.res), the
 // body's framing set up in c.body. It returns nil when no endpoint
-// answered: x then holds the client's answer.
-func (s *Server) roundTrip(x *exchange.Exchange, body *reqBody) *upConn {
+// answered: x then holds the client's answer. When ctx ends (an HTTP/2
+// stream reset: the client left) the attempt ends at once, and nothing is
+// answered.
+func (s *Server) roundTrip(ctx context.Context, x *exchange.Exchange, body *reqBody) *upConn {
 	start := time.Now()
 	defer func() { x.Record.UpstreamTime = time.Since(start) }()
 	for {
-		c, f := s.try(x, body)
+		c, f := s.try(ctx, x, body)
 		if f == 0 {
 			return c
+		}
+		if ctx.Err() != nil {
+			x.ClientGone()
+			return nil
 		}
 		if !x.Retry(f) {
 			return nil
@@ -227,7 +317,7 @@ func (s *Server) roundTrip(x *exchange.Exchange, body *reqBody) *upConn {
 }
 
 // try makes one attempt of x's plan.
-func (s *Server) try(x *exchange.Exchange, body *reqBody) (*upConn, exchange.Failure) {
+func (s *Server) try(ctx context.Context, x *exchange.Exchange, body *reqBody) (*upConn, exchange.Failure) {
 	addr, _ := x.Endpoint()
 	lim := &x.Limits
 	list := s.pool.list(addr)
@@ -236,19 +326,23 @@ func (s *Server) try(x *exchange.Exchange, body *reqBody) (*upConn, exchange.Fai
 		c = s.pool.get(list, time.Now())
 	}
 	if c == nil {
-		nc, err := net.DialTimeout("tcp", addr, lim.ConnectTimeout)
-		if err != nil {
+		var err error
+		if c, err = s.dial(addr, lim.ConnectTimeout, list); err != nil {
 			return nil, exchange.FailConnect
 		}
-		if tc, ok := nc.(*net.TCPConn); ok {
-			_ = tc.SetKeepAlivePeriod(30 * time.Second)
-		}
-		c = newUpConn(nc, list)
+	}
+	if ctx.Done() != nil {
+		// A client that leaves ends the wait: the socket's deadlines fire.
+		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
 	}
 	c.got, c.eof = false, false
 	length := int64(-1)
 	if x.Out.Body {
-		length = body.size
+		length = 0
+		if body != nil {
+			length = body.size
+		}
 	}
 	c.out = h1.AppendRequestHead(c.out[:0], x.Out.Method, x.Out.Target, x.Out.Host, x.Out.Fields, length)
 	if err := c.send(lim.SendTimeout, body); err != nil {
@@ -336,6 +430,7 @@ func (c *upConn) write(b []byte, timeout time.Duration) error {
 // receive reads the final response head, skipping 1xx answers but 101,
 // and checks it against the plan.
 func (c *upConn) receive(x *exchange.Exchange, timeout time.Duration) exchange.Failure {
+	var interim interimCount
 	for {
 		n, err := h1.ParseResponse(c.in[c.off:], maxResponseHeaderBytes, &c.res)
 		switch {
@@ -344,7 +439,12 @@ func (c *upConn) receive(x *exchange.Exchange, timeout time.Duration) exchange.F
 		case n > 0:
 			c.off += n
 			if c.res.Status < 200 && c.res.Status != 101 {
-				continue // 103 Early Hints and the like: informational only
+				// 103 Early Hints and the like: informational only, but
+				// not without end.
+				if !interim.more(n) {
+					return exchange.FailInvalid
+				}
+				continue
 			}
 			if !x.Accept(c.res.Status, c.res.Upgrade) {
 				return exchange.FailInvalid

@@ -145,6 +145,16 @@ func (p *Policy) Decide(cfg *Config, req *Request, start time.Time, x *Exchange)
 }
 
 func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
+	// A method or a Host that is not one could read otherwise upstream,
+	// whatever protocol brought it (HTTP/2 carries any bytes in them).
+	if !h1.ValidToken(req.Method) {
+		x.answer(400, "the method is not a token")
+		return
+	}
+	if !h1.ValidHost(req.Host) {
+		x.answer(400, "invalid Host")
+		return
+	}
 	switch req.Method {
 	case "CONNECT":
 		x.answer(405, "CONNECT is not supported", allowField)
@@ -195,7 +205,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		return
 	}
 	x.Outcome = Forward
-	if req.Upgrade != "" && req.Proto == HTTP11 && h1.Is(req.Upgrade, "websocket") {
+	// Only a WebSocket handshake is tunnelled: a GET-like request with no
+	// body (RFC 6455, 4.1). Any other upgrade is served as a plain request.
+	if req.Upgrade != "" && req.Proto == HTTP11 && h1.Is(req.Upgrade, "websocket") && req.BodyLength == 0 {
 		x.Outcome = Tunnel
 	}
 	x.Upstream = up

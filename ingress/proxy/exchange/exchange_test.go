@@ -86,6 +86,12 @@ func TestDecideAnswers(t *testing.T) {
 		{"dot-dot", get("plain.example", "/a/../b"), 400, "'..'", h1.Field{}, false},
 		{"encoded dot-dot", get("plain.example", "/a/%2e%2E/b"), 400, "'..'", h1.Field{}, false},
 		{"dot", get("plain.example", "/a/./b"), 400, "'.'", h1.Field{}, false},
+		{"dot-dot with parameters", get("plain.example", "/a/..;x=y/b"), 400, "'..'", h1.Field{}, false},
+		{"encoded dot with parameters", get("plain.example", "/a/%2e;/b"), 400, "'.'", h1.Field{}, false},
+		// R2, R8: what HTTP/2 carries and HTTP/1.x's codec would refuse.
+		{"method with a blank", &Request{Method: "GET /internal?x=", Target: "/", Host: "plain.example", Proto: HTTP2}, 400, "method", h1.Field{}, false},
+		{"host with a slash", get("x/.plain.example", "/"), 400, "Host", h1.Field{}, false},
+		{"host with a blank", get("plain.example x", "/"), 400, "Host", h1.Field{}, false},
 		{"bad target with a body closes", &Request{Method: "POST", Target: "/a b", Host: "plain.example", Proto: HTTP11, BodyLength: -1}, 400, "blank", h1.Field{}, true},
 		{"redirect of a large body closes", &Request{Method: "POST", Target: "/", Host: "shop.example", Proto: HTTP11, BodyLength: MaxDiscard + 1}, 308, "", f("Location", "https://shop.example/"), true},
 	} {
@@ -192,6 +198,9 @@ func TestHeaderPolicy(t *testing.T) {
 		{"h2c upgrade", Settings{}, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "h2c",
 			Fields: []h1.Field{f("Connection", "Upgrade, HTTP2-Settings"), f("Upgrade", "h2c"), f("HTTP2-Settings", "AAMAAABkAAQAAP__")}},
 			map[string]string{"Connection": "", "Upgrade": "", "Http2-Settings": ""}},
+		{"websocket with a body is not tunnelled", Settings{}, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "websocket", BodyLength: 5,
+			Fields: []h1.Field{f("Connection", "Upgrade"), f("Upgrade", "websocket")}},
+			map[string]string{"Connection": "", "Upgrade": ""}},
 		{"websocket", Settings{}, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "WebSocket",
 			Fields: []h1.Field{f("Connection", "Upgrade"), f("Upgrade", "WebSocket"), f("Sec-Websocket-Key", "k")}},
 			map[string]string{"Connection": "Upgrade", "Upgrade": "WebSocket", "Sec-Websocket-Key": "k"}},

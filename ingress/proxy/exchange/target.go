@@ -16,7 +16,9 @@ import "strings"
 //   - no encoded '/' ("%2F"), which would make one segment look like two
 //     to the backend but not to the route, or the other way round;
 //   - no control byte once decoded (an encoded NUL, CR or LF);
-//   - no "." or ".." segment, also when percent-encoded ("%2e%2e").
+//   - no "." or ".." segment, also when percent-encoded ("%2e%2e"), nor
+//     one with parameters ("..;x"), which Tomcat, Jetty and Spring read as
+//     ".." once they drop the parameters.
 func (x *Exchange) checkTarget(target string) (path string, refused string) {
 	if target == "" || target[0] != '/' {
 		return "", "the request target must be a path"
@@ -61,7 +63,7 @@ func (x *Exchange) checkTarget(target string) (path string, refused string) {
 	}
 	for rest := path[1:]; ; {
 		seg, after, more := strings.Cut(rest, "/")
-		if seg == "." || seg == ".." {
+		if seg, _, _ = strings.Cut(seg, ";"); seg == "." || seg == ".." {
 			return "", "the path holds a '.' or '..' segment"
 		}
 		if !more {

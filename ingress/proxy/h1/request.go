@@ -63,7 +63,8 @@ func (r *Request) HasBody() bool { return r.Chunked || r.Length > 0 }
 // ParseRequest parses the request head at the start of b into r, reusing
 // r's field storage, and returns its length in b (empty lines before it
 // included). It returns 0 and no error while b holds no complete head.
-// max bounds the head's size. Errors are *Error, with the status to answer.
+// max bounds the head's size. Errors are *Error, with the status to answer;
+// r.Method is set then when the request line named one.
 func ParseRequest(b []byte, max int, r *Request) (int, error) {
 	start, end, err := findHead(b, max)
 	if err != nil || end == 0 {
@@ -184,6 +185,8 @@ func (r *Request) parseLine(line []byte) error {
 	if !ValidToken(str(method)) {
 		return errorf(400, "malformed request line")
 	}
+	// Known even when the rest is refused: an answer to HEAD has no body.
+	r.Method = method2string(method)
 	for _, c := range target {
 		if c < ' ' || c == 0x7f {
 			return errorf(400, "malformed request target")
@@ -200,7 +203,6 @@ func (r *Request) parseLine(line []byte) error {
 		}
 		return errorf(400, "malformed HTTP version")
 	}
-	r.Method = method2string(method)
 	r.Target = str(target)
 	return r.parseTarget()
 }

@@ -31,6 +31,17 @@ func NoBody(method string, status int) bool {
 	return method == "HEAD" || status < 200 || status == 204 || status == 304
 }
 
+// SentLength is the Content-Length a proxy passes on with r, or -1 for
+// none: an informational answer, a 204 and a 304 carry none (RFC 9110,
+// 8.6; nginx drops it from a 304 too), whatever the endpoint said; any
+// other answer, to HEAD too, the endpoint's.
+func (r *Response) SentLength() int64 {
+	if r.Status < 200 || r.Status == 204 || r.Status == 304 {
+		return -1
+	}
+	return r.Length
+}
+
 // ErrResponseTooLarge is a response head over the size given to the
 // parser.
 var ErrResponseTooLarge = errorf(502, "the response headers are too large")
