@@ -555,7 +555,8 @@ func TestLoopEventWithRoomAndRequest(t *testing.T) {
 func FuzzLoop(f *testing.F) {
 	var panics atomic.Int32
 	log := slog.New(panicLog{&panics})
-	s, err := New(Options{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}, log)
+	s, err := New(Options{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+		Policy: limits(exchange.Limits{ClientBodyTimeout: 300 * time.Millisecond})}, log)
 	if err != nil {
 		f.Fatal(err)
 	}

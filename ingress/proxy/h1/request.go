@@ -214,6 +214,11 @@ func (r *Request) parseTarget() error {
 	switch {
 	case t[0] == '/':
 		r.Form, r.URI = OriginForm, t
+	case r.Method == "CONNECT": // "*" too is an authority to CONNECT
+		if !validAuthority(t) {
+			return errorf(400, "malformed request target")
+		}
+		r.Form, r.Host = AuthorityForm, t
 	case t == "*":
 		r.Form = AsteriskForm
 	case hasScheme(t, "http://") || hasScheme(t, "https://"):
@@ -236,11 +241,6 @@ func (r *Request) parseTarget() error {
 		default:
 			r.URI = rest[i:]
 		}
-	case r.Method == "CONNECT":
-		if !validAuthority(t) {
-			return errorf(400, "malformed request target")
-		}
-		r.Form, r.Host = AuthorityForm, t
 	default:
 		return errorf(400, "malformed request target")
 	}

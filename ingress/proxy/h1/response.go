@@ -91,7 +91,7 @@ func parseResponse(b []byte, r *Response) error {
 		}
 		r.Reason = str(line[13:])
 	}
-	hasLength := false
+	hasLength, length := false, ""
 	var conn connOptions
 	var upgrade string
 	for {
@@ -105,11 +105,13 @@ func parseResponse(b []byte, r *Response) error {
 		}
 		switch {
 		case Is(f.Name, "Content-Length"):
+			// Repeated, only as the very same value (as net/http's client
+			// reads it: "2" and "02" are two lengths).
 			n, ok := parseLength(f.Value)
-			if !ok || hasLength && n != r.Length {
+			if !ok || hasLength && f.Value != length {
 				return bad("Content-Length")
 			}
-			r.Length, hasLength = n, true
+			r.Length, hasLength, length = n, true, f.Value
 			continue
 		case Is(f.Name, "Transfer-Encoding"):
 			// Chunked alone, as net/http's client: anything else could be
