@@ -9,24 +9,24 @@ import (
 )
 
 // The install manifests are accepted by a real API server (server-side dry
-// run: schema, defaults, RBAC objects), with and without the default-class
-// component.
+// run: schema, defaults, RBAC objects), with and without the
+// not-default-class component; the class is the default exactly without it.
 func TestManifestsApply(t *testing.T) {
 	needAPI(t)
 	root, err := filepath.Abs(filepath.Join("..", "manifests", "ingress"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	withDefault := t.TempDir()
-	rel, err := filepath.Rel(withDefault, root) // kustomize refuses absolute roots
+	notDefault := t.TempDir()
+	rel, err := filepath.Rel(notDefault, root) // kustomize refuses absolute roots
 	if err != nil {
 		t.Fatal(err)
 	}
-	kust := "resources: [" + rel + "]\ncomponents: [" + filepath.Join(rel, "default-class") + "]\n"
-	if err := os.WriteFile(filepath.Join(withDefault, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+	kust := "resources: [" + rel + "]\ncomponents: [" + filepath.Join(rel, "not-default-class") + "]\n"
+	if err := os.WriteFile(filepath.Join(notDefault, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{root, withDefault} {
+	for _, dir := range []string{root, notDefault} {
 		out, err := exec.Command(api.Kubectl, "--kubeconfig", api.Kubeconfig, "apply", "--dry-run=server", "-k", dir).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl apply -k %s: %v\n%s", dir, err, out)
@@ -37,8 +37,13 @@ func TestManifestsApply(t *testing.T) {
 			}
 		}
 	}
-	out, err := exec.Command(api.Kubectl, "kustomize", withDefault).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `ingressclass.kubernetes.io/is-default-class: "true"`) {
-		t.Errorf("the default-class component does not mark the class default: %v\n%s", err, out)
+	const mark = `ingressclass.kubernetes.io/is-default-class: "true"`
+	out, err := exec.Command(api.Kubectl, "kustomize", root).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), mark) {
+		t.Errorf("the install does not make the class the default: %v\n%s", err, out)
+	}
+	out, err = exec.Command(api.Kubectl, "kustomize", notDefault).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "is-default-class") || !strings.Contains(string(out), "controller: portico.dev/ingress") {
+		t.Errorf("the not-default-class component does not take the default mark off: %v\n%s", err, out)
 	}
 }
