@@ -25,10 +25,11 @@ type attempt struct {
 	tries     int  // attempts allowed, at most one per endpoint
 	fresh     bool // the current attempt goes on a new connection
 	freshUsed bool // the current endpoint had its extra try
+	next      NextUpstream
 }
 
-func (a *attempt) start(up *Upstream, max int) {
-	*a = attempt{up: up, first: up.pick(), tries: min(len(up.Addrs), max)}
+func (a *attempt) start(up *Upstream, max int, next NextUpstream) {
+	*a = attempt{up: up, first: up.pick(), tries: min(len(up.Addrs), max), next: next}
 }
 
 func (a *attempt) index() int { return (a.first + a.n) % len(a.up.Addrs) }
@@ -79,7 +80,7 @@ func (x *Exchange) Retry(f Failure) bool {
 		}
 		f = FailReset
 	}
-	next := x.policy.s.NextUpstream
+	next := a.next
 	var again bool
 	switch f {
 	case FailConnect:

@@ -26,6 +26,9 @@ type Config struct {
 	Certs map[route.SecretRef]*tls.Certificate
 	// DefaultCert, when set, replaces the server's own default certificate.
 	DefaultCert *tls.Certificate
+	// Rules holds the policies of the Ingresses that set any, by
+	// "namespace/name" (route.Backend's Ingress).
+	Rules map[string]*Rules
 }
 
 // Certificate returns the certificate to present to a TLS client that

@@ -183,6 +183,18 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		return
 	}
 	x.Record.Route = be.Ingress
+	next, tries := p.s.NextUpstream, p.s.Tries
+	if r := cfg.Rules[be.Ingress]; r != nil {
+		// Access first: a refused client learns nothing of the route,
+		// not even that it redirects to HTTPS.
+		if why := r.admit(req.Client.Addr()); why != "" {
+			x.answer(403, why)
+			return
+		}
+		r.apply(&x.Limits)
+		over(&next, r.NextUpstream)
+		over(&tries, r.Tries)
+	}
 	if !req.TLS && !be.NoSSLRedirect {
 		if _, tlsOn := cfg.Routes.TLS(req.Host); tlsOn {
 			x.redirectHTTPS(req)
@@ -213,7 +225,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	x.Upstream = up
 	x.Continue = req.Continue && req.BodyLength != 0 && req.Proto != HTTP2
 	p.forwardHead(req, x)
-	x.attempt.start(up, p.s.Tries)
+	x.attempt.start(up, tries, next)
 	x.Record.Attempts = 1
 	x.Record.Endpoint = up.Addrs[x.attempt.index()]
 }

@@ -1,0 +1,65 @@
+package exchange
+
+import "net/netip"
+
+// Rules are the policies of the requests one Ingress routes, set by its
+// annotations (ingress-nginx's and Portico's own). The zero value changes
+// nothing: the proxy-wide Settings apply.
+type Rules struct {
+	// Refuse, when not empty, answers every request 403 and says why: an
+	// access restriction Portico cannot enforce, or one whose value is
+	// invalid, fails closed rather than serving the route unprotected.
+	Refuse string
+	// Allow, when not empty, are the only client addresses served
+	// (whitelist-source-range); Deny are client addresses refused
+	// (denylist-source-range). Others get 403. Deny is checked first.
+	Allow, Deny []netip.Prefix
+	// Limits replace the proxy-wide ones field by field where not zero
+	// (MaxBodySize: negative for no limit).
+	Limits Limits
+	// Tries and NextUpstream replace the proxy-wide ones where not zero.
+	Tries        int
+	NextUpstream NextUpstream
+}
+
+// admit reports why the client at a is refused by r, or "" when it is
+// served.
+func (r *Rules) admit(a netip.Addr) string {
+	if r.Refuse != "" {
+		return r.Refuse
+	}
+	a = a.Unmap()
+	for _, p := range r.Deny {
+		if p.Contains(a) {
+			return "the client address is denied on this route"
+		}
+	}
+	if len(r.Allow) == 0 {
+		return ""
+	}
+	for _, p := range r.Allow {
+		if p.Contains(a) {
+			return ""
+		}
+	}
+	return "the client address is not allowed on this route"
+}
+
+// apply lays r's limits over l.
+func (r *Rules) apply(l *Limits) {
+	over(&l.ConnectTimeout, r.Limits.ConnectTimeout)
+	over(&l.SendTimeout, r.Limits.SendTimeout)
+	over(&l.ReadTimeout, r.Limits.ReadTimeout)
+	over(&l.ClientBodyTimeout, r.Limits.ClientBodyTimeout)
+	over(&l.ClientSendTimeout, r.Limits.ClientSendTimeout)
+	over(&l.TunnelIdleTimeout, r.Limits.TunnelIdleTimeout)
+	over(&l.MaxBodySize, r.Limits.MaxBodySize)
+}
+
+// over sets *dst to v unless v is zero.
+func over[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}

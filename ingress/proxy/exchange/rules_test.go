@@ -1,0 +1,93 @@
+package exchange
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An Ingress's Rules: access by client address before anything else
+// (fail closed), then its limits, tries and retried failures over the
+// proxy-wide ones, for its routes only.
+func TestRules(t *testing.T) {
+	cfg := testConfig(t)
+	p := NewPolicy(Settings{})
+	decide := func(req *Request) *Exchange {
+		var x Exchange
+		p.Decide(cfg, req, time.Now(), &x)
+		return &x
+	}
+	from := func(addr string, req *Request) *Request {
+		req.Client = netip.MustParseAddrPort(addr)
+		return req
+	}
+	prefixes := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, v := range s {
+			out = append(out, netip.MustParsePrefix(v))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		rules  Rules
+		req    *Request
+		status int    // 0: forwarded
+		reason string // in the body
+	}{
+		{"allowed", Rules{Allow: prefixes("192.0.2.0/24")}, from("192.0.2.7:1", get("plain.example", "/")), 0, ""},
+		{"not allowed", Rules{Allow: prefixes("198.51.100.0/24")}, from("192.0.2.7:1", get("plain.example", "/")), 403, "not allowed"},
+		{"mapped IPv4 allowed", Rules{Allow: prefixes("192.0.2.0/24")}, from("[::ffff:192.0.2.7]:1", get("plain.example", "/")), 0, ""},
+		{"IPv6 not in an IPv4 list", Rules{Allow: prefixes("192.0.2.0/24")}, from("[2001:db8::1]:1", get("plain.example", "/")), 403, "not allowed"},
+		{"denied inside the allowed", Rules{Allow: prefixes("192.0.2.0/24"), Deny: prefixes("192.0.2.7/32")}, from("192.0.2.7:1", get("plain.example", "/")), 403, "denied"},
+		{"denied only", Rules{Deny: prefixes("192.0.2.0/24")}, from("192.0.2.7:1", get("plain.example", "/")), 403, "denied"},
+		{"not denied", Rules{Deny: prefixes("198.51.100.0/24")}, from("192.0.2.7:1", get("plain.example", "/")), 0, ""},
+		{"refused", Rules{Refuse: "auth-url is not supported"}, get("plain.example", "/"), 403, "auth-url"},
+		{"refused before the redirect", Rules{Refuse: "no"}, get("shop.example", "/"), 403, "no"},
+		{"a larger body allowed", Rules{Limits: Limits{MaxBodySize: 4 << 20}}, post("plain.example", 2<<20), 0, ""},
+		{"a smaller body limit", Rules{Limits: Limits{MaxBodySize: 10}}, post("plain.example", 11), 413, "larger than the limit"},
+		{"no body limit", Rules{Limits: Limits{MaxBodySize: -1}}, post("plain.example", 1<<40), 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg.Rules = map[string]*Rules{"ns/plain": &c.rules, "ns/shop": &c.rules}
+			x := decide(c.req)
+			if c.status == 0 {
+				if x.Outcome != Forward {
+					t.Fatalf("outcome %d status %d %q, want it forwarded", x.Outcome, x.Status, x.Body)
+				}
+				return
+			}
+			if x.Outcome != Answer || x.Status != c.status || !strings.Contains(x.Body, c.reason) {
+				t.Errorf("answer %d %q, want %d with %q", x.Status, x.Body, c.status, c.reason)
+			}
+		})
+	}
+
+	// Limits, tries and retried failures: the Ingress's over the proxy's,
+	// field by field, on its routes only.
+	cfg.Rules = map[string]*Rules{"ns/plain": {Limits: Limits{ReadTimeout: 3 * time.Second}, Tries: 1, NextUpstream: NextOnError | NextOnTimeout | NextOnInvalidHeader}}
+	x := decide(get("plain.example", "/"))
+	def := p.Settings().Limits
+	if x.Limits.ReadTimeout != 3*time.Second || x.Limits.ConnectTimeout != def.ConnectTimeout || x.Limits.MaxBodySize != def.MaxBodySize {
+		t.Errorf("limits %+v, want the read timeout of the Ingress and the rest the proxy's", x.Limits)
+	}
+	if x.Retry(FailConnect) {
+		t.Error("retried with one try allowed")
+	}
+	if x = decide(get("shop.example", "/")); x.Outcome != Answer || x.Status != 308 {
+		t.Fatalf("shop: %d, want its redirect", x.Status)
+	}
+	x = decide(from("192.0.2.7:1", &Request{Method: "GET", Target: "/", Host: "shop.example", Proto: HTTP11, TLS: true}))
+	if x.Limits != def || !x.Retry(FailConnect) {
+		t.Errorf("another Ingress's route got the rules: %+v", x.Limits)
+	}
+	cfg.Rules = map[string]*Rules{"ns/plain": {NextUpstream: NextOnInvalidHeader}}
+	if x = decide(get("plain.example", "/")); x.Retry(FailTimeout) || !x.Retry(FailInvalid) {
+		t.Error("the Ingress's proxy-next-upstream is not the one followed")
+	}
+}
+
+func post(host string, n int64) *Request {
+	return &Request{Method: "POST", Target: "/", Host: host, Proto: HTTP11, BodyLength: n, HasLength: true, Client: client}
+}
