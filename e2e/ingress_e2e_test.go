@@ -73,11 +73,19 @@ func newFeature(t *testing.T) *feature {
 // names one. It returns the Ingress's name.
 func (f *feature) ingress(t *testing.T, manifest string) string {
 	t.Helper()
+	return f.ingressOf(t, manifest, true)
+}
+
+// ingressOf is ingress, with the class left as the manifest has it unless
+// setClass: a class-less Ingress is then made as a user would make it, and
+// the API server gives it the cluster's default class.
+func (f *feature) ingressOf(t *testing.T, manifest string, setClass bool) string {
+	t.Helper()
 	var ing networkingv1.Ingress
 	if err := yaml.UnmarshalStrict([]byte(manifest), &ing); err != nil {
 		t.Fatalf("Ingress manifest: %v", err)
 	}
-	if ing.Spec.IngressClassName == nil {
+	if ing.Spec.IngressClassName == nil && setClass {
 		ing.Spec.IngressClassName = ptr.To(ingressClass)
 	}
 	var backends []networkingv1.IngressBackend

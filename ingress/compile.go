@@ -28,8 +28,9 @@ const (
 	// spec.ingressClassName; it is still honoured.
 	LegacyClassAnnotation = "kubernetes.io/ingress.class"
 	// SSLRedirectAnnotation, "false", turns off the HTTP → HTTPS redirect
-	// for an Ingress's backends.
-	SSLRedirectAnnotation = "portico.dev/ssl-redirect"
+	// for an Ingress's backends (also in ingress-nginx's spelling; see
+	// annotations.go for the others).
+	SSLRedirectAnnotation = PorticoPrefix + "ssl-redirect"
 
 	serviceNameLabel = "kubernetes.io/service-name"
 )
@@ -97,6 +98,10 @@ type cluster struct {
 	services  []*corev1.Service
 	slices    []*discoveryv1.EndpointSlice
 	secrets   []*corev1.Secret
+	// terminating holds the namespaces being deleted: their Ingresses are
+	// not served, so that they stop winning conflicts at once rather than
+	// for the seconds their namespace takes to go.
+	terminating map[string]bool
 	// defaultCert names the Secret of the default certificate, if any.
 	defaultCert types.NamespacedName
 }
@@ -118,13 +123,20 @@ type certEntry struct {
 func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var probs []problem
 	var ings []route.Ingress
+	rules := map[string]*exchange.Rules{}
 	for _, ing := range c.ingresses {
-		if !c.class.Serves(ing) {
+		if !c.class.Serves(ing) || c.terminating[ing.Namespace] {
 			continue
 		}
-		ri, p := toRoute(ing)
+		ri, a := toRoute(ing)
+		probs = append(probs, a.probs...)
+		if a.skip {
+			continue
+		}
 		ings = append(ings, ri)
-		probs = append(probs, p...)
+		if a.rules != nil {
+			rules[ri.Namespace+"/"+ri.Name] = a.rules
+		}
 	}
 	tab, rejected := route.Build(ings)
 	for _, r := range rejected {
@@ -135,7 +147,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		probs = append(probs, problem{Ingress: splitKey(r.Ingress), Reason: reason, Note: r.Reason})
 	}
 
-	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}}
+	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}, Rules: rules}
 	svcs := map[types.NamespacedName]*corev1.Service{}
 	for _, s := range c.services {
 		svcs[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
@@ -299,8 +311,9 @@ func endpoints(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, port route
 	return slices.Compact(ready)
 }
 
-// toRoute converts an Ingress for the routing table.
-func toRoute(ing *networkingv1.Ingress) (route.Ingress, []problem) {
+// toRoute converts an Ingress for the routing table, and reads its
+// annotations.
+func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 	ri := route.Ingress{Namespace: ing.Namespace, Name: ing.Name, Created: ing.CreationTimestamp.Time}
 	var probs []problem
@@ -337,29 +350,10 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, []problem) {
 	for _, t := range ing.Spec.TLS {
 		ri.TLS = append(ri.TLS, route.TLS{Hosts: t.Hosts, SecretName: t.SecretName})
 	}
-	names := make([]string, 0, len(ing.Annotations))
-	for k := range ing.Annotations {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		v := ing.Annotations[k]
-		switch {
-		case k == SSLRedirectAnnotation:
-			switch v {
-			case "true":
-			case "false":
-				ri.NoSSLRedirect = true
-			default:
-				probs = append(probs, problem{key, ReasonInvalidAnnotation, fmt.Sprintf(
-					"annotation %s: %q is neither \"true\" nor \"false\"; the redirect to HTTPS stays on", k, v)})
-			}
-		case strings.HasPrefix(k, "portico.dev/"):
-			probs = append(probs, problem{key, ReasonInvalidAnnotation, fmt.Sprintf(
-				"annotation %s is not one Portico knows (it knows %s); it has no effect", k, SSLRedirectAnnotation)})
-		}
-	}
-	return ri, probs
+	a := readAnnotations(key, ing.Annotations)
+	ri.NoSSLRedirect = a.noSSLRedirect
+	a.probs = append(probs, a.probs...)
+	return ri, a
 }
 
 func toBackend(b *networkingv1.IngressBackend) route.Backend {

@@ -3,8 +3,13 @@ package ingress
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"math"
+	"net/netip"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -13,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/portico-lb/portico/ingress/proxy"
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
 
@@ -112,33 +118,117 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// Every annotation under either prefix is applied or named in a Warning;
+// Portico's spelling wins over ingress-nginx's; an access restriction that
+// cannot be enforced, or is invalid, refuses every request.
 func TestAnnotations(t *testing.T) {
 	ing := func(ann map[string]string) *networkingv1.Ingress {
 		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x", Annotations: ann}}
 		i.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}
 		return i
 	}
+	const nginx = NginxPrefix
+	prefixes := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, v := range s {
+			out = append(out, netip.MustParsePrefix(v))
+		}
+		return out
+	}
 	for _, c := range []struct {
+		name       string
 		ann        map[string]string
 		noRedirect bool
-		problems   int
+		skip       bool
+		rules      *exchange.Rules
+		reasons    []string
 	}{
-		{nil, false, 0},
-		{map[string]string{SSLRedirectAnnotation: "false"}, true, 0},
-		{map[string]string{SSLRedirectAnnotation: "true"}, false, 0},
-		{map[string]string{SSLRedirectAnnotation: "False"}, false, 1},
-		{map[string]string{"portico.dev/rewrite-target": "/"}, false, 1},
-		{map[string]string{"nginx.ingress.kubernetes.io/rewrite-target": "/"}, false, 0}, // not ours to judge
+		{"none", nil, false, false, nil, nil},
+		{"others' annotations", map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"}, false, false, nil, nil},
+		{"ssl-redirect off", map[string]string{SSLRedirectAnnotation: "false"}, true, false, nil, nil},
+		{"ssl-redirect on", map[string]string{SSLRedirectAnnotation: "true"}, false, false, nil, nil},
+		{"ssl-redirect nginx's", map[string]string{nginx + "ssl-redirect": "false"}, true, false, nil, nil},
+		{"ours wins", map[string]string{nginx + "ssl-redirect": "false", SSLRedirectAnnotation: "true"}, false, false, nil, nil},
+		{"ssl-redirect typo", map[string]string{SSLRedirectAnnotation: "False"}, false, false, nil, []string{ReasonInvalidAnnotation}},
+		{"unknown of ours", map[string]string{"portico.dev/rewrite-targett": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
+		{"unsupported nginx", map[string]string{nginx + "rewrite-target": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
+		{"snippet", map[string]string{nginx + "configuration-snippet": "return 200;"}, false, false, nil, []string{ReasonSnippetRefused}},
+		{"canary", map[string]string{nginx + "canary": "true", nginx + "canary-weight": "10"}, false, true, nil,
+			[]string{ReasonCanaryNotServed, ReasonUnsupportedAnnotation}},
+		{"canary off", map[string]string{nginx + "canary": "false"}, false, false, nil, nil},
+		{"allowlist", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/24, 2001:db8::1"}, false, false,
+			&exchange.Rules{Allow: prefixes("192.0.2.0/24", "2001:db8::1/128")}, nil},
+		{"allowlist masked", map[string]string{nginx + "allowlist-source-range": "192.0.2.9/24"}, false, false,
+			&exchange.Rules{Allow: prefixes("192.0.2.0/24")}, nil},
+		{"denylist", map[string]string{nginx + "denylist-source-range": "198.51.100.7"}, false, false,
+			&exchange.Rules{Deny: prefixes("198.51.100.7/32")}, nil},
+		{"bad allowlist fails closed", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/33"}, false, false,
+			&exchange.Rules{Refuse: "annotation " + nginx + "whitelist-source-range is invalid: every request is refused until it is fixed"},
+			[]string{ReasonInvalidAnnotation}},
+		{"empty denylist fails closed", map[string]string{nginx + "denylist-source-range": " , "}, false, false,
+			&exchange.Rules{Refuse: "annotation " + nginx + "denylist-source-range is invalid: every request is refused until it is fixed"},
+			[]string{ReasonInvalidAnnotation}},
+		{"two allowlists that differ", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/24", nginx + "allowlist-source-range": "10.0.0.0/8"}, false, false,
+			&exchange.Rules{Allow: prefixes("192.0.2.0/24"), Refuse: "annotations whitelist-source-range and allowlist-source-range disagree: every request is refused until one is removed"},
+			[]string{ReasonInvalidAnnotation}},
+		{"auth it cannot enforce", map[string]string{nginx + "auth-type": "basic", nginx + "auth-secret": "users"}, false, false,
+			&exchange.Rules{Refuse: "annotation " + nginx + "auth-type is not supported by Portico yet; requests are refused rather than served without it"},
+			[]string{ReasonAccessRefused, ReasonAccessRefused}},
+		{"limits", map[string]string{nginx + "proxy-body-size": "8m", nginx + "proxy-read-timeout": "120", "portico.dev/proxy-connect-timeout": "500ms",
+			nginx + "proxy-send-timeout": "2m", nginx + "proxy-next-upstream": "error timeout invalid_header", nginx + "proxy-next-upstream-tries": "2"}, false, false,
+			&exchange.Rules{Limits: exchange.Limits{MaxBodySize: 8 << 20, ReadTimeout: 120 * time.Second, ConnectTimeout: 500 * time.Millisecond, SendTimeout: 2 * time.Minute},
+				NextUpstream: exchange.NextOnError | exchange.NextOnTimeout | exchange.NextOnInvalidHeader, Tries: 2}, nil},
+		{"no body limit", map[string]string{nginx + "proxy-body-size": "0", nginx + "proxy-next-upstream-tries": "0"}, false, false,
+			&exchange.Rules{Limits: exchange.Limits{MaxBodySize: -1}, Tries: math.MaxInt32}, nil},
+		{"bad limits keep the proxy's", map[string]string{nginx + "proxy-body-size": "8x", nginx + "proxy-read-timeout": "-1", nginx + "proxy-connect-timeout": "1.5s",
+			nginx + "proxy-next-upstream": "http_502", nginx + "proxy-next-upstream-tries": "many"}, false, false, nil,
+			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
 	} {
-		ri, probs := toRoute(ing(c.ann))
-		if ri.NoSSLRedirect != c.noRedirect || len(probs) != c.problems {
-			t.Errorf("%v: NoSSLRedirect %v, problems %v; want %v and %d problems", c.ann, ri.NoSSLRedirect, probs, c.noRedirect, c.problems)
-		}
-		for _, p := range probs {
-			if p.Reason != ReasonInvalidAnnotation {
-				t.Errorf("%v: reason %s", c.ann, p.Reason)
+		t.Run(c.name, func(t *testing.T) {
+			ri, a := toRoute(ing(c.ann))
+			var reasons []string
+			for _, p := range a.probs {
+				reasons = append(reasons, p.Reason)
+				if !strings.Contains(p.Note, "annotation") {
+					t.Errorf("a Warning that names no annotation: %s", p.Note)
+				}
 			}
-		}
+			slices.Sort(reasons)
+			slices.Sort(c.reasons)
+			if ri.NoSSLRedirect != c.noRedirect || a.skip != c.skip || !slices.Equal(reasons, c.reasons) {
+				t.Errorf("NoSSLRedirect %v, skip %v, problems %v; want %v, %v, %v", ri.NoSSLRedirect, a.skip, a.probs, c.noRedirect, c.skip, c.reasons)
+			}
+			if !reflect.DeepEqual(a.rules, c.rules) {
+				t.Errorf("rules %+v, want %+v", a.rules, c.rules)
+			}
+		})
+	}
+}
+
+// An Ingress's rules reach the Config under its key; a canary is left out
+// of the routes, so it takes nothing from the main Ingress.
+func TestCompileRules(t *testing.T) {
+	ing := func(name string, ann map[string]string) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Annotations: ann}}
+		i.Spec.IngressClassName = ptr.To("portico")
+		i.Spec.Rules = []networkingv1.IngressRule{{Host: "a.example", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+			Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
+				Service: &networkingv1.IngressServiceBackend{Name: name, Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}
+		return i
+	}
+	main := ing("main", map[string]string{NginxPrefix + "whitelist-source-range": "192.0.2.0/24"})
+	canary := ing("canary", map[string]string{NginxPrefix + "canary": "true"})
+	canary.CreationTimestamp = metav1.NewTime(time.Unix(1, 0)) // older: it would win the conflict
+	var cp compiler
+	cfg, probs := cp.compile(cluster{class: Class{Name: "portico", Found: true}, ingresses: []*networkingv1.Ingress{canary, main}})
+	if r := cfg.Rules["ns/main"]; r == nil || len(r.Allow) != 1 || len(cfg.Rules) != 1 {
+		t.Errorf("rules %v, want main's allowlist only", cfg.Rules)
+	}
+	if be, ok := cfg.Routes.Match("a.example", "/"); !ok || be.Service != "main" {
+		t.Errorf("a.example goes to %+v, want the main Ingress's Service", be)
+	}
+	if len(probs) != 1 || probs[0].Reason != ReasonCanaryNotServed {
+		t.Errorf("problems %v, want the canary's only", probs)
 	}
 }
 
@@ -190,5 +280,33 @@ func TestCompileCertificates(t *testing.T) {
 	cp.compile(cl)
 	if _, kept := cp.certs["uid-good"]; kept {
 		t.Error("the certificate of a Secret no Ingress uses is still cached")
+	}
+}
+
+// The Ingresses of a namespace being deleted are not served, and so do
+// not win conflicts: a newer Ingress elsewhere takes the defaultBackend.
+func TestCompileSkipsTerminatingNamespaces(t *testing.T) {
+	ing := func(ns string, age time.Duration) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", CreationTimestamp: metav1.NewTime(time.Unix(1e9, 0).Add(-age))}}
+		i.Spec.IngressClassName = ptr.To("portico")
+		i.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}
+		return i
+	}
+	cl := cluster{class: Class{Name: "portico", Found: true}, ingresses: []*networkingv1.Ingress{ing("old", time.Hour), ing("new", time.Minute)}}
+	var cp compiler
+	defaultOf := func() (string, []problem) {
+		cfg, probs := cp.compile(cl)
+		be, ok := cfg.Routes.Match("any.example", "/")
+		if !ok {
+			t.Fatal("no defaultBackend")
+		}
+		return be.Ingress, probs
+	}
+	if got, probs := defaultOf(); got != "old/web" || len(probs) != 1 || probs[0].Ingress.Namespace != "new" {
+		t.Fatalf("before: defaultBackend of %s, problems %v; want old/web's, a conflict on new/web", got, probs)
+	}
+	cl.terminating = map[string]bool{"old": true}
+	if got, probs := defaultOf(); got != "new/web" || len(probs) != 0 {
+		t.Errorf("old terminating: defaultBackend of %s, problems %v; want new/web's and none", got, probs)
 	}
 }

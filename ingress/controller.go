@@ -1,6 +1,6 @@
 // Package ingress is the Kubernetes side of Portico's bundled ingress: it
-// watches Ingresses, IngressClasses, Services, EndpointSlices and TLS
-// Secrets, compiles them into a exchange.Config on every change and swaps it
+// watches Ingresses, IngressClasses, Services, EndpointSlices, TLS
+// Secrets and Namespaces (for the ones being deleted), compiles them into a exchange.Config on every change and swaps it
 // into the proxy; it posts Warning Events for what it cannot serve; and the
 // leader among the replicas writes the ingress Service's LoadBalancer
 // addresses into the status of every Ingress it serves.
@@ -107,7 +107,7 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 		UpdateFunc: func(any, any) { c.poke() },
 		DeleteFunc: func(any) { c.poke() },
 	}
-	for _, obj := range []client.Object{&networkingv1.Ingress{}, &networkingv1.IngressClass{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Secret{}} {
+	for _, obj := range []client.Object{&networkingv1.Ingress{}, &networkingv1.IngressClass{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Secret{}, &corev1.Namespace{}} {
 		inf, err := mgr.GetCache().GetInformer(ctx, obj)
 		if err != nil {
 			return nil, fmt.Errorf("watching %T: %w", obj, err)
@@ -222,6 +222,18 @@ func (c *Controller) sync(ctx context.Context) error {
 	}
 	for i := range secrets.Items {
 		cl.secrets = append(cl.secrets, &secrets.Items[i])
+	}
+	var namespaces corev1.NamespaceList
+	if err := c.reader.List(ctx, &namespaces, client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	for i := range namespaces.Items {
+		if namespaces.Items[i].DeletionTimestamp != nil {
+			if cl.terminating == nil {
+				cl.terminating = map[string]bool{}
+			}
+			cl.terminating[namespaces.Items[i].Name] = true
+		}
 	}
 	cl.defaultCert = c.opts.DefaultCertificate
 

@@ -302,18 +302,7 @@ func TestTLSSecretsAndEvents(t *testing.T) {
 		{"loser", ingress.ReasonRouteConflict},
 		{"bad-annotation", ingress.ReasonInvalidAnnotation},
 	} {
-		eventually(t, 10*time.Second, "Event "+w.reason+" on "+w.ingress, func() error {
-			var evs eventsv1.EventList
-			if err := api.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
-				return err
-			}
-			for _, e := range evs.Items {
-				if e.Regarding.Name == w.ingress && e.Reason == w.reason && e.Type == corev1.EventTypeWarning {
-					return nil
-				}
-			}
-			return fmt.Errorf("no Warning %s on Ingress %s among %d Events", w.reason, w.ingress, len(evs.Items))
-		})
+		eventually(t, 10*time.Second, "Event "+w.reason+" on "+w.ingress, wantWarning(ns, w.ingress, w.reason))
 	}
 }
 
@@ -341,4 +330,90 @@ func pemCert(t *testing.T, host string) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// An Ingress whose namespace is being deleted stops winning conflicts at
+// once: the namespace takes seconds to go (here it never goes, as no
+// namespace controller runs), and its backends are going with it.
+func TestTerminatingNamespaceLosesConflicts(t *testing.T) {
+	needAPI(t)
+	const dying, living = "dying", "living"
+	makeNamespace(t, dying)
+	makeNamespace(t, living)
+	_, portOld := backend(t, "old")
+	_, portNew := backend(t, "new")
+	old := serviceBackend("web", 80, "")
+	create(t, service(dying, "web"), endpointSlice(t, dying, "web-1", "web", portOld, true),
+		newIngress(dying, "first", ptr.To(className), networkingv1.IngressSpec{DefaultBackend: &old}))
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution
+	create(t, service(living, "web"), endpointSlice(t, living, "web-1", "web", portNew, true),
+		newIngress(living, "second", ptr.To(className), networkingv1.IngressSpec{DefaultBackend: &old}))
+
+	in := startInstance(t, "terminating-test", "pub-terminating")
+	eventually(t, 10*time.Second, "the older Ingress keeps the defaultBackend", wantAnswer(in.plain, "any.example", "/", 200, "old"))
+
+	ns := &corev1.Namespace{}
+	ns.Name = dying
+	if err := api.Client.Delete(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the newer one takes it while the namespace terminates", wantAnswer(in.plain, "any.example", "/", 200, "new"))
+}
+
+// Annotations over real sockets: an allowlist admits the client it names
+// and refuses one it does not, a snippet is refused with a Warning, and
+// an auth annotation Portico cannot enforce refuses every request (403)
+// and says so, rather than serving the route open.
+func TestAnnotationsServed(t *testing.T) {
+	needAPI(t)
+	const ns = "annotated"
+	makeNamespace(t, ns)
+	_, port := backend(t, "web")
+	web := serviceBackend("web", 80, "")
+	annotated := func(name, host string, ann map[string]string) *networkingv1.Ingress {
+		i := newIngress(ns, name, ptr.To(className), networkingv1.IngressSpec{
+			Rules: []networkingv1.IngressRule{hostRule(host, prefixPath("/", web))}})
+		i.Annotations = ann
+		return i
+	}
+	create(t, service(ns, "web"), endpointSlice(t, ns, "web-1", "web", port, true),
+		annotated("allowed", "allowed.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "127.0.0.0/8, ::1"}),
+		annotated("elsewhere", "elsewhere.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "192.0.2.0/24"}),
+		annotated("denied", "denied.example", map[string]string{ingress.PorticoPrefix + "denylist-source-range": "127.0.0.1"}),
+		annotated("bad-list", "bad-list.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "127.0.0.1/40"}),
+		annotated("auth", "auth.example", map[string]string{ingress.NginxPrefix + "auth-url": "http://auth.example/check"}),
+		annotated("snippet", "snippet.example", map[string]string{ingress.NginxPrefix + "server-snippet": "location / { return 200; }"}),
+		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}))
+
+	in := startInstance(t, "annotations-test", "pub-annotations")
+	eventually(t, 10*time.Second, "allowlisted client", wantAnswer(in.plain, "allowed.example", "/", 200, "web"))
+	for _, host := range []string{"elsewhere", "denied", "bad-list", "auth"} {
+		eventually(t, 5*time.Second, host+": refused", wantAnswer(in.plain, host+".example", "/", 403, ""))
+	}
+	eventually(t, 5*time.Second, "a snippet is not executed", wantAnswer(in.plain, "snippet.example", "/", 200, "web"))
+
+	for _, w := range []struct{ ingress, reason string }{
+		{"bad-list", ingress.ReasonInvalidAnnotation},
+		{"auth", ingress.ReasonAccessRefused},
+		{"snippet", ingress.ReasonSnippetRefused},
+		{"typo", ingress.ReasonUnsupportedAnnotation},
+	} {
+		eventually(t, 10*time.Second, "Event "+w.reason+" on "+w.ingress, wantWarning(ns, w.ingress, w.reason))
+	}
+}
+
+// wantWarning checks that the Ingress ns/name has a Warning Event of reason.
+func wantWarning(ns, name, reason string) func() error {
+	return func() error {
+		var evs eventsv1.EventList
+		if err := api.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Reason == reason && e.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Warning %s on Ingress %s among %d Events", reason, name, len(evs.Items))
+	}
 }

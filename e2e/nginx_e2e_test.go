@@ -1,0 +1,73 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestIngressNginxUser: Ingresses as ingress-nginx's users wrote them,
+// installed from the client's side of the lab. One without a class is
+// Portico's, because the install makes its class the cluster's default;
+// an allowlist that does not name the client refuses it (403); an auth
+// annotation Portico cannot enforce refuses every request rather than
+// serve the route open.
+func TestIngressNginxUser(t *testing.T) {
+	f := newFeature(t)
+	classless := f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: classless}
+spec:
+  rules:
+  - host: classless
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: nginx-user, port: {number: 8080}}}}
+`, false)
+	ing, err := cs.NetworkingV1().Ingresses(f.ns).Get(context.Background(), classless, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ing.Spec.IngressClassName; c == nil || *c != ingressClass {
+		t.Fatalf("a class-less Ingress was given class %v, want the default, %s", c, ingressClass)
+	}
+	f.address(t, classless)
+	f.ready(t, request{host: "classless"}, expect{status: 200, service: "nginx-user"})
+
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: allowlisted
+  annotations:
+    nginx.ingress.kubernetes.io/whitelist-source-range: 192.0.2.255/32
+spec:
+  rules:
+  - host: allowlisted
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: nginx-user, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "allowlisted"}, expect{status: 403})
+
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: basic-auth
+  annotations:
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: users
+spec:
+  rules:
+  - host: basic-auth
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: nginx-user, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "basic-auth"}, expect{status: 403})
+}

@@ -1,0 +1,284 @@
+package ingress
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-lb/portico/ingress/proxy/exchange"
+)
+
+// Ingress annotations are read in two spellings: ingress-nginx's, so that
+// Ingresses written for it keep their meaning, and Portico's own, which
+// wins when both are set. Every annotation under either prefix is
+// accounted for: applied, or named in a Warning Event (refused, not
+// supported yet, or unknown). Nothing is ignored silently, and an
+// annotation that restricts access fails closed: when Portico cannot
+// enforce it, or its value is invalid, the Ingress's routes answer 403
+// rather than serve unprotected.
+const (
+	NginxPrefix   = "nginx.ingress.kubernetes.io/"
+	PorticoPrefix = "portico.dev/"
+)
+
+// More Event reasons for annotations (see ReasonInvalidAnnotation).
+const (
+	// ReasonUnsupportedAnnotation: an ingress-nginx annotation Portico does
+	// not implement yet, or one it does not know at all (a typo?).
+	ReasonUnsupportedAnnotation = "UnsupportedAnnotation"
+	// ReasonSnippetRefused: a *-snippet annotation, nginx configuration
+	// text, which Portico never executes.
+	ReasonSnippetRefused = "SnippetRefused"
+	// ReasonAccessRefused: an access restriction Portico cannot enforce
+	// yet; the Ingress's routes answer 403 until it is removed.
+	ReasonAccessRefused = "AccessRefused"
+	// ReasonCanaryNotServed: a canary Ingress, which Portico does not
+	// split traffic for yet; it is left out so that the main Ingress keeps
+	// all its traffic.
+	ReasonCanaryNotServed = "CanaryNotServed"
+)
+
+// annotated is what an Ingress's annotations make of it.
+type annotated struct {
+	// noSSLRedirect: ssl-redirect "false".
+	noSSLRedirect bool
+	// rules for the proxy; nil when no annotation sets one.
+	rules *exchange.Rules
+	// skip: the Ingress is not served at all (a canary).
+	skip  bool
+	probs []problem
+}
+
+// annotation is one annotation Portico applies: parse reads a value into a.
+type annotation struct {
+	parse func(a *annotated, name, value string) error
+	// access: the annotation restricts who is served; an invalid value
+	// refuses every request instead of being left out.
+	access bool
+}
+
+// annotations are the ones applied, by name without prefix.
+var annotations = map[string]annotation{
+	"ssl-redirect": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.noSSLRedirect = err == nil && !b
+		return err
+	}},
+	"whitelist-source-range": {parse: sourceRange(func(r *exchange.Rules) *[]netip.Prefix { return &r.Allow }), access: true},
+	"allowlist-source-range": {parse: sourceRange(func(r *exchange.Rules) *[]netip.Prefix { return &r.Allow }), access: true},
+	"denylist-source-range":  {parse: sourceRange(func(r *exchange.Rules) *[]netip.Prefix { return &r.Deny }), access: true},
+	"proxy-body-size": {parse: func(a *annotated, _, v string) error {
+		n, err := exchange.ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			n = -1 // nginx's 0: no limit
+		}
+		a.rulesOf().Limits.MaxBodySize = n
+		return nil
+	}},
+	"proxy-connect-timeout": {parse: timeout(func(l *exchange.Limits) *time.Duration { return &l.ConnectTimeout })},
+	"proxy-read-timeout":    {parse: timeout(func(l *exchange.Limits) *time.Duration { return &l.ReadTimeout })},
+	"proxy-send-timeout":    {parse: timeout(func(l *exchange.Limits) *time.Duration { return &l.SendTimeout })},
+	"proxy-next-upstream": {parse: func(a *annotated, _, v string) error {
+		n, err := exchange.ParseNextUpstream(v)
+		if err == nil {
+			a.rulesOf().NextUpstream = n
+		}
+		return err
+	}},
+	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a number of tries (0 for every endpoint)", v)
+		}
+		if n == 0 {
+			n = math.MaxInt32 // nginx's 0: no limit but the endpoints
+		}
+		a.rulesOf().Tries = n
+		return nil
+	}},
+}
+
+// accessUnsupported are the ingress-nginx annotations that restrict who is
+// served and that Portico cannot enforce yet: any of them refuses the
+// Ingress's requests (403) rather than serving them unprotected.
+var accessUnsupported = []string{
+	"auth-type", "auth-secret", "auth-url", "auth-tls-secret", "auth-tls-verify-client",
+}
+
+// unsupported are the other ingress-nginx annotations, known and not
+// implemented yet: each gets a Warning saying it has no effect.
+var unsupported = []string{
+	"affinity", "affinity-canary-behavior", "affinity-mode", "app-root",
+	"auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive",
+	"auth-keepalive-requests", "auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method",
+	"auth-proxy-set-headers", "auth-realm", "auth-request-redirect", "auth-response-headers",
+	"auth-secret-type", "auth-signin", "auth-signin-redirect-param", "auth-tls-error-page",
+	"auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
+	"backend-protocol", "canary-by-cookie", "canary-by-header", "canary-by-header-pattern",
+	"canary-by-header-value", "canary-weight", "canary-weight-total", "client-body-buffer-size",
+	"connection-proxy-header", "cors-allow-credentials", "cors-allow-headers", "cors-allow-methods",
+	"cors-allow-origin", "cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors",
+	"default-backend", "disable-proxy-intercept-errors", "enable-access-log", "enable-cors",
+	"enable-opentelemetry", "enable-rewrite-log", "force-ssl-redirect", "from-to-www-redirect",
+	"global-rate-limit", "http2-push-preload", "limit-burst-multiplier", "limit-connections",
+	"limit-rate", "limit-rate-after", "limit-rpm", "limit-whitelist", "limit-rps", "load-balance", "mirror-host",
+	"mirror-request-body", "mirror-target", "opentelemetry-trust-incoming-span", "permanent-redirect",
+	"permanent-redirect-code", "preserve-trailing-slash", "proxy-buffer-size", "proxy-buffering",
+	"proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path", "proxy-http-version",
+	"proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to", "proxy-request-buffering",
+	"proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-secret",
+	"proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth", "relative-redirects",
+	"rewrite-target", "satisfy", "server-alias", "service-upstream", "session-cookie-change-on-failure",
+	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
+	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
+	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"temporal-redirect", "temporal-redirect-code", "upstream-hash-by", "upstream-hash-by-subset",
+	"upstream-hash-by-subset-size", "upstream-vhost", "use-regex", "x-forwarded-prefix",
+	"enable-modsecurity", "enable-owasp-core-rules", "modsecurity-transaction-id",
+}
+
+// readAnnotations applies the annotations of an Ingress and says what it
+// could not.
+func readAnnotations(key types.NamespacedName, ann map[string]string) annotated {
+	var a annotated
+	// name → value, Portico's spelling over ingress-nginx's.
+	values := map[string]string{}
+	spelled := map[string]string{}
+	for k, v := range ann {
+		name, ok := strings.CutPrefix(k, NginxPrefix)
+		if !ok {
+			continue
+		}
+		values[name], spelled[name] = v, k
+	}
+	for k, v := range ann {
+		if name, ok := strings.CutPrefix(k, PorticoPrefix); ok {
+			values[name], spelled[name] = v, k
+		}
+	}
+	names := make([]string, 0, len(values))
+	for n := range values {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	warn := func(reason, format string, args ...any) {
+		a.probs = append(a.probs, problem{key, reason, fmt.Sprintf(format, args...)})
+	}
+	for _, name := range names {
+		k, v := spelled[name], values[name]
+		switch an, ok := annotations[name]; {
+		case ok:
+			if err := an.parse(&a, name, v); err != nil {
+				if an.access {
+					a.rulesOf().Refuse = fmt.Sprintf("annotation %s is invalid: every request is refused until it is fixed", k)
+					warn(ReasonInvalidAnnotation, "annotation %s: %v; every request to this Ingress is refused (403) until it is fixed", k, err)
+				} else {
+					warn(ReasonInvalidAnnotation, "annotation %s: %v; the proxy's setting applies", k, err)
+				}
+			}
+		case strings.HasSuffix(name, "-snippet"):
+			warn(ReasonSnippetRefused, "annotation %s is nginx configuration, which Portico never executes; it has no effect", k)
+		case name == "canary":
+			if b, err := parseBool(v); err != nil || b {
+				a.skip = true
+				warn(ReasonCanaryNotServed, "annotation %s: canary Ingresses are not supported yet; this Ingress is not served and the main Ingress keeps all of its traffic", k)
+			}
+		case slices.Contains(accessUnsupported, name):
+			a.rulesOf().Refuse = fmt.Sprintf("annotation %s is not supported by Portico yet; requests are refused rather than served without it", k)
+			warn(ReasonAccessRefused, "annotation %s restricts access and Portico cannot enforce it yet: every request to this Ingress is refused (403) until it is removed", k)
+		case slices.Contains(unsupported, name):
+			warn(ReasonUnsupportedAnnotation, "annotation %s is not supported by Portico yet; it has no effect", k)
+		default:
+			warn(ReasonUnsupportedAnnotation, "annotation %s is not one Portico or ingress-nginx knows (a typo?); it has no effect", k)
+		}
+	}
+	if w, ok := values["whitelist-source-range"]; ok {
+		if al, ok := values["allowlist-source-range"]; ok && al != w {
+			a.rulesOf().Refuse = "annotations whitelist-source-range and allowlist-source-range disagree: every request is refused until one is removed"
+			warn(ReasonInvalidAnnotation, "annotations whitelist-source-range and allowlist-source-range are both set and differ: every request to this Ingress is refused (403) until one is removed")
+		}
+	}
+	return a
+}
+
+func (a *annotated) rulesOf() *exchange.Rules {
+	if a.rules == nil {
+		a.rules = &exchange.Rules{}
+	}
+	return a.rules
+}
+
+// sourceRange parses a comma-separated list of CIDRs or addresses into the
+// list field picks.
+func sourceRange(field func(*exchange.Rules) *[]netip.Prefix) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		var out []netip.Prefix
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				ip, ierr := netip.ParseAddr(s)
+				if ierr != nil || ip.Zone() != "" {
+					return fmt.Errorf("%q is not a CIDR or an IP address", s)
+				}
+				p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("%q names no address", v)
+		}
+		*field(a.rulesOf()) = out
+		return nil
+	}
+}
+
+// timeout parses an ingress-nginx timeout, in seconds ("60"), or with
+// nginx's units ("500ms", "30s", "2m"), into the field picks.
+func timeout(field func(*exchange.Limits) *time.Duration) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return err
+		}
+		*field(&a.rulesOf().Limits) = d
+		return nil
+	}
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	s := strings.TrimSpace(v)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 86400 {
+			return 0, fmt.Errorf("%q: want a number of seconds from 1 to 86400", v)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > 24*time.Hour || strings.ContainsAny(s, ".-+") {
+		return 0, fmt.Errorf("%q is not a timeout: want seconds (60) or a number with ms, s, m or h", v)
+	}
+	return d, nil
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.TrimSpace(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is neither \"true\" nor \"false\"", v)
+}
