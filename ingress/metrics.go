@@ -1,13 +1,13 @@
 package ingress
 
 import (
-	"log/slog"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/portico-lb/portico/ingress/accesslog"
 	"github.com/portico-lb/portico/ingress/proxy"
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
@@ -51,7 +51,19 @@ var (
 		Name: "portico_ingress_connections_refused_total",
 		Help: "Client connections closed as soon as accepted because --max-connections were open.",
 	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Refused) }) })
+	accessLogDropped = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "portico_ingress_access_log_dropped_total",
+		Help: "Access log lines dropped because the log's output could not keep up.",
+	}, func() float64 {
+		if l := logged.Load(); l != nil {
+			return float64(l.Dropped())
+		}
+		return 0
+	})
 )
+
+// logged is the access log whose dropped lines are counted.
+var logged atomic.Pointer[accesslog.Log]
 
 func stat(f func(proxy.Stats) float64) float64 {
 	if s := served.Load(); s != nil {
@@ -61,7 +73,7 @@ func stat(f func(proxy.Stats) float64) float64 {
 }
 
 func init() {
-	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds, connectionsOpen, connectionsRefused)
+	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds, connectionsOpen, connectionsRefused, accessLogDropped)
 }
 
 // codes holds the label of every status code, so that counting a request
@@ -74,8 +86,11 @@ var codes = func() (c [600]string) {
 }()
 
 // Observer returns the proxy's per-request hook: it counts the request in
-// the metrics and, when accessLog is set, logs one structured line.
-func Observer(accessLog *slog.Logger) func(exchange.Record) {
+// the metrics and, when log is not nil, writes its access log line.
+func Observer(log *accesslog.Log) func(exchange.Record) {
+	if log != nil {
+		logged.Store(log)
+	}
 	return func(r exchange.Record) {
 		code := "other"
 		if r.Status >= 0 && r.Status < len(codes) {
@@ -86,12 +101,8 @@ func Observer(accessLog *slog.Logger) func(exchange.Record) {
 		if r.UpstreamError != "" {
 			upstreamErrors.WithLabelValues(r.Route, r.Target.Service, r.UpstreamError).Inc()
 		}
-		if accessLog != nil {
-			accessLog.Info("request",
-				"client", r.Client, "method", r.Method, "host", r.Host, "path", r.Path, "proto", r.Proto,
-				"status", r.Status, "duration", r.Duration, "ingress", r.Route,
-				"service", r.Target.Service, "endpoint", r.Endpoint, "attempts", r.Attempts, "upstreamStatus", r.UpstreamStatus,
-				"upstreamError", r.UpstreamError, "bytesOut", r.BytesOut, "requestID", r.RequestID)
+		if log != nil {
+			log.Log(&r)
 		}
 	}
 }

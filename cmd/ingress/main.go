@@ -27,6 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/ingress"
+	"github.com/portico-lb/portico/ingress/accesslog"
 	"github.com/portico-lb/portico/ingress/proxy"
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
@@ -50,7 +51,8 @@ func run() error {
 		healthAddr    = flag.String("health-probe-bind-address", ":7475", "address of /healthz and /readyz")
 		leaderElect   = flag.Bool("leader-elect", true, "elect the replica that writes Ingress status with a Lease")
 		leaderNS      = flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
-		accessLog     = flag.Bool("access-log", false, "log every request, one structured line each")
+		accessLog     = flag.Bool("access-log", true, "log every request to stdout, one line each (--access-log=false turns it off)")
+		accessFormat  = flag.String("access-log-format", "json", "format of access log lines: json, or combined (nginx's, with ingress-nginx's upstream fields)")
 		trusted       = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced")
 		readHeader    = flag.Duration("read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 		idle          = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
@@ -146,9 +148,13 @@ func run() error {
 		BodyTempDir:       *bodyTemp,
 		GoroutineLoop:     *goroutineLoop,
 	}
-	var access *slog.Logger
+	var access *accesslog.Log
 	if *accessLog {
-		access = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+		format, err := accesslog.ParseFormat(*accessFormat)
+		if err != nil {
+			return fmt.Errorf("--access-log-format: %w", err)
+		}
+		access = accesslog.New(os.Stdout, format)
 	}
 	opts.Observe = ingress.Observer(access)
 	srv, err := proxy.New(opts, log.With("part", "proxy"))
@@ -179,6 +185,14 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if access != nil {
+		// The log outlives the manager: the requests of the shutdown grace
+		// are logged too, and the last lines written before exit.
+		logCtx, stopLog := context.WithCancel(context.Background())
+		written := make(chan struct{})
+		go func() { access.Run(logCtx); close(written) }()
+		defer func() { stopLog(); <-written }()
+	}
 
 	c, err := ingress.Setup(ctx, mgr, srv, ingress.Options{
 		ClassName:          *class,

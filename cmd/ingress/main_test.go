@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +99,29 @@ func TestBinary(t *testing.T) {
 	if res.StatusCode != 503 || res.Header.Get("Server") != "portico" {
 		t.Errorf("GET through the binary: %d %q (Server %q), want 503 from portico: the catch-all's Service has no endpoints", res.StatusCode, body, res.Header.Get("Server"))
 	}
+	// Access logs are on by default: the request's line reaches stdout
+	// within the log's flush interval, as JSON.
+	wait(t, "the access log line", func() error {
+		out, err := os.ReadFile(logs.Name())
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			var r struct {
+				URI       string `json:"uri"`
+				Status    int    `json:"status"`
+				Ingress   string `json:"ingress"`
+				RequestID string `json:"requestID"`
+			}
+			if json.Unmarshal([]byte(line), &r) == nil && r.URI == "/anything" {
+				if r.Status != 503 || r.Ingress != "portico-system/catch-all" {
+					return fmt.Errorf("access log line %s, want status 503 by portico-system/catch-all", line)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no access log line for /anything")
+	})
 	wait(t, "status written", func() error {
 		var got networkingv1.Ingress
 		if err := api.Client.Get(ctx, client.ObjectKeyFromObject(ing), &got); err != nil {

@@ -242,7 +242,15 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	if req.Client != x.client.addr || x.client.ip == "" {
 		x.client = clientCache{addr: req.Client, ip: req.Client.Addr().Unmap().String(), trusted: p.trusted(req.Client.Addr())}
 	}
-	x.Record = Record{Start: start, Method: req.Method, Host: req.Host, Path: req.Target, Client: x.client.ip, Proto: req.Proto.String()}
+	x.Record = Record{Start: start, Method: req.Method, Host: req.Host, Path: req.Target, URI: req.Target, Client: x.client.ip, Proto: req.Proto.String()}
+	for _, f := range req.Fields {
+		switch {
+		case len(f.Name) == 7 && h1.Is(f.Name, "Referer"):
+			x.Record.Referer = f.Value
+		case len(f.Name) == 10 && h1.Is(f.Name, "User-Agent"):
+			x.Record.UserAgent = f.Value
+		}
+	}
 }
 
 // Method returns the method of the request being decided.

@@ -45,6 +45,9 @@ type Record struct {
 	BytesIn, BytesOut int64
 	// RequestID is the X-Request-ID sent upstream.
 	RequestID string
+	// URI is the request-target as received; Referer and UserAgent the
+	// fields of those names, for nginx's combined log format.
+	URI, Referer, UserAgent string
 }
 
 // Finish ends x's Record at now and returns it with every string copied
@@ -59,6 +62,9 @@ func (x *Exchange) Finish(now time.Time) Record {
 	r.Method = constant(r.Method)
 	r.Path = strings.Clone(r.Path)
 	r.RequestID = strings.Clone(r.RequestID)
+	r.URI = strings.Clone(r.URI)
+	r.Referer = strings.Clone(r.Referer)
+	r.UserAgent = strings.Clone(r.UserAgent)
 	return r
 }
 
