@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +33,14 @@ func TestAllocatesFromPool(t *testing.T) {
 	if ing.IPMode == nil || *ing.IPMode != corev1.LoadBalancerIPModeVIP {
 		t.Errorf("ipMode = %v, want VIP", ing.IPMode)
 	}
-	if got := cur.Annotations[controller.AnnotationAllocatedFrom]; got != "lan" {
-		t.Errorf("allocated-from-pool = %q, want lan", got)
-	}
+	// The annotation is a write of its own, after the status: wait for it.
+	waitUntil(t, "allocated-from-pool annotation", func() (bool, string) {
+		if err := apiClient.Get(context.Background(), client.ObjectKeyFromObject(svc), &cur); err != nil {
+			return false, err.Error()
+		}
+		got := cur.Annotations[controller.AnnotationAllocatedFrom]
+		return got == "lan", "allocated-from-pool = " + strconv.Quote(got) + ", want lan"
+	})
 	waitEvent(t, &cur, controller.ReasonAllocated, "192.0.2.11", `"lan"`)
 
 	// The pool counts it.
