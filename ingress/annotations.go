@@ -235,6 +235,14 @@ func sourceRange(field func(*exchange.Rules) *[]netip.Prefix) func(*annotated, s
 				}
 				p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
 			}
+			if p.Addr().Is4In6() {
+				// The proxy compares IPv4 clients unmapped: an
+				// ::ffff:a.b.c.d/n range is the IPv4 range it spells.
+				if p.Bits() < 96 {
+					return fmt.Errorf("%q spans IPv4-mapped and other IPv6 addresses: write the IPv4 range", s)
+				}
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 		}
 		if len(out) == 0 {
