@@ -1,9 +1,11 @@
 package ingress
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,8 +53,11 @@ type annotated struct {
 	// rules for the proxy; nil when no annotation sets one.
 	rules *exchange.Rules
 	// skip: the Ingress is not served at all (a canary).
-	skip  bool
-	probs []problem
+	skip bool
+	// The redirects, settled once every annotation is read.
+	permanent, temporal         string
+	permanentCode, temporalCode int
+	probs                       []problem
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -94,6 +99,24 @@ var annotations = map[string]annotation{
 		}
 		return err
 	}},
+	"permanent-redirect":      {parse: redirectURL(func(a *annotated) *string { return &a.permanent })},
+	"temporal-redirect":       {parse: redirectURL(func(a *annotated) *string { return &a.temporal })},
+	"permanent-redirect-code": {parse: redirectCode(func(a *annotated) *int { return &a.permanentCode })},
+	"temporal-redirect-code":  {parse: redirectCode(func(a *annotated) *int { return &a.temporalCode })},
+	"force-ssl-redirect": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		if err == nil && b {
+			a.rulesOf().ForceSSLRedirect = true
+		}
+		return err
+	}},
+	"app-root": {parse: func(a *annotated, _, v string) error {
+		if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || !printable(v) {
+			return fmt.Errorf("%q is not a path: want one that starts with a single /, without blanks or control bytes", v)
+		}
+		a.rulesOf().AppRoot = v
+		return nil
+	}},
 	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -117,33 +140,33 @@ var accessUnsupported = []string{
 // unsupported are the other ingress-nginx annotations, known and not
 // implemented yet: each gets a Warning saying it has no effect.
 var unsupported = []string{
-	"affinity", "affinity-canary-behavior", "affinity-mode", "app-root",
-	"auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive",
-	"auth-keepalive-requests", "auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method",
-	"auth-proxy-set-headers", "auth-realm", "auth-request-redirect", "auth-response-headers",
-	"auth-secret-type", "auth-signin", "auth-signin-redirect-param", "auth-tls-error-page",
-	"auth-tls-match-cn", "auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
-	"backend-protocol", "canary-by-cookie", "canary-by-header", "canary-by-header-pattern",
-	"canary-by-header-value", "canary-weight", "canary-weight-total", "client-body-buffer-size",
-	"connection-proxy-header", "cors-allow-credentials", "cors-allow-headers", "cors-allow-methods",
-	"cors-allow-origin", "cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors",
-	"default-backend", "disable-proxy-intercept-errors", "enable-access-log", "enable-cors",
-	"enable-opentelemetry", "enable-rewrite-log", "force-ssl-redirect", "from-to-www-redirect",
+	"affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie",
+	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
+	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
+	"auth-realm", "auth-request-redirect", "auth-response-headers", "auth-secret-type", "auth-signin",
+	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
+	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth", "backend-protocol",
+	"canary-by-cookie", "canary-by-header", "canary-by-header-pattern", "canary-by-header-value",
+	"canary-weight", "canary-weight-total", "client-body-buffer-size", "connection-proxy-header",
+	"cors-allow-credentials", "cors-allow-headers", "cors-allow-methods", "cors-allow-origin",
+	"cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
+	"disable-proxy-intercept-errors", "enable-access-log", "enable-cors", "enable-modsecurity",
+	"enable-opentelemetry", "enable-owasp-core-rules", "enable-rewrite-log", "from-to-www-redirect",
 	"global-rate-limit", "http2-push-preload", "limit-burst-multiplier", "limit-connections",
-	"limit-rate", "limit-rate-after", "limit-rpm", "limit-whitelist", "limit-rps", "load-balance", "mirror-host",
-	"mirror-request-body", "mirror-target", "opentelemetry-trust-incoming-span", "permanent-redirect",
-	"permanent-redirect-code", "preserve-trailing-slash", "proxy-buffer-size", "proxy-buffering",
-	"proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path", "proxy-http-version",
-	"proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to", "proxy-request-buffering",
-	"proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-secret",
-	"proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth", "relative-redirects",
-	"rewrite-target", "satisfy", "server-alias", "service-upstream", "session-cookie-change-on-failure",
-	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
-	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
-	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
-	"temporal-redirect", "temporal-redirect-code", "upstream-hash-by", "upstream-hash-by-subset",
-	"upstream-hash-by-subset-size", "upstream-vhost", "use-regex", "x-forwarded-prefix",
-	"enable-modsecurity", "enable-owasp-core-rules", "modsecurity-transaction-id",
+	"limit-rate", "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "load-balance",
+	"mirror-host", "mirror-request-body", "mirror-target", "modsecurity-transaction-id",
+	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
+	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
+	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
+	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
+	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
+	"relative-redirects", "rewrite-target", "satisfy", "server-alias", "service-upstream",
+	"session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
+	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
+	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
+	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "use-regex",
+	"x-forwarded-prefix",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -201,6 +224,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 			warn(ReasonUnsupportedAnnotation, "annotation %s is not one Portico or ingress-nginx knows (a typo?); it has no effect", k)
 		}
 	}
+	a.settleRedirect(spelled, warn)
 	if w, ok := values["whitelist-source-range"]; ok {
 		if al, ok := values["allowlist-source-range"]; ok && al != w {
 			a.rulesOf().Refuse = "annotations whitelist-source-range and allowlist-source-range disagree: every request is refused until one is removed"
@@ -215,6 +239,59 @@ func (a *annotated) rulesOf() *exchange.Rules {
 		a.rules = &exchange.Rules{}
 	}
 	return a.rules
+}
+
+// settleRedirect makes the redirect of the Ingress out of its four
+// annotations: temporal-redirect wins over permanent-redirect, as in
+// ingress-nginx, and a Warning says the other has no effect.
+func (a *annotated) settleRedirect(spelled map[string]string, warn func(reason, format string, args ...any)) {
+	to, code := a.permanent, cmp.Or(a.permanentCode, 301)
+	if a.temporal != "" {
+		if a.permanent != "" {
+			warn(ReasonInvalidAnnotation, "annotations %s and %s are both set: the temporal redirect applies, %s has no effect",
+				spelled["temporal-redirect"], spelled["permanent-redirect"], spelled["permanent-redirect"])
+		}
+		to, code = a.temporal, cmp.Or(a.temporalCode, 302)
+	}
+	if to != "" {
+		r := a.rulesOf()
+		r.RedirectURL, r.RedirectCode = to, code
+	}
+}
+
+// redirectURL parses an absolute http(s) URL to redirect to.
+func redirectURL(field func(*annotated) *string) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !printable(v) {
+			return fmt.Errorf("%q is not an absolute http or https URL", v)
+		}
+		*field(a) = v
+		return nil
+	}
+}
+
+// redirectCode parses a redirect status: 301, 302, 303, 307 or 308.
+func redirectCode(field func(*annotated) *int) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n != 301 && n != 302 && n != 303 && n != 307 && n != 308 {
+			return fmt.Errorf("%q is not a redirect status (301, 302, 303, 307 or 308)", v)
+		}
+		*field(a) = n
+		return nil
+	}
+}
+
+// printable reports whether s is not empty and has only visible ASCII: a
+// value that goes into a Location field must not break it.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // sourceRange parses a comma-separated list of CIDRs or addresses into the

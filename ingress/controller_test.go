@@ -383,7 +383,9 @@ func TestAnnotationsServed(t *testing.T) {
 		annotated("bad-list", "bad-list.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "127.0.0.1/40"}),
 		annotated("auth", "auth.example", map[string]string{ingress.NginxPrefix + "auth-url": "http://auth.example/check"}),
 		annotated("snippet", "snippet.example", map[string]string{ingress.NginxPrefix + "server-snippet": "location / { return 200; }"}),
-		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}))
+		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}),
+		annotated("moved", "moved.example", map[string]string{ingress.NginxPrefix + "permanent-redirect": "https://new.example/"}),
+		annotated("forced", "forced.example", map[string]string{ingress.NginxPrefix + "force-ssl-redirect": "true"}))
 
 	in := startInstance(t, "annotations-test", "pub-annotations")
 	eventually(t, 10*time.Second, "allowlisted client", wantAnswer(in.plain, "allowed.example", "/", 200, "web"))
@@ -391,6 +393,9 @@ func TestAnnotationsServed(t *testing.T) {
 		eventually(t, 5*time.Second, host+": refused", wantAnswer(in.plain, host+".example", "/", 403, ""))
 	}
 	eventually(t, 5*time.Second, "a snippet is not executed", wantAnswer(in.plain, "snippet.example", "/", 200, "web"))
+	eventually(t, 5*time.Second, "permanent-redirect", wantRedirect(in.plain, "moved.example", "/x", 301, "https://new.example/"))
+	eventually(t, 5*time.Second, "force-ssl-redirect", wantRedirect(in.plain, "forced.example", "/x?y=1", 308, "https://forced.example/x?y=1"))
+	eventually(t, 5*time.Second, "force-ssl-redirect spares ACME", wantAnswer(in.plain, "forced.example", "/.well-known/acme-challenge/t", 200, "web"))
 
 	for _, w := range []struct{ ingress, reason string }{
 		{"bad-list", ingress.ReasonInvalidAnnotation},
@@ -415,5 +420,22 @@ func wantWarning(ns, name, reason string) func() error {
 			}
 		}
 		return fmt.Errorf("no Warning %s on Ingress %s among %d Events", reason, name, len(evs.Items))
+	}
+}
+
+// wantRedirect checks that GET path with Host host gets code and Location.
+func wantRedirect(addr, host, path string, code int, location string) func() error {
+	return func() error {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Host = host
+		res, err := noRedirects.Do(req)
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != code || res.Header.Get("Location") != location {
+			return fmt.Errorf("GET %s%s: %d Location %q, want %d %q", host, path, res.StatusCode, res.Header.Get("Location"), code, location)
+		}
+		return nil
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/portico-lb/portico/ingress/proxy/h1"
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // Proto is the protocol a request came by.
@@ -184,22 +185,29 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	}
 	x.Record.Route = be.Ingress
 	next, tries := p.s.NextUpstream, p.s.Tries
-	if r := cfg.Rules[be.Ingress]; r != nil {
+	r := cfg.Rules[be.Ingress]
+	if r != nil {
 		// Access first: a refused client learns nothing of the route,
-		// not even that it redirects to HTTPS.
+		// not even where it redirects.
 		if why := r.admit(req.Client.Addr()); why != "" {
 			x.answer(403, why)
+			return
+		}
+		if r.RedirectCode != 0 {
+			x.answer(r.RedirectCode, "", h1.Field{Name: "Location", Value: r.RedirectURL})
 			return
 		}
 		r.apply(&x.Limits)
 		over(&next, r.NextUpstream)
 		over(&tries, r.Tries)
 	}
-	if !req.TLS && !be.NoSSLRedirect {
-		if _, tlsOn := cfg.Routes.TLS(req.Host); tlsOn {
-			x.redirectHTTPS(req)
-			return
-		}
+	if p.toHTTPS(cfg, req, be, r, x) {
+		x.redirect(308, "https", req.Target)
+		return
+	}
+	if r != nil && r.AppRoot != "" && path == "/" {
+		x.redirect(302, x.scheme(req), r.AppRoot)
+		return
 	}
 	if be.Resource != "" {
 		x.answer(503, "the backend is a resource backend, which Portico does not serve")
@@ -283,16 +291,55 @@ var (
 	nosniff   = h1.Field{Name: "X-Content-Type-Options", Value: "nosniff"}
 )
 
-// redirectHTTPS answers a plain-HTTP request with a redirect to the same
-// URL over HTTPS. The host has TLS in the routes, so it is a DNS name; its
-// port (the plain one) is dropped.
-func (x *Exchange) redirectHTTPS(req *Request) {
-	host := hostOnly(req.Host)
+// acmePath is where ACME HTTP-01 challenges are served (cert-manager's
+// solver): never redirected to HTTPS, which is what they are for.
+const acmePath = "/.well-known/acme-challenge/"
+
+// toHTTPS reports whether a plain-HTTP request goes to HTTPS instead: its
+// host has TLS in the routes (unless ssl-redirect is off), or its Ingress
+// forces it. A request a trusted proxy says came over HTTPS is not plain.
+func (p *Policy) toHTTPS(cfg *Config, req *Request, be route.Backend, r *Rules, x *Exchange) bool {
+	if req.TLS || strings.HasPrefix(x.Record.Path, acmePath) {
+		return false
+	}
+	force := r != nil && r.ForceSSLRedirect
+	if !force {
+		if be.NoSSLRedirect {
+			return false
+		}
+		if _, tlsOn := cfg.Routes.TLS(req.Host); !tlsOn {
+			return false
+		}
+	}
+	return x.scheme(req) != "https"
+}
+
+// scheme is the request's scheme as the client used it: a trusted proxy's
+// X-Forwarded-Proto, else the connection's.
+func (x *Exchange) scheme(req *Request) string {
+	if x.client.trusted {
+		for _, f := range req.Fields {
+			if h1.Is(f.Name, "X-Forwarded-Proto") {
+				if h1.Is(f.Value, "https") {
+					return "https"
+				}
+				return "http"
+			}
+		}
+	}
+	return scheme(req.TLS)
+}
+
+// redirect answers with code and Location scheme://host + target. The
+// host is the request's, without its port (the one of the other scheme
+// would be wrong); routed hosts are DNS names or addresses.
+func (x *Exchange) redirect(code int, scheme, target string) {
 	start := len(x.scratch)
-	x.scratch = append(x.scratch, "https://"...)
-	x.scratch = append(x.scratch, host...)
-	x.scratch = append(x.scratch, req.Target...)
-	x.answer(308, "", h1.Field{Name: "Location", Value: view(x.scratch[start:])})
+	x.scratch = append(x.scratch, scheme...)
+	x.scratch = append(x.scratch, "://"...)
+	x.scratch = append(x.scratch, hostOnly(x.Record.Host)...)
+	x.scratch = append(x.scratch, target...)
+	x.answer(code, "", h1.Field{Name: "Location", Value: view(x.scratch[start:])})
 }
 
 // MaxDiscard is the largest request body a front-end reads through, to

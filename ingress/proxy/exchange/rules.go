@@ -20,6 +20,15 @@ type Rules struct {
 	// Tries and NextUpstream replace the proxy-wide ones where not zero.
 	Tries        int
 	NextUpstream NextUpstream
+	// RedirectCode, when set, answers every request with it and
+	// RedirectURL as Location (permanent-redirect, temporal-redirect).
+	RedirectCode int
+	RedirectURL  string
+	// ForceSSLRedirect sends plain HTTP to HTTPS even when the host has
+	// no TLS in the routes (TLS ended in front of the proxy).
+	ForceSSLRedirect bool
+	// AppRoot, when set, redirects requests for "/" there (302).
+	AppRoot string
 }
 
 // admit reports why the client at a is refused by r, or "" when it is

@@ -48,6 +48,8 @@ func TestRules(t *testing.T) {
 		{"a larger body allowed", Rules{Limits: Limits{MaxBodySize: 4 << 20}}, post("plain.example", 2<<20), 0, ""},
 		{"a smaller body limit", Rules{Limits: Limits{MaxBodySize: 10}}, post("plain.example", 11), 413, "larger than the limit"},
 		{"no body limit", Rules{Limits: Limits{MaxBodySize: -1}}, post("plain.example", 1<<40), 0, ""},
+		{"permanent redirect", Rules{RedirectCode: 301, RedirectURL: "https://new.example/"}, get("plain.example", "/x"), 301, ""},
+		{"access before the redirect", Rules{RedirectCode: 301, RedirectURL: "https://new.example/", Deny: prefixes("192.0.2.0/24")}, from("192.0.2.7:1", get("plain.example", "/x")), 403, "denied"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg.Rules = map[string]*Rules{"ns/plain": &c.rules, "ns/shop": &c.rules}
@@ -90,4 +92,63 @@ func TestRules(t *testing.T) {
 
 func post(host string, n int64) *Request {
 	return &Request{Method: "POST", Target: "/", Host: host, Proto: HTTP11, BodyLength: n, HasLength: true, Client: client}
+}
+
+// Redirects an Ingress asks for: where and with which code, the HTTPS one
+// forced without TLS in the routes, a trusted proxy's X-Forwarded-Proto
+// believed and an untrusted one not, and the ACME challenge path never
+// sent to HTTPS.
+func TestRedirects(t *testing.T) {
+	cfg := testConfig(t)
+	trustedPeer := netip.MustParseAddrPort("10.1.0.1:5000")
+	p := NewPolicy(Settings{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}})
+	tls := func(r *Request) *Request { r.TLS = true; return r }
+	viaProxy := func(r *Request) *Request { r.Client = trustedPeer; return r }
+	for _, c := range []struct {
+		name     string
+		rules    *Rules
+		req      *Request
+		status   int // 0: forwarded
+		location string
+	}{
+		{"permanent", &Rules{RedirectCode: 301, RedirectURL: "https://new.example/"}, get("plain.example", "/x?y"), 301, "https://new.example/"},
+		{"temporal over TLS too", &Rules{RedirectCode: 302, RedirectURL: "https://new.example/a"}, tls(get("plain.example", "/")), 302, "https://new.example/a"},
+		{"force-ssl-redirect without TLS in the routes", &Rules{ForceSSLRedirect: true}, get("plain.example:8080", "/p?q=1"), 308, "https://plain.example/p?q=1"},
+		{"force-ssl-redirect, already HTTPS", &Rules{ForceSSLRedirect: true}, tls(get("plain.example", "/")), 0, ""},
+		{"force-ssl-redirect, HTTPS ended at a trusted proxy", &Rules{ForceSSLRedirect: true},
+			viaProxy(get("plain.example", "/", f("X-Forwarded-Proto", "https"))), 0, ""},
+		{"force-ssl-redirect, an untrusted client's X-Forwarded-Proto", &Rules{ForceSSLRedirect: true},
+			get("plain.example", "/", f("X-Forwarded-Proto", "https")), 308, "https://plain.example/"},
+		{"TLS host, HTTPS ended at a trusted proxy", nil, viaProxy(get("shop.example", "/", f("X-Forwarded-Proto", "HTTPS"))), 0, ""},
+		{"TLS host, ACME challenge", nil, get("shop.example", "/.well-known/acme-challenge/token"), 0, ""},
+		{"forced, ACME challenge", &Rules{ForceSSLRedirect: true}, get("plain.example", "/.well-known/acme-challenge/token"), 0, ""},
+		{"TLS host, not quite the ACME path", nil, get("shop.example", "/.well-known/acme-challenge"), 308, "https://shop.example/.well-known/acme-challenge"},
+		{"app-root", &Rules{AppRoot: "/app1"}, get("plain.example", "/"), 302, "http://plain.example/app1"},
+		{"app-root over TLS", &Rules{AppRoot: "/app1"}, tls(get("plain.example", "/")), 302, "https://plain.example/app1"},
+		{"app-root, another path", &Rules{AppRoot: "/app1"}, get("plain.example", "/other"), 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg.Rules = nil
+			if c.rules != nil {
+				cfg.Rules = map[string]*Rules{"ns/plain": c.rules, "ns/shop": c.rules}
+			}
+			var x Exchange
+			p.Decide(cfg, c.req, time.Now(), &x)
+			if c.status == 0 {
+				if x.Outcome != Forward {
+					t.Fatalf("answered %d %q, want it forwarded", x.Status, x.Body)
+				}
+				return
+			}
+			var loc string
+			for _, fl := range x.AnswerFields(time.Now()) {
+				if fl.Name == "Location" {
+					loc = fl.Value
+				}
+			}
+			if x.Outcome != Answer || x.Status != c.status || loc != c.location {
+				t.Errorf("%d Location %q, want %d %q", x.Status, loc, c.status, c.location)
+			}
+		})
+	}
 }
