@@ -410,6 +410,9 @@ type expect struct {
 	service string
 	// host is the Host the backend must have seen, when set.
 	host string
+	// path is the path the backend must have got, when it is not the
+	// request's (a rewrite).
+	path string
 }
 
 // check compares r with what is expected of req.
@@ -430,7 +433,7 @@ func (f *feature) check(req request, r response, want expect) error {
 	if e.Service != want.service || e.Namespace != f.ns || !f.pods[want.service][e.Pod] {
 		return fmt.Errorf("served by service %q, pod %s/%s; want service %q, one of %v in %s", e.Service, e.Namespace, e.Pod, want.service, f.pods[want.service], f.ns)
 	}
-	if path := "/" + strings.TrimPrefix(req.path, "/"); e.Path != path {
+	if path := cmp.Or(want.path, "/"+strings.TrimPrefix(req.path, "/")); e.Path != path {
 		return fmt.Errorf("the backend got path %q, want %q", e.Path, path)
 	}
 	if want.host != "" && e.Host != want.host {

@@ -71,3 +71,46 @@ spec:
 `, false)
 	f.ready(t, request{host: "basic-auth"}, expect{status: 403})
 }
+
+// TestIngressNginxRewrite: ingress-nginx's classic example, as its users
+// wrote it: two apps behind one class-less Ingress, /a and /b, each app
+// serving at its root (rewrite-target: /), and the capture-group form of
+// the same.
+func TestIngressNginxRewrite(t *testing.T) {
+	f := newFeature(t)
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: two-apps
+  annotations:
+    nginx.ingress.kubernetes.io/rewrite-target: /
+spec:
+  rules:
+  - host: apps
+    http:
+      paths:
+      - {path: /a, pathType: Prefix, backend: {service: {name: app-a, port: {number: 8080}}}}
+      - {path: /b, pathType: Prefix, backend: {service: {name: app-b, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "apps", path: "/a"}, expect{status: 200, service: "app-a", path: "/"})
+	f.scenario(t, "the second app, at its root", request{host: "apps", path: "/b/deeper"}, expect{status: 200, service: "app-b", path: "/"})
+
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: captures
+  annotations:
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+spec:
+  rules:
+  - host: captures
+    http:
+      paths:
+      - {path: /something(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: app-a, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "captures", path: "/something/new/page"}, expect{status: 200, service: "app-a", path: "/new/page"})
+	f.scenario(t, "the bare prefix", request{host: "captures", path: "/something"}, expect{status: 200, service: "app-a", path: "/"})
+}

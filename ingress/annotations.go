@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -54,6 +55,12 @@ type annotated struct {
 	rules *exchange.Rules
 	// skip: the Ingress is not served at all (a canary).
 	skip bool
+	// policy stands for the annotations that change how the routes are
+	// served (route.Ingress.Policy).
+	policy string
+	// regex and rewrite: use-regex, rewrite-target (route.Ingress).
+	regex   bool
+	rewrite string
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -98,6 +105,18 @@ var annotations = map[string]annotation{
 			a.rulesOf().NextUpstream = n
 		}
 		return err
+	}},
+	"use-regex": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.regex = err == nil && b
+		return err
+	}},
+	"rewrite-target": {parse: func(a *annotated, _, v string) error {
+		if !printable(v) || strings.ContainsAny(v, "#") {
+			return fmt.Errorf("%q is not a path to rewrite to: want one without blanks, control bytes or '#' (groups as $1 to $9)", v)
+		}
+		a.rewrite = v
+		return nil
 	}},
 	"permanent-redirect":      {parse: redirectURL(func(a *annotated) *string { return &a.permanent })},
 	"temporal-redirect":       {parse: redirectURL(func(a *annotated) *string { return &a.temporal })},
@@ -160,12 +179,12 @@ var unsupported = []string{
 	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
 	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
 	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
-	"relative-redirects", "rewrite-target", "satisfy", "server-alias", "service-upstream",
+	"relative-redirects", "satisfy", "server-alias", "service-upstream",
 	"session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
 	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
 	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
 	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
-	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "use-regex",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost",
 	"x-forwarded-prefix",
 }
 
@@ -202,12 +221,15 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 		case ok:
 			if err := an.parse(&a, name, v); err != nil {
 				if an.access {
-					a.rulesOf().Refuse = fmt.Sprintf("annotation %s is invalid: every request is refused until it is fixed", k)
+					a.rulesOf().Refuse = refused
 					warn(ReasonInvalidAnnotation, "annotation %s: %v; every request to this Ingress is refused (403) until it is fixed", k, err)
 				} else {
 					warn(ReasonInvalidAnnotation, "annotation %s: %v; the proxy's setting applies", k, err)
 				}
 			}
+		case strings.HasSuffix(name, "-snippet") && accessDirectives(v):
+			a.rulesOf().Refuse = refused
+			warn(ReasonAccessRefused, "annotation %s holds nginx access directives (allow, deny, satisfy or auth_*), which Portico never executes: every request to this Ingress is refused (403) rather than served without them, until it is removed", k)
 		case strings.HasSuffix(name, "-snippet"):
 			warn(ReasonSnippetRefused, "annotation %s is nginx configuration, which Portico never executes; it has no effect", k)
 		case name == "canary":
@@ -216,7 +238,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 				warn(ReasonCanaryNotServed, "annotation %s: canary Ingresses are not supported yet; this Ingress is not served and the main Ingress keeps all of its traffic", k)
 			}
 		case slices.Contains(accessUnsupported, name):
-			a.rulesOf().Refuse = fmt.Sprintf("annotation %s is not supported by Portico yet; requests are refused rather than served without it", k)
+			a.rulesOf().Refuse = refused
 			warn(ReasonAccessRefused, "annotation %s restricts access and Portico cannot enforce it yet: every request to this Ingress is refused (403) until it is removed", k)
 		case slices.Contains(unsupported, name):
 			warn(ReasonUnsupportedAnnotation, "annotation %s is not supported by Portico yet; it has no effect", k)
@@ -225,13 +247,36 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 		}
 	}
 	a.settleRedirect(spelled, warn)
+	var policy strings.Builder
+	for _, name := range names {
+		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
+			fmt.Fprintf(&policy, "%s=%q\n", name, values[name])
+		}
+	}
+	a.policy = policy.String()
 	if w, ok := values["whitelist-source-range"]; ok {
 		if al, ok := values["allowlist-source-range"]; ok && al != w {
-			a.rulesOf().Refuse = "annotations whitelist-source-range and allowlist-source-range disagree: every request is refused until one is removed"
+			a.rulesOf().Refuse = refused
 			warn(ReasonInvalidAnnotation, "annotations whitelist-source-range and allowlist-source-range are both set and differ: every request to this Ingress is refused (403) until one is removed")
 		}
 	}
 	return a
+}
+
+// refused is what a client of a route that fails closed is told; the
+// Warning Event on the Ingress says why.
+const refused = "this route is closed until its Ingress's annotations are fixed"
+
+// accessDirectives reports whether nginx configuration text holds
+// directives that restrict who is served.
+func accessDirectives(conf string) bool {
+	words := strings.FieldsFunc(conf, func(r rune) bool { return r == ';' || r == '{' || r == '}' || unicode.IsSpace(r) })
+	for _, w := range words {
+		if w == "allow" || w == "deny" || w == "satisfy" || strings.HasPrefix(w, "auth_") {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *annotated) rulesOf() *exchange.Rules {

@@ -351,7 +351,8 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 		ri.TLS = append(ri.TLS, route.TLS{Hosts: t.Hosts, SecretName: t.SecretName})
 	}
 	a := readAnnotations(key, ing.Annotations)
-	ri.NoSSLRedirect = a.noSSLRedirect
+	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
+	ri.Regex, ri.RewriteTarget = a.regex, a.rewrite
 	a.probs = append(probs, a.probs...)
 	return ri, a
 }

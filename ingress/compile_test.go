@@ -151,8 +151,12 @@ func TestAnnotations(t *testing.T) {
 		{"ours wins", map[string]string{nginx + "ssl-redirect": "false", SSLRedirectAnnotation: "true"}, false, false, nil, nil},
 		{"ssl-redirect typo", map[string]string{SSLRedirectAnnotation: "False"}, false, false, nil, []string{ReasonInvalidAnnotation}},
 		{"unknown of ours", map[string]string{"portico.dev/rewrite-targett": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
-		{"unsupported nginx", map[string]string{nginx + "rewrite-target": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
+		{"unsupported nginx", map[string]string{nginx + "upstream-vhost": "x"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
 		{"snippet", map[string]string{nginx + "configuration-snippet": "return 200;"}, false, false, nil, []string{ReasonSnippetRefused}},
+		{"snippet that restricts access", map[string]string{nginx + "server-snippet": "allow 10.0.0.0/8;\ndeny all;"}, false, false,
+			&exchange.Rules{Refuse: refused}, []string{ReasonAccessRefused}},
+		{"snippet with auth", map[string]string{nginx + "configuration-snippet": "auth_request /check;"}, false, false,
+			&exchange.Rules{Refuse: refused}, []string{ReasonAccessRefused}},
 		{"canary", map[string]string{nginx + "canary": "true", nginx + "canary-weight": "10"}, false, true, nil,
 			[]string{ReasonCanaryNotServed, ReasonUnsupportedAnnotation}},
 		{"canary off", map[string]string{nginx + "canary": "false"}, false, false, nil, nil},
@@ -167,19 +171,19 @@ func TestAnnotations(t *testing.T) {
 		{"::/0 is IPv6 only, as nginx reads it", map[string]string{nginx + "denylist-source-range": "::/0"}, false, false,
 			&exchange.Rules{Deny: prefixes("::/0")}, nil},
 		{"a mapped range wider than IPv4 fails closed", map[string]string{nginx + "denylist-source-range": "::ffff:0.0.0.0/90"}, false, false,
-			&exchange.Rules{Refuse: "annotation " + nginx + "denylist-source-range is invalid: every request is refused until it is fixed"},
+			&exchange.Rules{Refuse: refused},
 			[]string{ReasonInvalidAnnotation}},
 		{"bad allowlist fails closed", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/33"}, false, false,
-			&exchange.Rules{Refuse: "annotation " + nginx + "whitelist-source-range is invalid: every request is refused until it is fixed"},
+			&exchange.Rules{Refuse: refused},
 			[]string{ReasonInvalidAnnotation}},
 		{"empty denylist fails closed", map[string]string{nginx + "denylist-source-range": " , "}, false, false,
-			&exchange.Rules{Refuse: "annotation " + nginx + "denylist-source-range is invalid: every request is refused until it is fixed"},
+			&exchange.Rules{Refuse: refused},
 			[]string{ReasonInvalidAnnotation}},
 		{"two allowlists that differ", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/24", nginx + "allowlist-source-range": "10.0.0.0/8"}, false, false,
-			&exchange.Rules{Allow: prefixes("192.0.2.0/24"), Refuse: "annotations whitelist-source-range and allowlist-source-range disagree: every request is refused until one is removed"},
+			&exchange.Rules{Allow: prefixes("192.0.2.0/24"), Refuse: refused},
 			[]string{ReasonInvalidAnnotation}},
 		{"auth it cannot enforce", map[string]string{nginx + "auth-type": "basic", nginx + "auth-secret": "users"}, false, false,
-			&exchange.Rules{Refuse: "annotation " + nginx + "auth-type is not supported by Portico yet; requests are refused rather than served without it"},
+			&exchange.Rules{Refuse: refused},
 			[]string{ReasonAccessRefused, ReasonAccessRefused}},
 		{"limits", map[string]string{nginx + "proxy-body-size": "8m", nginx + "proxy-read-timeout": "120", "portico.dev/proxy-connect-timeout": "500ms",
 			nginx + "proxy-send-timeout": "2m", nginx + "proxy-next-upstream": "error timeout invalid_header", nginx + "proxy-next-upstream-tries": "2"}, false, false,
@@ -328,5 +332,32 @@ func TestCompileSkipsTerminatingNamespaces(t *testing.T) {
 	cl.terminating = map[string]bool{"old": true}
 	if got, probs := defaultOf(); got != "new/web" || len(probs) != 0 {
 		t.Errorf("old terminating: defaultBackend of %s, problems %v; want new/web's and none", got, probs)
+	}
+}
+
+// use-regex and rewrite-target reach the route; a rewrite that would break
+// the request line is refused; Policy tells Ingresses apart by what they
+// apply, not by what has no effect.
+func TestRouteAnnotations(t *testing.T) {
+	ing := func(ann map[string]string) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x", Annotations: ann}}
+		i.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}
+		return i
+	}
+	ri, a := toRoute(ing(map[string]string{NginxPrefix + "use-regex": "true", NginxPrefix + "rewrite-target": "/$2"}))
+	if !ri.Regex || ri.RewriteTarget != "/$2" || len(a.probs) != 0 {
+		t.Errorf("Regex %v, RewriteTarget %q, problems %v", ri.Regex, ri.RewriteTarget, a.probs)
+	}
+	ri, a = toRoute(ing(map[string]string{NginxPrefix + "rewrite-target": "/a b\r\nX: y"}))
+	if ri.RewriteTarget != "" || len(a.probs) != 1 || a.probs[0].Reason != ReasonInvalidAnnotation {
+		t.Errorf("a rewrite with blanks: RewriteTarget %q, problems %v", ri.RewriteTarget, a.probs)
+	}
+	policy := func(ann map[string]string) string { ri, _ := toRoute(ing(ann)); return ri.Policy }
+	if policy(nil) != policy(map[string]string{NginxPrefix + "enable-cors": "true", "team": "x"}) {
+		t.Error("an annotation with no effect changed the Policy")
+	}
+	if policy(nil) == policy(map[string]string{NginxPrefix + "whitelist-source-range": "10.0.0.0/8"}) ||
+		policy(map[string]string{NginxPrefix + "proxy-body-size": "1m"}) == policy(map[string]string{PorticoPrefix + "proxy-body-size": "2m"}) {
+		t.Error("Ingresses that apply different annotations have the same Policy")
 	}
 }

@@ -191,7 +191,13 @@ func run() error {
 		logCtx, stopLog := context.WithCancel(context.Background())
 		written := make(chan struct{})
 		go func() { access.Run(logCtx); close(written) }()
-		defer func() { stopLog(); <-written }()
+		defer func() {
+			stopLog()
+			select { // a stdout nobody reads must not hold the exit
+			case <-written:
+			case <-time.After(5 * time.Second):
+			}
+		}()
 	}
 
 	c, err := ingress.Setup(ctx, mgr, srv, ingress.Options{

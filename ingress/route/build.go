@@ -3,6 +3,7 @@ package route
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -39,6 +40,7 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 		return cmp.Or(strings.Compare(x.Namespace, y.Namespace), strings.Compare(x.Name, y.Name))
 	})
 
+	b.markRegexHosts(order)
 	seen := make(map[string]bool, len(order))
 	for _, ing := range order {
 		key := ing.key()
@@ -63,6 +65,38 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 type builder struct {
 	t        *Table
 	rejected []Rejection
+}
+
+// markRegexHosts makes the paths of every host an Ingress with Regex has
+// rules for regular expressions, before any path is added.
+func (b *builder) markRegexHosts(order []*Ingress) {
+	for _, ing := range order {
+		if !ing.Regex && ing.RewriteTarget == "" {
+			continue
+		}
+		for _, r := range ing.Rules {
+			if host, wild, err := canonicalRuleHost(r.Host); err == nil {
+				b.pathsOf(host, wild).regex = true
+			}
+		}
+	}
+}
+
+// pathsOf returns the paths of a canonical rule host, made when new.
+func (b *builder) pathsOf(host string, wild bool) *paths {
+	m := b.t.exact
+	switch {
+	case host == "" && !wild:
+		return b.t.any
+	case wild:
+		m = b.t.wildcard
+	}
+	p := m[host]
+	if p == nil {
+		p = newPaths()
+		m[host] = p
+	}
+	return p
 }
 
 func (b *builder) invalid(ing, host, path, reason string) {
@@ -91,23 +125,7 @@ func (b *builder) add(ing *Ingress, key string) {
 		if host != "" || wild {
 			ruleHosts = append(ruleHosts, r.Host)
 		}
-		var p *paths
-		switch {
-		case host == "" && !wild:
-			p = b.t.any
-		case wild:
-			p = b.t.wildcard[host]
-			if p == nil {
-				p = newPaths()
-				b.t.wildcard[host] = p
-			}
-		default:
-			p = b.t.exact[host]
-			if p == nil {
-				p = newPaths()
-				b.t.exact[host] = p
-			}
-		}
+		p := b.pathsOf(host, wild)
 		for _, rp := range r.Paths {
 			b.addPath(p, ing, key, r.Host, rp)
 		}
@@ -129,7 +147,7 @@ func (b *builder) add(ing *Ingress, key string) {
 
 func (b *builder) addDefault(ing *Ingress, key string) {
 	be := *ing.DefaultBackend
-	be.Namespace, be.Ingress, be.NoSSLRedirect = ing.Namespace, key, ing.NoSSLRedirect
+	be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, "", "", fmt.Sprintf("defaultBackend %v; it is ignored", err))
 		return
@@ -140,6 +158,11 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 	}
 	won := b.t.def
 	if won.sameTarget(be) {
+		if won.policy != be.policy {
+			b.conflict(key, won.Ingress, "", "", fmt.Sprintf(
+				"defaultBackend (%v) is ignored: the older Ingress %s already sets it, with other annotations, and its own apply; make the annotations agree or remove one defaultBackend",
+				be, won.Ingress))
+		}
 		return
 	}
 	b.conflict(key, won.Ingress, "", "", fmt.Sprintf(
@@ -149,7 +172,7 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 
 func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
-	be.Namespace, be.Ingress, be.NoSSLRedirect = ing.Namespace, key, ing.NoSSLRedirect
+	be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
@@ -159,23 +182,52 @@ func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
 	}
+	var re *regexp.Regexp
+	if p.regex && !exact {
+		// As ingress-nginx writes such a path: location ~* "^PATH".
+		raw := cmp.Or(rp.Path, "/")
+		if re, err = regexp.Compile("(?i)^" + raw); err != nil {
+			b.invalid(key, host, rp.Path, fmt.Sprintf("%s: the host's paths are regular expressions (use-regex or rewrite-target), and this one is not: %v; the path is ignored",
+				describe(host, rp.Path, rp.Type), err))
+			return
+		}
+		pathKey = raw // a pattern is not a prefix: "/a/" and "/a" differ
+	}
+	if ing.RewriteTarget != "" && !exact {
+		// nginx's rewrite: the pattern unanchored, case-insensitive.
+		if be.Pattern, err = regexp.Compile("(?i)" + cmp.Or(rp.Path, "/")); err != nil {
+			b.invalid(key, host, rp.Path, fmt.Sprintf("%s: rewrite-target needs a regular expression path: %v; the path is ignored",
+				describe(host, rp.Path, rp.Type), err))
+			return
+		}
+		be.Rewrite = ing.RewriteTarget
+	}
 	m := &p.prefix
 	if exact {
 		m = &p.exact
 	}
 	if i, ok := (*m)[pathKey]; ok {
 		won := b.t.backends[i]
-		if !won.sameTarget(be) {
+		switch {
+		case !won.sameTarget(be):
 			b.conflict(key, won.Ingress, host, rp.Path, fmt.Sprintf(
 				"%s (%v) is ignored: Ingress %s, older or earlier in the same spec, already routes it to %v; remove or change one of them",
 				describe(host, rp.Path, rp.Type), be, won.Ingress, won))
+		case won.policy != be.policy || won.Rewrite != be.Rewrite:
+			b.conflict(key, won.Ingress, host, rp.Path, fmt.Sprintf(
+				"%s is ignored: the older Ingress %s already routes it to %v with other annotations, and its own apply; make the annotations agree or remove one of the paths",
+				describe(host, rp.Path, rp.Type), won.Ingress, won))
 		}
 		return
 	}
 	if *m == nil {
 		*m = map[string]int32{}
 	}
-	(*m)[pathKey] = b.t.backend(be)
+	i := b.t.backend(be)
+	(*m)[pathKey] = i
+	if re != nil {
+		p.patterns = append(p.patterns, pattern{path: pathKey, re: re, backend: i})
+	}
 }
 
 func (b *builder) addTLS(key, ns, host, secret string) {

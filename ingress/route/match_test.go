@@ -3,6 +3,7 @@ package route
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // hostIngress builds an Ingress with one rule, for host.
@@ -278,6 +279,45 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(100, func() { tab.TLS(r[0]) }); n != 0 {
 			t.Errorf("TLS(%q) allocates %v times, want 0", r[0], n)
+		}
+	}
+}
+
+// Regular-expression paths, as ingress-nginx makes them with use-regex or
+// rewrite-target: every non-Exact path of the host is (?i)^PATH, whichever
+// Ingress defines it, longest first; Exact stays exact; other hosts are
+// untouched; a path that does not compile is rejected.
+func TestRegexPaths(t *testing.T) {
+	regex := hostIngress("regex", "r.example", Path{Path: "/api/v[0-9]+", Backend: svc("api", 80)}, Path{Path: "/.*\\.png", Backend: svc("img", 80)})
+	regex.Regex = true
+	plain := hostIngress("plain", "r.example", prefix("/api/v1/admin", "admin"), exact("/health", "health"), prefix("/", "root"))
+	plain.Created = t0.Add(time.Second)
+	other := hostIngress("other", "o.example", prefix("/api", "other"))
+	broken := hostIngress("broken", "b.example", Path{Path: "/(", Backend: svc("b", 80)})
+	broken.Regex = true
+	tab, rej := Build([]Ingress{regex, plain, other, broken})
+	if len(rej) != 1 || rej[0].Ingress != "ns/broken" || rej[0].Kind != Invalid || !strings.Contains(rej[0].Reason, "regular expression") {
+		t.Fatalf("rejections %v, want the broken pattern's only", rej)
+	}
+	for _, c := range []struct{ host, path, want string }{
+		{"r.example", "/api/v2/users", "api"},
+		{"r.example", "/API/V3", "api"}, // case-insensitive, as ~*
+		{"r.example", "/api/v1/admin/x", "admin"},
+		{"r.example", "/api/v1/adminx", "admin"}, // a regex prefix, not path elements
+		{"r.example", "/img/a.png", "img"},
+		{"r.example", "/health", "health"},
+		{"r.example", "/health/x", "root"}, // Exact stays exact
+		{"r.example", "/anything", "root"},
+		{"o.example", "/apix", ""}, // another host keeps Prefix rules
+		{"o.example", "/api/x", "other"},
+	} {
+		be, ok := tab.Match(c.host, c.path)
+		got := ""
+		if ok {
+			got = be.Service
+		}
+		if got != c.want {
+			t.Errorf("%s%s: %q, want %q", c.host, c.path, got, c.want)
 		}
 	}
 }

@@ -70,6 +70,7 @@ package route
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 )
@@ -132,6 +133,14 @@ type Backend struct {
 	// (two Ingresses routing to one Service with different settings do not
 	// conflict).
 	NoSSLRedirect bool
+	// Rewrite, when set, is the path the request is sent upstream with
+	// instead of its own (rewrite-target): Pattern is matched against the
+	// request's path, and $1 to $9 in Rewrite stand for its groups. Both
+	// are copied from the Ingress onto its paths' backends.
+	Rewrite string
+	Pattern *regexp.Regexp
+	// policy is the Policy of the Ingress that defined this backend.
+	policy string
 }
 
 // sameTarget reports whether b and o send traffic to the same place,
@@ -181,6 +190,21 @@ type Ingress struct {
 	// this Ingress's backends receive (annotation portico.dev/ssl-redirect:
 	// "false").
 	NoSSLRedirect bool
+	// Regex makes the paths of every host this Ingress has rules for
+	// regular expressions, whichever Ingress defines them, as ingress-nginx
+	// does for use-regex (and rewrite-target): each non-Exact path P
+	// matches the paths that (?i)^P matches, longest P first, and Exact
+	// paths still match exactly.
+	Regex bool
+	// RewriteTarget is the rewrite-target of the Ingress's paths; see
+	// Backend.Rewrite. It implies Regex.
+	RewriteTarget string
+	// Policy stands for everything else the Ingress sets on how its routes
+	// are served (access, limits, redirects: its annotations), compared
+	// only for equality. Two Ingresses that claim the same route for the
+	// same backend with different Policies conflict, so that the newer
+	// one's restrictions are never dropped without a word.
+	Policy string
 }
 
 func (i *Ingress) key() string { return i.Namespace + "/" + i.Name }

@@ -1,6 +1,10 @@
 package route
 
-import "strings"
+import (
+	"regexp"
+	"slices"
+	"strings"
+)
 
 // Table is a compiled, immutable routing table. The zero Table and a nil
 // *Table route nothing.
@@ -143,6 +147,17 @@ type paths struct {
 	prefix map[string]int32 // path without trailing slashes ("/" is "") → backend
 	lens   []uint64         // bit n set: some prefix key is n bytes long
 	maxLen int              // longest prefix key, or -1
+	// regex: the host's paths are regular expressions (see Ingress.Regex);
+	// patterns replaces prefix in match, longest path first.
+	regex    bool
+	patterns []pattern
+}
+
+// pattern is one regular-expression path.
+type pattern struct {
+	path    string
+	re      *regexp.Regexp
+	backend int32
 }
 
 func newPaths() *paths { return &paths{maxLen: -1} }
@@ -150,6 +165,7 @@ func newPaths() *paths { return &paths{maxLen: -1} }
 // finish records the prefix lengths so that match looks up only the cuts of
 // the request path that can hit.
 func (p *paths) finish() {
+	slices.SortStableFunc(p.patterns, func(a, b pattern) int { return len(b.path) - len(a.path) })
 	for k := range p.prefix {
 		p.maxLen = max(p.maxLen, len(k))
 	}
@@ -173,6 +189,14 @@ func (p *paths) hasLen(n int) bool {
 func (p *paths) match(path string) int32 {
 	if i, ok := p.exact[path]; ok {
 		return i
+	}
+	if p.regex {
+		for _, pt := range p.patterns {
+			if pt.re.MatchString(path) {
+				return pt.backend
+			}
+		}
+		return -1
 	}
 	if p.maxLen < 0 {
 		return -1

@@ -224,6 +224,14 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		x.answer(413, "the request body is larger than the limit")
 		return
 	}
+	var rewritten string
+	if be.Rewrite != "" {
+		var ok bool
+		if rewritten, ok = x.rewrite(be, path, req.Target); !ok {
+			x.answer(400, "the rewritten path holds a dot segment")
+			return
+		}
+	}
 	x.Outcome = Forward
 	// Only a WebSocket handshake is tunnelled: a GET-like request with no
 	// body (RFC 6455, 4.1). Any other upgrade is served as a plain request.
@@ -233,6 +241,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	x.Upstream = up
 	x.Continue = req.Continue && req.BodyLength != 0 && req.Proto != HTTP2
 	p.forwardHead(req, x)
+	if rewritten != "" {
+		x.Out.Target = rewritten
+	}
 	x.attempt.start(up, tries, next)
 	x.Record.Attempts = 1
 	x.Record.Endpoint = up.Addrs[x.attempt.index()]

@@ -37,7 +37,11 @@ func (r *Rules) admit(a netip.Addr) string {
 	if r.Refuse != "" {
 		return r.Refuse
 	}
-	a = a.Unmap()
+	// A link-local peer comes with its zone, which no prefix contains.
+	a = a.Unmap().WithZone("")
+	if !a.IsValid() && len(r.Allow)+len(r.Deny) > 0 {
+		return "the client address is unknown"
+	}
 	for _, p := range r.Deny {
 		if p.Contains(a) {
 			return "the client address is denied on this route"

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // An Ingress's Rules: access by client address before anything else
@@ -150,5 +152,60 @@ func TestRedirects(t *testing.T) {
 				t.Errorf("%d Location %q, want %d %q", x.Status, loc, c.status, c.location)
 			}
 		})
+	}
+}
+
+// rewrite-target on regex paths, as ingress-nginx's documented examples
+// use it: groups into the new path, the query kept, a group escaped again,
+// and a rewrite that would make a dot segment refused.
+func TestRewrite(t *testing.T) {
+	tab, rej := route.Build([]route.Ingress{
+		{Namespace: "ns", Name: "rw", RewriteTarget: "/$2", Rules: []route.Rule{{Host: "rw.example", Paths: []route.Path{
+			{Path: "/something(/|$)(.*)", Backend: svc("web")},
+		}}}},
+		{Namespace: "ns", Name: "static", RewriteTarget: "/static/$1", Rules: []route.Rule{{Host: "static.example", Paths: []route.Path{
+			{Path: "/assets(.*)", Backend: svc("web")},
+		}}}},
+		{Namespace: "ns", Name: "root", RewriteTarget: "/", Rules: []route.Rule{{Host: "root.example", Paths: []route.Path{
+			{Path: "/a", Backend: svc("web")},
+		}}}},
+		{Namespace: "ns", Name: "query", RewriteTarget: "/search?from=ingress", Rules: []route.Rule{{Host: "query.example", Paths: []route.Path{
+			{Path: "/find", Backend: svc("web")},
+		}}}},
+	})
+	if len(rej) > 0 {
+		t.Fatal(rej)
+	}
+	cfg := &Config{Routes: tab, Upstreams: map[Target]*Upstream{target("web"): NewUpstream("10.0.0.1:80")}}
+	p := NewPolicy(Settings{})
+	for _, c := range []struct {
+		host, target string
+		status       int // 0: forwarded
+		out          string
+	}{
+		{"rw.example", "/something", 0, "/"},
+		{"rw.example", "/something/", 0, "/"},
+		{"rw.example", "/something/new?a=1", 0, "/new?a=1"},
+		{"rw.example", "/SOMETHING/new", 0, "/new"}, // ~*: case-insensitive
+		{"rw.example", "/something/a%20b", 0, "/a%20b"},
+		{"rw.example", "/something/%3F", 0, "/%3F"},
+		{"rw.example", "/somethingelse", 404, ""},
+		{"static.example", "/assets/app.js", 0, "/static//app.js"},
+		{"static.example", "/assets../secret", 400, ""},
+		{"root.example", "/a/b/c", 0, "/"},
+		{"query.example", "/find?q=x", 0, "/search?from=ingress&q=x"},
+		{"query.example", "/find", 0, "/search?from=ingress"},
+	} {
+		var x Exchange
+		p.Decide(cfg, get(c.host, c.target), time.Now(), &x)
+		if c.status != 0 {
+			if x.Outcome != Answer || x.Status != c.status {
+				t.Errorf("%s%s: %d %q, want %d", c.host, c.target, x.Status, x.Body, c.status)
+			}
+			continue
+		}
+		if x.Outcome != Forward || x.Out.Target != c.out {
+			t.Errorf("%s%s: outcome %d (%d %q), target upstream %q, want %q", c.host, c.target, x.Outcome, x.Status, x.Body, x.Out.Target, c.out)
+		}
 	}
 }
