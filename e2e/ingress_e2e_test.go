@@ -237,6 +237,8 @@ type request struct {
 	// ca, over HTTPS, is a PEM file of the CA the server's certificate must
 	// verify against for host; empty: not verified (the suite does not).
 	ca string
+	// headers are more request header lines ("Name: value").
+	headers []string
 }
 
 // response is what the client got.
@@ -270,6 +272,9 @@ func (r request) curlArgs(addr string) []string {
 		// What the suite's Go client sends.
 		"-A", "Go-http-client/1.1",
 		"-w", `\n` + curlMark + `%{http_code} %{http_version} %{exitcode} %{errormsg}\n%{header_json}\n` + curlEnd + `\n`}
+	for _, h := range r.headers {
+		args = append(args, "-H", h)
+	}
 	host := cmp.Or(r.host, addr)
 	if !r.https {
 		return append(args, "-H", "Host: "+host, "http://"+addr+path)

@@ -114,3 +114,51 @@ spec:
 	f.ready(t, request{host: "captures", path: "/something/new/page"}, expect{status: 200, service: "app-a", path: "/new/page"})
 	f.scenario(t, "the bare prefix", request{host: "captures", path: "/something"}, expect{status: 200, service: "app-a", path: "/"})
 }
+
+// TestIngressNginxCanary: a canary Ingress beside its main one, as
+// ingress-nginx's users write them, is that route's canary, never a
+// conflict: "X-Canary: always" reaches the canary and "never" the main
+// route, every time, and with no header the weight (0) keeps the main.
+func TestIngressNginxCanary(t *testing.T) {
+	f := newFeature(t)
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: main}
+spec:
+  rules:
+  - host: canary
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: stable, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "canary"}, expect{status: 200, service: "stable"})
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: main-canary
+  annotations:
+    nginx.ingress.kubernetes.io/canary: "true"
+    nginx.ingress.kubernetes.io/canary-by-header: X-Canary
+    nginx.ingress.kubernetes.io/canary-weight: "0"
+spec:
+  rules:
+  - host: canary
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: preview, port: {number: 8080}}}}
+`, false)
+	f.ready(t, request{host: "canary", headers: []string{"X-Canary: always"}}, expect{status: 200, service: "preview"})
+	for _, c := range []struct {
+		header  []string
+		service string
+	}{{[]string{"X-Canary: never"}, "stable"}, {nil, "stable"}, {[]string{"X-Canary: always"}, "preview"}} {
+		req := request{host: "canary", headers: c.header}
+		for i, r := range sendMany(t, f.addr, req, 10) {
+			if err := f.check(req, r, expect{status: 200, service: c.service}); err != nil {
+				t.Errorf("%v, request %d: %v", c.header, i, err)
+			}
+		}
+	}
+}

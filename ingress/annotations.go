@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
+	"github.com/portico-lb/portico/ingress/proxy/h1"
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // Ingress annotations are read in two spellings: ingress-nginx's, so that
@@ -41,10 +43,6 @@ const (
 	// ReasonAccessRefused: an access restriction Portico cannot enforce
 	// yet; the Ingress's routes answer 403 until it is removed.
 	ReasonAccessRefused = "AccessRefused"
-	// ReasonCanaryNotServed: a canary Ingress, which Portico does not
-	// split traffic for yet; it is left out so that the main Ingress keeps
-	// all its traffic.
-	ReasonCanaryNotServed = "CanaryNotServed"
 )
 
 // annotated is what an Ingress's annotations make of it.
@@ -53,8 +51,10 @@ type annotated struct {
 	noSSLRedirect bool
 	// rules for the proxy; nil when no annotation sets one.
 	rules *exchange.Rules
-	// skip: the Ingress is not served at all (a canary).
-	skip bool
+	// canary: the Ingress is a canary (route.Ingress.Canary); canaryOpts
+	// collects its canary-* annotations.
+	canary     bool
+	canaryOpts route.Canary
 	// policy stands for the annotations that change how the routes are
 	// served (route.Ingress.Policy).
 	policy string
@@ -118,6 +118,34 @@ var annotations = map[string]annotation{
 		a.rewrite = v
 		return nil
 	}},
+	"canary": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.canary = err == nil && b
+		return err
+	}},
+	"canary-by-header": {parse: func(a *annotated, _, v string) error {
+		if !h1.ValidToken(v) {
+			return fmt.Errorf("%q is not a header name", v)
+		}
+		a.canaryOpts.Header = v
+		return nil
+	}},
+	"canary-by-header-value": {parse: func(a *annotated, _, v string) error {
+		if !printable(v) {
+			return fmt.Errorf("%q is not a header value: want visible characters only", v)
+		}
+		a.canaryOpts.HeaderValue = v
+		return nil
+	}},
+	"canary-by-cookie": {parse: func(a *annotated, _, v string) error {
+		if !h1.ValidToken(v) {
+			return fmt.Errorf("%q is not a cookie name", v)
+		}
+		a.canaryOpts.Cookie = v
+		return nil
+	}},
+	"canary-weight":           {parse: weight(func(c *route.Canary) *int { return &c.Weight })},
+	"canary-weight-total":     {parse: weight(func(c *route.Canary) *int { return &c.WeightTotal })},
 	"permanent-redirect":      {parse: redirectURL(func(a *annotated) *string { return &a.permanent })},
 	"temporal-redirect":       {parse: redirectURL(func(a *annotated) *string { return &a.temporal })},
 	"permanent-redirect-code": {parse: redirectCode(func(a *annotated) *int { return &a.permanentCode })},
@@ -165,8 +193,7 @@ var unsupported = []string{
 	"auth-realm", "auth-request-redirect", "auth-response-headers", "auth-secret-type", "auth-signin",
 	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
 	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth", "backend-protocol",
-	"canary-by-cookie", "canary-by-header", "canary-by-header-pattern", "canary-by-header-value",
-	"canary-weight", "canary-weight-total", "client-body-buffer-size", "connection-proxy-header",
+	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"cors-allow-credentials", "cors-allow-headers", "cors-allow-methods", "cors-allow-origin",
 	"cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
 	"disable-proxy-intercept-errors", "enable-access-log", "enable-cors", "enable-modsecurity",
@@ -184,8 +211,7 @@ var unsupported = []string{
 	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
 	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
 	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
-	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost",
-	"x-forwarded-prefix",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "x-forwarded-prefix",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -232,11 +258,6 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 			warn(ReasonAccessRefused, "annotation %s holds nginx access directives (allow, deny, satisfy or auth_*), which Portico never executes: every request to this Ingress is refused (403) rather than served without them, until it is removed", k)
 		case strings.HasSuffix(name, "-snippet"):
 			warn(ReasonSnippetRefused, "annotation %s is nginx configuration, which Portico never executes; it has no effect", k)
-		case name == "canary":
-			if b, err := parseBool(v); err != nil || b {
-				a.skip = true
-				warn(ReasonCanaryNotServed, "annotation %s: canary Ingresses are not supported yet; this Ingress is not served and the main Ingress keeps all of its traffic", k)
-			}
 		case slices.Contains(accessUnsupported, name):
 			a.rulesOf().Refuse = refused
 			warn(ReasonAccessRefused, "annotation %s restricts access and Portico cannot enforce it yet: every request to this Ingress is refused (403) until it is removed", k)
@@ -247,6 +268,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 		}
 	}
 	a.settleRedirect(spelled, warn)
+	a.settleCanary(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
@@ -301,6 +323,41 @@ func (a *annotated) settleRedirect(spelled map[string]string, warn func(reason, 
 	if to != "" {
 		r := a.rulesOf()
 		r.RedirectURL, r.RedirectCode = to, code
+	}
+}
+
+// settleCanary checks the canary-* annotations against each other: they
+// mean something on a canary Ingress only, and a weight is out of its
+// total.
+func (a *annotated) settleCanary(spelled map[string]string, warn func(reason, format string, args ...any)) {
+	c := &a.canaryOpts
+	if !a.canary {
+		for _, n := range []string{"canary-by-header", "canary-by-header-value", "canary-by-cookie", "canary-weight", "canary-weight-total"} {
+			if k, ok := spelled[n]; ok {
+				warn(ReasonInvalidAnnotation, "annotation %s has no effect: the Ingress is not a canary (canary: \"true\")", k)
+			}
+		}
+		return
+	}
+	c.WeightTotal = cmp.Or(c.WeightTotal, 100)
+	if c.Weight > c.WeightTotal {
+		warn(ReasonInvalidAnnotation, "annotation %s: %d is more than the total %d; every request goes to the canary", spelled["canary-weight"], c.Weight, c.WeightTotal)
+		c.Weight = c.WeightTotal
+	}
+	if c.HeaderValue != "" && c.Header == "" {
+		warn(ReasonInvalidAnnotation, "annotation %s has no effect without canary-by-header", spelled["canary-by-header-value"])
+	}
+}
+
+// weight parses a canary weight: a whole number from 0 to 1000000.
+func weight(field func(*route.Canary) *int) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || n > 1000000 {
+			return fmt.Errorf("%q is not a weight: want a whole number from 0 to 1000000", v)
+		}
+		*field(&a.canaryOpts) = n
+		return nil
 	}
 }
 

@@ -130,9 +130,6 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		}
 		ri, a := toRoute(ing)
 		probs = append(probs, a.probs...)
-		if a.skip {
-			continue
-		}
 		ings = append(ings, ri)
 		if a.rules != nil {
 			rules[ri.Namespace+"/"+ri.Name] = a.rules
@@ -353,6 +350,10 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
 	ri.Regex, ri.RewriteTarget = a.regex, a.rewrite
+	if a.canary {
+		c := a.canaryOpts
+		ri.Canary = &c
+	}
 	a.probs = append(probs, a.probs...)
 	return ri, a
 }

@@ -139,7 +139,7 @@ func TestAnnotations(t *testing.T) {
 		name       string
 		ann        map[string]string
 		noRedirect bool
-		skip       bool
+		canary     bool
 		rules      *exchange.Rules
 		reasons    []string
 	}{
@@ -157,9 +157,13 @@ func TestAnnotations(t *testing.T) {
 			&exchange.Rules{Refuse: refused}, []string{ReasonAccessRefused}},
 		{"snippet with auth", map[string]string{nginx + "configuration-snippet": "auth_request /check;"}, false, false,
 			&exchange.Rules{Refuse: refused}, []string{ReasonAccessRefused}},
-		{"canary", map[string]string{nginx + "canary": "true", nginx + "canary-weight": "10"}, false, true, nil,
-			[]string{ReasonCanaryNotServed, ReasonUnsupportedAnnotation}},
+		{"canary", map[string]string{nginx + "canary": "true", nginx + "canary-weight": "10"}, false, true, nil, nil},
 		{"canary off", map[string]string{nginx + "canary": "false"}, false, false, nil, nil},
+		{"canary options without canary", map[string]string{nginx + "canary-weight": "10", nginx + "canary-by-header": "X-Canary"}, false, false, nil,
+			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
+		{"bad canary options", map[string]string{nginx + "canary": "true", nginx + "canary-weight": "-1", nginx + "canary-by-header": "X Canary",
+			nginx + "canary-by-cookie": "a;b", nginx + "canary-by-header-value": "a\nb"}, false, true, nil,
+			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
 		{"allowlist", map[string]string{nginx + "whitelist-source-range": "192.0.2.0/24, 2001:db8::1"}, false, false,
 			&exchange.Rules{Allow: prefixes("192.0.2.0/24", "2001:db8::1/128")}, nil},
 		{"allowlist masked", map[string]string{nginx + "allowlist-source-range": "192.0.2.9/24"}, false, false,
@@ -219,8 +223,8 @@ func TestAnnotations(t *testing.T) {
 			}
 			slices.Sort(reasons)
 			slices.Sort(c.reasons)
-			if ri.NoSSLRedirect != c.noRedirect || a.skip != c.skip || !slices.Equal(reasons, c.reasons) {
-				t.Errorf("NoSSLRedirect %v, skip %v, problems %v; want %v, %v, %v", ri.NoSSLRedirect, a.skip, a.probs, c.noRedirect, c.skip, c.reasons)
+			if ri.NoSSLRedirect != c.noRedirect || (ri.Canary != nil) != c.canary || !slices.Equal(reasons, c.reasons) {
+				t.Errorf("NoSSLRedirect %v, canary %v, problems %v; want %v, %v, %v", ri.NoSSLRedirect, ri.Canary, a.probs, c.noRedirect, c.canary, c.reasons)
 			}
 			if !reflect.DeepEqual(a.rules, c.rules) {
 				t.Errorf("rules %+v, want %+v", a.rules, c.rules)
@@ -229,8 +233,8 @@ func TestAnnotations(t *testing.T) {
 	}
 }
 
-// An Ingress's rules reach the Config under its key; a canary is left out
-// of the routes, so it takes nothing from the main Ingress.
+// An Ingress's rules reach the Config under its key; a canary Ingress,
+// even an older one, is its main route's canary and never a conflict.
 func TestCompileRules(t *testing.T) {
 	ing := func(name string, ann map[string]string) *networkingv1.Ingress {
 		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Annotations: ann}}
@@ -241,18 +245,22 @@ func TestCompileRules(t *testing.T) {
 		return i
 	}
 	main := ing("main", map[string]string{NginxPrefix + "whitelist-source-range": "192.0.2.0/24"})
-	canary := ing("canary", map[string]string{NginxPrefix + "canary": "true"})
-	canary.CreationTimestamp = metav1.NewTime(time.Unix(1, 0)) // older: it would win the conflict
+	canary := ing("canary", map[string]string{NginxPrefix + "canary": "true", NginxPrefix + "canary-by-header": "X-Canary"})
+	canary.CreationTimestamp = metav1.NewTime(time.Unix(1, 0)) // older: it would win a conflict
 	var cp compiler
 	cfg, probs := cp.compile(cluster{class: Class{Name: "portico", Found: true}, ingresses: []*networkingv1.Ingress{canary, main}})
 	if r := cfg.Rules["ns/main"]; r == nil || len(r.Allow) != 1 || len(cfg.Rules) != 1 {
 		t.Errorf("rules %v, want main's allowlist only", cfg.Rules)
 	}
-	if be, ok := cfg.Routes.Match("a.example", "/"); !ok || be.Service != "main" {
-		t.Errorf("a.example goes to %+v, want the main Ingress's Service", be)
+	be, ok := cfg.Routes.Match("a.example", "/")
+	if !ok || be.Service != "main" || be.Canary == nil || be.Canary.Backend.Service != "canary" || be.Canary.Header != "X-Canary" {
+		t.Errorf("a.example goes to %+v, want the main Ingress's Service with the canary's beside it", be)
 	}
-	if len(probs) != 1 || probs[0].Reason != ReasonCanaryNotServed {
-		t.Errorf("problems %v, want the canary's only", probs)
+	if cfg.Upstreams[exchange.Target{Namespace: "ns", Service: "canary", Port: route.Port{Number: 80}}] == nil {
+		t.Error("no Upstream for the canary's Service")
+	}
+	if len(probs) != 0 {
+		t.Errorf("problems %v, want none", probs)
 	}
 }
 

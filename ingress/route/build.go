@@ -42,6 +42,7 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 
 	b.markRegexHosts(order)
 	seen := make(map[string]bool, len(order))
+	var canaries []*Ingress
 	for _, ing := range order {
 		key := ing.key()
 		if seen[key] {
@@ -49,7 +50,14 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 			continue
 		}
 		seen[key] = true
+		if ing.Canary != nil {
+			canaries = append(canaries, ing)
+			continue
+		}
 		b.add(ing, key)
+	}
+	for _, ing := range canaries { // once every route they could join is in
+		b.addCanary(ing, ing.key())
 	}
 
 	for _, p := range b.t.exact {
@@ -227,6 +235,55 @@ func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	(*m)[pathKey] = i
 	if re != nil {
 		p.patterns = append(p.patterns, pattern{path: pathKey, re: re, backend: i})
+	}
+}
+
+// addCanary makes the paths of a canary Ingress the canaries of the same
+// host and path of other Ingresses. It claims nothing of its own: a canary
+// is never a conflict with its main route, only with another canary.
+func (b *builder) addCanary(ing *Ingress, key string) {
+	if ing.DefaultBackend != nil {
+		b.invalid(key, "", "", "a canary Ingress's defaultBackend is not served: canaries apply to the paths of rules only")
+	}
+	for _, r := range ing.Rules {
+		host, wild, err := canonicalRuleHost(r.Host)
+		if err != nil {
+			b.invalid(key, r.Host, "", fmt.Sprintf("host %q %v; its rule is ignored", r.Host, err))
+			continue
+		}
+		p := b.pathsOf(host, wild)
+		for _, rp := range r.Paths {
+			be := rp.Backend
+			be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
+			if err := checkBackend(be); err != nil {
+				b.invalid(key, r.Host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(r.Host, rp.Path, rp.Type), err))
+				continue
+			}
+			pathKey, exact, err := canonicalRulePath(rp.Path, rp.Type)
+			if err == nil && p.regex && !exact {
+				pathKey = cmp.Or(rp.Path, "/")
+			}
+			m := p.prefix
+			if exact {
+				m = p.exact
+			}
+			i, ok := m[pathKey]
+			switch {
+			case err != nil:
+				b.invalid(key, r.Host, rp.Path, fmt.Sprintf("%s: %v; the path is ignored", describe(r.Host, rp.Path, rp.Type), err))
+			case !ok:
+				b.invalid(key, r.Host, rp.Path, fmt.Sprintf("%s: no other Ingress routes this host and path, and a canary is only served beside its main route; the path is ignored",
+					describe(r.Host, rp.Path, rp.Type)))
+			case b.t.backends[i].Canary != nil:
+				won := b.t.backends[i].Canary.Backend.Ingress
+				b.conflict(key, won, r.Host, rp.Path, fmt.Sprintf("%s: the canary Ingress %s, older, is already this route's canary; remove one of them",
+					describe(r.Host, rp.Path, rp.Type), won))
+			default:
+				c := *ing.Canary
+				c.Backend = be
+				b.t.backends[i].Canary = &c
+			}
+		}
 	}
 }
 

@@ -395,3 +395,30 @@ func TestNoSSLRedirectFollowsItsIngress(t *testing.T) {
 		}
 	}
 }
+
+// A canary joins the route of the same host and path, whichever Ingress is
+// older; a canary without a main route, or a second canary, is rejected.
+func TestCanaryRoutes(t *testing.T) {
+	canary := func(name string, ps ...Path) Ingress {
+		i := hostIngress(name, "c.example", ps...)
+		i.Canary = &Canary{Weight: 10, WeightTotal: 100}
+		return i
+	}
+	first := canary("first", prefix("/", "v2"), prefix("/orphan", "v2"))
+	second := canary("second", prefix("/", "v3"))
+	second.Created = t0.Add(time.Second)
+	main := hostIngress("main", "c.example", prefix("/", "v1"))
+	main.Created = t0.Add(2 * time.Second)
+	tab, rej := Build([]Ingress{second, main, first})
+	be, ok := tab.Match("c.example", "/x")
+	if !ok || be.Service != "v1" || be.Canary == nil || be.Canary.Backend.Service != "v2" || be.Canary.Backend.Ingress != "ns/first" || be.Canary.Weight != 10 {
+		t.Fatalf("c.example/x: %+v, want v1 with the first canary", be)
+	}
+	if _, ok := tab.Match("c.example", "/orphan"); !ok {
+		t.Error("/orphan should still match the main route's /")
+	}
+	if len(rej) != 2 || rej[0].Ingress != "ns/first" || rej[0].Kind != Invalid || rej[0].Path != "/orphan" ||
+		rej[1].Ingress != "ns/second" || rej[1].Kind != Conflict {
+		t.Errorf("rejections %v, want first's orphan path (Invalid) and second (Conflict)", rej)
+	}
+}

@@ -141,6 +141,21 @@ type Backend struct {
 	Pattern *regexp.Regexp
 	// policy is the Policy of the Ingress that defined this backend.
 	policy string
+	// Canary, when set, is the canary of this route: another Ingress's
+	// backend for the same host and path, and when to choose it.
+	Canary *Canary
+}
+
+// Canary says when a request goes to a route's canary backend instead of
+// its own, as ingress-nginx's canary annotations do, in this order: the
+// Header (Portico reads "always" and "never", or HeaderValue when set),
+// then the Cookie ("always", "never"), then Weight out of WeightTotal.
+type Canary struct {
+	Header, HeaderValue string
+	Cookie              string
+	Weight, WeightTotal int
+	// Backend is the canary Ingress's backend, set by Build.
+	Backend Backend
 }
 
 // sameTarget reports whether b and o send traffic to the same place,
@@ -199,6 +214,10 @@ type Ingress struct {
 	// RewriteTarget is the rewrite-target of the Ingress's paths; see
 	// Backend.Rewrite. It implies Regex.
 	RewriteTarget string
+	// Canary makes this Ingress a canary: its paths are not routes of
+	// their own but the canaries of the same host and path of another
+	// Ingress; a path no other Ingress routes is rejected.
+	Canary *Canary
 	// Policy stands for everything else the Ingress sets on how its routes
 	// are served (access, limits, redirects: its annotations), compared
 	// only for equality. Two Ingresses that claim the same route for the

@@ -209,11 +209,18 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		x.redirect(302, x.scheme(req), r.AppRoot)
 		return
 	}
-	if be.Resource != "" {
+	to := be
+	if c := be.Canary; c != nil && chooseCanary(req, c) {
+		// The canary takes the request's endpoints only: the route's
+		// own settings (access, rewrite, limits) still apply.
+		to = c.Backend
+		x.Record.Route = to.Ingress
+	}
+	if to.Resource != "" {
 		x.answer(503, "the backend is a resource backend, which Portico does not serve")
 		return
 	}
-	x.Target = TargetOf(be)
+	x.Target = TargetOf(to)
 	x.Record.Target = x.Target
 	up := cfg.Upstreams[x.Target]
 	if up == nil || len(up.Addrs) == 0 {
