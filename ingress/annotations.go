@@ -51,6 +51,10 @@ type annotated struct {
 	noSSLRedirect bool
 	// rules for the proxy; nil when no annotation sets one.
 	rules *exchange.Rules
+	// cors: enable-cors; corsOpts collects the cors-* annotations.
+	cors               bool
+	corsOpts           exchange.CORS
+	corsCredentialsSet bool
 	// canary: the Ingress is a canary (route.Ingress.Canary); canaryOpts
 	// collects its canary-* annotations.
 	canary     bool
@@ -116,6 +120,50 @@ var annotations = map[string]annotation{
 			return fmt.Errorf("%q is not a path to rewrite to: want one without blanks, control bytes or '#' (groups as $1 to $9)", v)
 		}
 		a.rewrite = v
+		return nil
+	}},
+	"enable-cors": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.cors = err == nil && b
+		return err
+	}},
+	"cors-allow-origin": {parse: func(a *annotated, _, v string) error {
+		var origins []string
+		for o := range strings.SplitSeq(v, ",") {
+			o = strings.ToLower(strings.TrimSpace(o))
+			if o == "" {
+				continue
+			}
+			if o != "*" && !validOrigin(o) {
+				a.corsOpts.Origins = []string{} // allows none: a bad list never widens to "*"
+				return fmt.Errorf("%q is not an origin: want *, or scheme://host[:port] with at most a leading *. in the host; no origin is allowed until it is fixed", o)
+			}
+			origins = append(origins, o)
+		}
+		if len(origins) == 0 {
+			a.corsOpts.Origins = []string{}
+			return fmt.Errorf("%q names no origin; no origin is allowed until it is fixed", v)
+		}
+		a.corsOpts.Origins = origins
+		return nil
+	}},
+	"cors-allow-methods":  {parse: tokenList(func(c *exchange.CORS) *string { return &c.Methods })},
+	"cors-allow-headers":  {parse: tokenList(func(c *exchange.CORS) *string { return &c.Headers })},
+	"cors-expose-headers": {parse: tokenList(func(c *exchange.CORS) *string { return &c.Expose })},
+	"cors-allow-credentials": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		if err == nil {
+			a.corsOpts.Credentials = b
+			a.corsCredentialsSet = true
+		}
+		return err
+	}},
+	"cors-max-age": {parse: func(a *annotated, _, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a number of seconds", v)
+		}
+		a.corsOpts.MaxAge = strconv.Itoa(n)
 		return nil
 	}},
 	"canary": {parse: func(a *annotated, _, v string) error {
@@ -194,24 +242,23 @@ var unsupported = []string{
 	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
 	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth", "backend-protocol",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
-	"cors-allow-credentials", "cors-allow-headers", "cors-allow-methods", "cors-allow-origin",
-	"cors-expose-headers", "cors-max-age", "custom-headers", "custom-http-errors", "default-backend",
-	"disable-proxy-intercept-errors", "enable-access-log", "enable-cors", "enable-modsecurity",
-	"enable-opentelemetry", "enable-owasp-core-rules", "enable-rewrite-log", "from-to-www-redirect",
-	"global-rate-limit", "http2-push-preload", "limit-burst-multiplier", "limit-connections",
-	"limit-rate", "limit-rate-after", "limit-rpm", "limit-rps", "limit-whitelist", "load-balance",
-	"mirror-host", "mirror-request-body", "mirror-target", "modsecurity-transaction-id",
-	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
-	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
-	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
-	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
-	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
-	"relative-redirects", "satisfy", "server-alias", "service-upstream",
-	"session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
-	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
-	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
-	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
-	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "x-forwarded-prefix",
+	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
+	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
+	"enable-rewrite-log", "from-to-www-redirect", "global-rate-limit", "http2-push-preload",
+	"limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm",
+	"limit-rps", "limit-whitelist", "load-balance", "mirror-host", "mirror-request-body",
+	"mirror-target", "modsecurity-transaction-id", "opentelemetry-trust-incoming-span",
+	"preserve-trailing-slash", "proxy-buffer-size", "proxy-buffering", "proxy-buffers-number",
+	"proxy-cookie-domain", "proxy-cookie-path", "proxy-http-version", "proxy-max-temp-file-size",
+	"proxy-redirect-from", "proxy-redirect-to", "proxy-request-buffering", "proxy-ssl-ciphers",
+	"proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-secret", "proxy-ssl-server-name",
+	"proxy-ssl-verify", "proxy-ssl-verify-depth", "relative-redirects", "satisfy", "server-alias",
+	"service-upstream", "session-cookie-change-on-failure",
+	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
+	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
+	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"upstream-hash-by", "upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost",
+	"x-forwarded-prefix",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -269,6 +316,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	}
 	a.settleRedirect(spelled, warn)
 	a.settleCanary(spelled, warn)
+	a.settleCORS(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
@@ -347,6 +395,69 @@ func (a *annotated) settleCanary(spelled map[string]string, warn func(reason, fo
 	if c.HeaderValue != "" && c.Header == "" {
 		warn(ReasonInvalidAnnotation, "annotation %s has no effect without canary-by-header", spelled["canary-by-header-value"])
 	}
+}
+
+// settleCORS makes the CORS policy out of enable-cors and the cors-*
+// annotations, with ingress-nginx's defaults for those not set.
+func (a *annotated) settleCORS(spelled map[string]string, warn func(reason, format string, args ...any)) {
+	if !a.cors {
+		for _, n := range []string{"cors-allow-origin", "cors-allow-methods", "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age"} {
+			if k, ok := spelled[n]; ok {
+				warn(ReasonInvalidAnnotation, "annotation %s has no effect without enable-cors: \"true\"", k)
+			}
+		}
+		return
+	}
+	c := a.corsOpts
+	if c.Origins == nil {
+		c.Origins = []string{"*"}
+	}
+	c.Methods = cmp.Or(c.Methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS")
+	c.Headers = cmp.Or(c.Headers, "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization")
+	c.MaxAge = cmp.Or(c.MaxAge, "1728000")
+	if !a.corsCredentialsSet {
+		c.Credentials = true
+	}
+	a.rulesOf().CORS = &c
+}
+
+// tokenList parses a comma-separated list of tokens (methods, header
+// names) into the field picks, as written.
+func tokenList(field func(*exchange.CORS) *string) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		n := 0
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == "" {
+				continue
+			}
+			if t != "*" && !h1.ValidToken(t) {
+				return fmt.Errorf("%q is not a name: want a comma-separated list", t)
+			}
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("%q names nothing", v)
+		}
+		*field(&a.corsOpts) = strings.TrimSpace(v)
+		return nil
+	}
+}
+
+// validOrigin reports whether o is scheme://host[:port], lower case, the
+// host possibly starting with "*.".
+func validOrigin(o string) bool {
+	scheme, host, ok := strings.Cut(o, "://")
+	if !ok || scheme == "" || host == "" || !printable(o) || strings.ContainsAny(host, "/?#@,") {
+		return false
+	}
+	for _, c := range scheme {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	host = strings.TrimPrefix(host, "*.")
+	return host != "" && !strings.Contains(host, "*")
 }
 
 // weight parses a canary weight: a whole number from 0 to 1000000.

@@ -208,6 +208,20 @@ func TestAnnotations(t *testing.T) {
 			&exchange.Rules{RedirectCode: 301, RedirectURL: "https://new.example/"}, []string{ReasonInvalidAnnotation}},
 		{"force-ssl-redirect and app-root", map[string]string{nginx + "force-ssl-redirect": "true", nginx + "app-root": "/app1"}, false, false,
 			&exchange.Rules{ForceSSLRedirect: true, AppRoot: "/app1"}, nil},
+		{"CORS with ingress-nginx's defaults", map[string]string{nginx + "enable-cors": "true"}, false, false,
+			&exchange.Rules{CORS: &exchange.CORS{Origins: []string{"*"}, Methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS",
+				Headers: "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization", MaxAge: "1728000", Credentials: true}}, nil},
+		{"CORS set", map[string]string{nginx + "enable-cors": "true", nginx + "cors-allow-origin": "https://App.example, https://*.example.org",
+			nginx + "cors-allow-methods": "GET, POST", nginx + "cors-allow-headers": "X-A", nginx + "cors-expose-headers": "X-B",
+			nginx + "cors-allow-credentials": "false", nginx + "cors-max-age": "60"}, false, false,
+			&exchange.Rules{CORS: &exchange.CORS{Origins: []string{"https://app.example", "https://*.example.org"}, Methods: "GET, POST",
+				Headers: "X-A", Expose: "X-B", MaxAge: "60"}}, nil},
+		{"bad CORS values", map[string]string{nginx + "enable-cors": "true", nginx + "cors-allow-origin": "https://a.example/path",
+			nginx + "cors-allow-methods": "GET\r\nX: y", nginx + "cors-max-age": "-1"}, false, false,
+			&exchange.Rules{CORS: &exchange.CORS{Origins: []string{}, Methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS",
+				Headers: "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization", MaxAge: "1728000", Credentials: true}},
+			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
+		{"CORS options without enable-cors", map[string]string{nginx + "cors-allow-origin": "*"}, false, false, nil, []string{ReasonInvalidAnnotation}},
 		{"bad limits keep the proxy's", map[string]string{nginx + "proxy-body-size": "8x", nginx + "proxy-read-timeout": "-1", nginx + "proxy-connect-timeout": "1.5s",
 			nginx + "proxy-next-upstream": "http_502", nginx + "proxy-next-upstream-tries": "many"}, false, false, nil,
 			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
@@ -361,7 +375,7 @@ func TestRouteAnnotations(t *testing.T) {
 		t.Errorf("a rewrite with blanks: RewriteTarget %q, problems %v", ri.RewriteTarget, a.probs)
 	}
 	policy := func(ann map[string]string) string { ri, _ := toRoute(ing(ann)); return ri.Policy }
-	if policy(nil) != policy(map[string]string{NginxPrefix + "enable-cors": "true", "team": "x"}) {
+	if policy(nil) != policy(map[string]string{NginxPrefix + "affinity": "cookie", "team": "x"}) {
 		t.Error("an annotation with no effect changed the Policy")
 	}
 	if policy(nil) == policy(map[string]string{NginxPrefix + "whitelist-source-range": "10.0.0.0/8"}) ||

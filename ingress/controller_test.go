@@ -385,7 +385,8 @@ func TestAnnotationsServed(t *testing.T) {
 		annotated("snippet", "snippet.example", map[string]string{ingress.NginxPrefix + "server-snippet": "location / { return 200; }"}),
 		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}),
 		annotated("moved", "moved.example", map[string]string{ingress.NginxPrefix + "permanent-redirect": "https://new.example/"}),
-		annotated("forced", "forced.example", map[string]string{ingress.NginxPrefix + "force-ssl-redirect": "true"}))
+		annotated("forced", "forced.example", map[string]string{ingress.NginxPrefix + "force-ssl-redirect": "true"}),
+		annotated("cors", "cors.example", map[string]string{ingress.NginxPrefix + "enable-cors": "true", ingress.NginxPrefix + "cors-allow-origin": "https://app.example"}))
 
 	in := startInstance(t, "annotations-test", "pub-annotations")
 	eventually(t, 10*time.Second, "allowlisted client", wantAnswer(in.plain, "allowed.example", "/", 200, "web"))
@@ -395,6 +396,22 @@ func TestAnnotationsServed(t *testing.T) {
 	eventually(t, 5*time.Second, "a snippet is not executed", wantAnswer(in.plain, "snippet.example", "/", 200, "web"))
 	eventually(t, 5*time.Second, "permanent-redirect", wantRedirect(in.plain, "moved.example", "/x", 301, "https://new.example/"))
 	eventually(t, 5*time.Second, "force-ssl-redirect", wantRedirect(in.plain, "forced.example", "/x?y=1", 308, "https://forced.example/x?y=1"))
+	for _, method := range []string{"OPTIONS", "GET"} {
+		eventually(t, 5*time.Second, "CORS "+method, func() error {
+			req, _ := http.NewRequest(method, "http://"+in.plain+"/", nil)
+			req.Host = "cors.example"
+			req.Header.Set("Origin", "https://app.example")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			res.Body.Close()
+			if want := map[string]int{"OPTIONS": 204, "GET": 200}[method]; res.StatusCode != want || res.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+				return fmt.Errorf("%s: %d %v, want %d with the origin allowed", method, res.StatusCode, res.Header, want)
+			}
+			return nil
+		})
+	}
 	eventually(t, 5*time.Second, "force-ssl-redirect spares ACME", wantAnswer(in.plain, "forced.example", "/.well-known/acme-challenge/t", 200, "web"))
 
 	for _, w := range []struct{ ingress, reason string }{

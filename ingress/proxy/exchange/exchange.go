@@ -108,6 +108,8 @@ type Exchange struct {
 	policy   *Policy
 	method   string
 	fields   []h1.Field // the answer's fields, or the response's
+	cors     *CORS      // the route's CORS policy, when the request's origin is allowed
+	corsOK   string     // its Access-Control-Allow-Origin
 	scratch  []byte     // values the core writes: X-Forwarded-For, X-Request-ID, a decoded path
 	attempt  attempt
 	client   clientCache
@@ -209,6 +211,15 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		x.redirect(302, x.scheme(req), r.AppRoot)
 		return
 	}
+	if r != nil && r.CORS != nil {
+		if allow := r.CORS.allows(fieldValue(req.Fields, "Origin")); allow != "" {
+			if req.Method == "OPTIONS" { // a preflight, answered here as ingress-nginx does
+				x.answer(204, "", r.CORS.fields(nil, allow, true)...)
+				return
+			}
+			x.cors, x.corsOK = r.CORS, allow
+		}
+	}
 	to := be
 	if c := be.Canary; c != nil && chooseCanary(req, c) {
 		// The canary takes the request's endpoints only: the route's
@@ -263,6 +274,7 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.Limits = p.s.Limits
 	x.Out = Head{Fields: x.Out.Fields[:0]}
 	x.fields = x.fields[:0]
+	x.cors, x.corsOK = nil, ""
 	x.scratch = x.scratch[:0]
 	x.policy, x.method = p, req.Method
 	if req.Client != x.client.addr || x.client.ip == "" {
@@ -308,6 +320,16 @@ var (
 	textPlain = h1.Field{Name: "Content-Type", Value: "text/plain; charset=utf-8"}
 	nosniff   = h1.Field{Name: "X-Content-Type-Options", Value: "nosniff"}
 )
+
+// fieldValue returns the value of the first field called name, or "".
+func fieldValue(fields []h1.Field, name string) string {
+	for _, f := range fields {
+		if h1.Is(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
 
 // acmePath is where ACME HTTP-01 challenges are served (cert-manager's
 // solver): never redirected to HTTPS, which is what they are for.

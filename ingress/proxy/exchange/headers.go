@@ -250,8 +250,13 @@ func (x *Exchange) ResponseFields(res *h1.Response, now time.Time) []h1.Field {
 			continue
 		case res.ConnNames && h1.Listed(res.Fields, "Connection", f.Name):
 			continue
+		case x.cors != nil && corsField(f.Name):
+			continue // the route's policy replaces the endpoint's
 		}
 		x.fields = append(x.fields, f)
+	}
+	if x.cors != nil {
+		x.fields = x.cors.fields(x.fields, x.corsOK, false)
 	}
 	if !res.Date {
 		x.fields = append(x.fields, h1.Field{Name: "Date", Value: x.policy.Date(now)})

@@ -29,6 +29,8 @@ type Rules struct {
 	ForceSSLRedirect bool
 	// AppRoot, when set, redirects requests for "/" there (302).
 	AppRoot string
+	// CORS, when set, is the route's cross-origin policy.
+	CORS *CORS
 }
 
 // admit reports why the client at a is refused by r, or "" when it is
