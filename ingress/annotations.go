@@ -55,6 +55,9 @@ type annotated struct {
 	cors               bool
 	corsOpts           exchange.CORS
 	corsCredentialsSet bool
+	// limits: limit-rps, limit-rpm, limit-burst-multiplier; the
+	// compiler turns them into RateLimits that outlive a compile.
+	limits limitSpec
 	// canary: the Ingress is a canary (route.Ingress.Canary); canaryOpts
 	// collects its canary-* annotations.
 	canary     bool
@@ -166,6 +169,10 @@ var annotations = map[string]annotation{
 		a.corsOpts.MaxAge = strconv.Itoa(n)
 		return nil
 	}},
+	"limit-rps":              {parse: count(func(l *limitSpec) *int { return &l.rps })},
+	"limit-rpm":              {parse: count(func(l *limitSpec) *int { return &l.rpm })},
+	"limit-burst-multiplier": {parse: count(func(l *limitSpec) *int { return &l.burst })},
+	"limit-whitelist":        {parse: sourceRange(func(r *exchange.Rules) *[]netip.Prefix { return &r.LimitExempt })},
 	"canary": {parse: func(a *annotated, _, v string) error {
 		b, err := parseBool(v)
 		a.canary = err == nil && b
@@ -245,20 +252,19 @@ var unsupported = []string{
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
 	"enable-rewrite-log", "from-to-www-redirect", "global-rate-limit", "http2-push-preload",
-	"limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm",
-	"limit-rps", "limit-whitelist", "load-balance", "mirror-host", "mirror-request-body",
-	"mirror-target", "modsecurity-transaction-id", "opentelemetry-trust-incoming-span",
-	"preserve-trailing-slash", "proxy-buffer-size", "proxy-buffering", "proxy-buffers-number",
-	"proxy-cookie-domain", "proxy-cookie-path", "proxy-http-version", "proxy-max-temp-file-size",
-	"proxy-redirect-from", "proxy-redirect-to", "proxy-request-buffering", "proxy-ssl-ciphers",
-	"proxy-ssl-name", "proxy-ssl-protocols", "proxy-ssl-secret", "proxy-ssl-server-name",
-	"proxy-ssl-verify", "proxy-ssl-verify-depth", "relative-redirects", "satisfy", "server-alias",
-	"service-upstream", "session-cookie-change-on-failure",
-	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
-	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
-	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
-	"upstream-hash-by", "upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost",
-	"x-forwarded-prefix",
+	"limit-connections", "limit-rate", "limit-rate-after", "load-balance", "mirror-host",
+	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
+	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
+	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
+	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
+	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
+	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
+	"relative-redirects", "satisfy", "server-alias", "service-upstream",
+	"session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
+	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
+	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
+	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "x-forwarded-prefix",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -458,6 +464,22 @@ func validOrigin(o string) bool {
 	}
 	host = strings.TrimPrefix(host, "*.")
 	return host != "" && !strings.Contains(host, "*")
+}
+
+// limitSpec is what the rate-limit annotations ask for.
+type limitSpec struct{ rps, rpm, burst int }
+
+// count parses a whole number of requests from 1 to 1000000 into the
+// field picks.
+func count(field func(*limitSpec) *int) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 1000000 {
+			return fmt.Errorf("%q is not a number from 1 to 1000000", v)
+		}
+		*field(&a.limits) = n
+		return nil
+	}
 }
 
 // weight parses a canary weight: a whole number from 0 to 1000000.

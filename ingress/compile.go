@@ -111,6 +111,15 @@ type cluster struct {
 // owned by one goroutine.
 type compiler struct {
 	certs map[types.UID]certEntry
+	// limits keeps each Ingress's rate limits from compile to compile,
+	// so that a change elsewhere in the cluster does not refill every
+	// client's bucket; by Ingress and limit.
+	limits map[limitKey]*exchange.RateLimit
+}
+
+type limitKey struct {
+	ingress     string
+	rate, burst float64
 }
 
 type certEntry struct {
@@ -124,6 +133,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var probs []problem
 	var ings []route.Ingress
 	rules := map[string]*exchange.Rules{}
+	usedLimits := map[limitKey]bool{}
 	for _, ing := range c.ingresses {
 		if !c.class.Serves(ing) || c.terminating[ing.Namespace] {
 			continue
@@ -131,8 +141,15 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		ri, a := toRoute(ing)
 		probs = append(probs, a.probs...)
 		ings = append(ings, ri)
+		key := ri.Namespace + "/" + ri.Name
+		cp.rateLimits(key, &a, usedLimits)
 		if a.rules != nil {
-			rules[ri.Namespace+"/"+ri.Name] = a.rules
+			rules[key] = a.rules
+		}
+	}
+	for k := range cp.limits {
+		if !usedLimits[k] {
+			delete(cp.limits, k)
 		}
 	}
 	tab, rejected := route.Build(ings)
@@ -202,6 +219,34 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		}
 	}
 	return cfg, probs
+}
+
+// rateLimits gives a's rules the RateLimits its annotations ask for
+// (ingress-nginx's: limit-rps and limit-rpm each with a burst of five
+// times the rate, or limit-burst-multiplier times), the ones of the last
+// compile when the Ingress asks for the same.
+func (cp *compiler) rateLimits(ingress string, a *annotated, used map[limitKey]bool) {
+	mult := cmp.Or(a.limits.burst, 5)
+	for _, l := range []struct{ rate, burst float64 }{
+		{float64(a.limits.rps), float64(a.limits.rps * mult)},
+		{float64(a.limits.rpm) / 60, float64(a.limits.rpm * mult)},
+	} {
+		if l.rate == 0 {
+			continue
+		}
+		k := limitKey{ingress, l.rate, l.burst}
+		rl := cp.limits[k]
+		if rl == nil {
+			rl = exchange.NewRateLimit(l.rate, l.burst)
+			if cp.limits == nil {
+				cp.limits = map[limitKey]*exchange.RateLimit{}
+			}
+			cp.limits[k] = rl
+		}
+		used[k] = true
+		r := a.rulesOf()
+		r.RateLimits = append(r.RateLimits, rl)
+	}
 }
 
 // cert returns the certificate of a kubernetes.io/tls Secret, parsed once

@@ -383,3 +383,39 @@ func TestRouteAnnotations(t *testing.T) {
 		t.Error("Ingresses that apply different annotations have the same Policy")
 	}
 }
+
+// Rate limits outlive compiles while the Ingress asks for the same: a
+// change elsewhere must not refill every client's bucket.
+func TestCompileRateLimits(t *testing.T) {
+	ing := func(ann map[string]string) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x", Annotations: ann}}
+		i.Spec.IngressClassName = ptr.To("portico")
+		i.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}
+		return i
+	}
+	var cp compiler
+	compile := func(ann map[string]string) *exchange.Rules {
+		cfg, probs := cp.compile(cluster{class: Class{Name: "portico", Found: true}, ingresses: []*networkingv1.Ingress{ing(ann)}})
+		if len(probs) != 0 {
+			t.Fatalf("problems %v", probs)
+		}
+		return cfg.Rules["ns/x"]
+	}
+	both := map[string]string{NginxPrefix + "limit-rps": "5", NginxPrefix + "limit-rpm": "100", NginxPrefix + "limit-whitelist": "10.0.0.0/8"}
+	first := compile(both)
+	if first == nil || len(first.RateLimits) != 2 || len(first.LimitExempt) != 1 {
+		t.Fatalf("rules %+v, want two limits and an exemption", first)
+	}
+	again := compile(both)
+	if again.RateLimits[0] != first.RateLimits[0] || again.RateLimits[1] != first.RateLimits[1] {
+		t.Error("the same limits were made anew by a second compile")
+	}
+	changed := compile(map[string]string{NginxPrefix + "limit-rps": "6", NginxPrefix + "limit-rpm": "100"})
+	if changed.RateLimits[0] == first.RateLimits[0] || changed.RateLimits[1] != first.RateLimits[1] {
+		t.Error("a changed limit-rps kept its old limit, or the unchanged limit-rpm lost its own")
+	}
+	compile(nil)
+	if len(cp.limits) != 0 {
+		t.Errorf("%d limits kept for an Ingress that has none", len(cp.limits))
+	}
+}

@@ -386,7 +386,8 @@ func TestAnnotationsServed(t *testing.T) {
 		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}),
 		annotated("moved", "moved.example", map[string]string{ingress.NginxPrefix + "permanent-redirect": "https://new.example/"}),
 		annotated("forced", "forced.example", map[string]string{ingress.NginxPrefix + "force-ssl-redirect": "true"}),
-		annotated("cors", "cors.example", map[string]string{ingress.NginxPrefix + "enable-cors": "true", ingress.NginxPrefix + "cors-allow-origin": "https://app.example"}))
+		annotated("cors", "cors.example", map[string]string{ingress.NginxPrefix + "enable-cors": "true", ingress.NginxPrefix + "cors-allow-origin": "https://app.example"}),
+		annotated("limited", "limited.example", map[string]string{ingress.NginxPrefix + "limit-rpm": "1", ingress.NginxPrefix + "limit-burst-multiplier": "1"}))
 
 	in := startInstance(t, "annotations-test", "pub-annotations")
 	eventually(t, 10*time.Second, "allowlisted client", wantAnswer(in.plain, "allowed.example", "/", 200, "web"))
@@ -411,6 +412,10 @@ func TestAnnotationsServed(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	eventually(t, 5*time.Second, "limit-rpm: the first request", wantAnswer(in.plain, "limited.example", "/", 200, "web"))
+	if err := wantAnswer(in.plain, "limited.example", "/", 503, "")(); err != nil {
+		t.Errorf("limit-rpm 1: the second request within the minute: %v", err)
 	}
 	eventually(t, 5*time.Second, "force-ssl-redirect spares ACME", wantAnswer(in.plain, "forced.example", "/.well-known/acme-challenge/t", 200, "web"))
 

@@ -69,6 +69,7 @@ func run() error {
 		underscores   = flag.Bool("underscores-in-headers", false, "forward request headers whose names hold '_' (by default they are dropped, as nginx does)")
 		nextUpstream  = flag.String("proxy-next-upstream", "error timeout", "failures after which a request goes to the next endpoint: error, timeout, invalid_header, or off")
 		nextTries     = flag.Int("proxy-next-upstream-tries", 3, "endpoints one request is tried on, at most")
+		limitStatus   = flag.Int("limit-req-status-code", 503, "status of an answer to a request over an Ingress's limit-rps or limit-rpm (503 as nginx, or 429)")
 		grace         = flag.Duration("shutdown-grace", 10*time.Second, "time in-flight requests get to finish on shutdown")
 		goroutineLoop = flag.Bool("goroutine-loop", false, "serve plain HTTP with a goroutine per connection alone, without the epoll event loops (one per CPU, each with a GOMAXPROCS of its own)")
 		debug         = flag.Bool("debug", false, "debug logging")
@@ -124,6 +125,9 @@ func run() error {
 	if *nextTries < 1 || *maxConns < 1 {
 		return errors.New("--proxy-next-upstream-tries and --max-connections must be 1 or more")
 	}
+	if *limitStatus < 400 || *limitStatus > 599 {
+		return errors.New("--limit-req-status-code must be a 4xx or 5xx status")
+	}
 
 	opts := proxy.Options{
 		Policy: exchange.Settings{
@@ -140,6 +144,7 @@ func run() error {
 			},
 			Tries:        *nextTries,
 			NextUpstream: next,
+			LimitStatus:  *limitStatus,
 		},
 		ReadHeaderTimeout: *readHeader,
 		IdleTimeout:       *idle,

@@ -195,6 +195,10 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 			x.answer(403, why)
 			return
 		}
+		if r.limited(req.Client.Addr(), x.Record.Start) {
+			x.answer(p.s.LimitStatus, "too many requests from this address")
+			return
+		}
 		if r.RedirectCode != 0 {
 			x.answer(r.RedirectCode, "", h1.Field{Name: "Location", Value: r.RedirectURL})
 			return

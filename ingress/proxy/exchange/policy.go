@@ -45,6 +45,9 @@ type Settings struct {
 	// endpoint (ingress-nginx's proxy-next-upstream, default "error
 	// timeout").
 	NextUpstream NextUpstream
+	// LimitStatus answers a request over a rate limit (ingress-nginx's
+	// limit-req-status-code, default 503; 429 is the other usual one).
+	LimitStatus int
 }
 
 // Limits are one request's timeouts and body limit.
@@ -114,6 +117,9 @@ func (s *Settings) setDefaults() {
 	}
 	if s.NextUpstream == 0 {
 		s.NextUpstream = NextOnError | NextOnTimeout
+	}
+	if s.LimitStatus == 0 {
+		s.LimitStatus = 503
 	}
 }
 

@@ -1,6 +1,9 @@
 package exchange
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Rules are the policies of the requests one Ingress routes, set by its
 // annotations (ingress-nginx's and Portico's own). The zero value changes
@@ -31,6 +34,29 @@ type Rules struct {
 	AppRoot string
 	// CORS, when set, is the route's cross-origin policy.
 	CORS *CORS
+	// RateLimits are the request limits per client address (limit-rps,
+	// limit-rpm); LimitExempt the addresses they do not count
+	// (limit-whitelist).
+	RateLimits  []*RateLimit
+	LimitExempt []netip.Prefix
+}
+
+// limited reports whether a request from a is over one of r's rate limits.
+func (r *Rules) limited(a netip.Addr, now time.Time) bool {
+	if len(r.RateLimits) == 0 {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	for _, p := range r.LimitExempt {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	over := false
+	for _, l := range r.RateLimits {
+		over = !l.Allow(a, now) || over // every limit counts the request, as nginx's do
+	}
+	return over
 }
 
 // admit reports why the client at a is refused by r, or "" when it is
