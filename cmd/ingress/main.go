@@ -53,7 +53,8 @@ func run() error {
 		leaderNS      = flag.String("leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default: $POD_NAMESPACE)")
 		accessLog     = flag.Bool("access-log", true, "log every request to stdout, one line each (--access-log=false turns it off)")
 		accessFormat  = flag.String("access-log-format", "json", "format of access log lines: json, or combined (nginx's, with ingress-nginx's upstream fields)")
-		trusted       = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced")
+		trusted       = flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies in front whose X-Forwarded-For is appended to rather than replaced, and names the client the allowlists and rate limits judge")
+		proxyProto    = flag.String("proxy-protocol-from", "", "comma-separated CIDRs of balancers in front that send the PROXY protocol (v1 or v2); their connections must, and are served as the client it names")
 		readHeader    = flag.Duration("read-header-timeout", 10*time.Second, "time a client has to send its request headers")
 		idle          = flag.Duration("idle-timeout", 60*time.Second, "time a client keep-alive connection may stay idle")
 		connect       = flag.Duration("proxy-connect-timeout", 5*time.Second, "time to connect to an endpoint")
@@ -93,16 +94,13 @@ func run() error {
 			return fmt.Errorf("--default-ssl-certificate: %w", err)
 		}
 	}
-	var prefixes []netip.Prefix
-	for _, s := range strings.Split(*trusted, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %w", err)
-		}
-		prefixes = append(prefixes, p)
+	prefixes, err := parsePrefixes(*trusted)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	balancers, err := parsePrefixes(*proxyProto)
+	if err != nil {
+		return fmt.Errorf("--proxy-protocol-from: %w", err)
 	}
 	if *leaderElect && *leaderNS == "" {
 		return errors.New("--leader-election-namespace (or $POD_NAMESPACE) is needed for leader election")
@@ -149,6 +147,7 @@ func run() error {
 		ReadHeaderTimeout: *readHeader,
 		IdleTimeout:       *idle,
 		MaxConnections:    *maxConns,
+		ProxyProtocol:     balancers,
 		BodyBufferSize:    int(buffer),
 		BodyTempDir:       *bodyTemp,
 		GoroutineLoop:     *goroutineLoop,
@@ -275,4 +274,20 @@ func namespacedName(s string) (types.NamespacedName, error) {
 		return types.NamespacedName{}, fmt.Errorf("%q is not namespace/name", s)
 	}
 	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+// parsePrefixes reads a comma-separated list of CIDRs.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

@@ -219,6 +219,10 @@ func (f *front) serve() error {
 		if !f.s.admit(c) {
 			continue
 		}
+		if f.s.proxyProtocol(c) {
+			go f.serveProxied(c)
+			continue
+		}
 		if f.ev != nil && f.ev.adopt(c) {
 			continue
 		}
@@ -230,6 +234,41 @@ func (f *front) serve() error {
 		}
 		go hc.serve()
 	}
+}
+
+// proxyProtocol reports whether c comes from a balancer that sends the
+// PROXY protocol (Options.ProxyProtocol).
+func (s *Server) proxyProtocol(c net.Conn) bool {
+	if len(s.opts.ProxyProtocol) == 0 {
+		return false
+	}
+	a := addrPort(c.RemoteAddr()).Addr().Unmap()
+	for _, p := range s.opts.ProxyProtocol {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// serveProxied reads a balancer's PROXY header, then serves the connection
+// as the client it names, on the goroutine loop (the event loops read
+// sockets themselves). A connection without a valid header is closed.
+func (f *front) serveProxied(c net.Conn) {
+	pc, err := readProxyHeader(c, f.s.opts.ReadHeaderTimeout)
+	if err != nil {
+		f.s.log.Debug("connection closed: no valid PROXY protocol header from a balancer", "peer", c.RemoteAddr().String(), "err", err)
+		f.s.closed()
+		_ = c.Close()
+		return
+	}
+	hc := f.s.track(pc, f)
+	if hc == nil { // shutting down
+		f.s.closed()
+		_ = c.Close()
+		return
+	}
+	hc.serve()
 }
 
 func isTemporary(err error) bool {

@@ -191,11 +191,12 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if r != nil {
 		// Access first: a refused client learns nothing of the route,
 		// not even where it redirects.
-		if why := r.admit(req.Client.Addr()); why != "" {
+		who := p.clientOf(req, x)
+		if why := r.admit(who); why != "" {
 			x.answer(403, why)
 			return
 		}
-		if r.limited(req.Client.Addr(), x.Record.Start) {
+		if r.limited(who, x.Record.Start) {
 			x.answer(p.s.LimitStatus, "too many requests from this address")
 			return
 		}
@@ -324,6 +325,42 @@ var (
 	textPlain = h1.Field{Name: "Content-Type", Value: "text/plain; charset=utf-8"}
 	nosniff   = h1.Field{Name: "X-Content-Type-Options", Value: "nosniff"}
 )
+
+// clientOf returns the address the allowlists and rate limits judge: the
+// peer, or, when the peer is a trusted proxy, the address its
+// X-Forwarded-For says it got the request from (the last one in the list
+// that is not a trusted proxy itself, as nginx's real_ip_recursive).
+func (p *Policy) clientOf(req *Request, x *Exchange) netip.Addr {
+	peer := req.Client.Addr()
+	if !x.client.trusted {
+		return peer
+	}
+	who := peer
+	for i := len(req.Fields) - 1; i >= 0; i-- { // the last field is the nearest hop's
+		f := req.Fields[i]
+		if !h1.Is(f.Name, "X-Forwarded-For") {
+			continue
+		}
+		list := f.Value
+		for list != "" {
+			var hop string
+			if j := strings.LastIndexByte(list, ','); j >= 0 {
+				hop, list = list[j+1:], list[:j]
+			} else {
+				hop, list = list, ""
+			}
+			a, err := netip.ParseAddr(strings.TrimSpace(hop))
+			if err != nil {
+				return netip.Addr{} // a list that cannot be read names no one: refused where a list is set
+			}
+			who = a
+			if !p.trusted(a) {
+				return a
+			}
+		}
+	}
+	return who
+}
 
 // fieldValue returns the value of the first field called name, or "".
 func fieldValue(fields []h1.Field, name string) string {

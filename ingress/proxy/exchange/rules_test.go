@@ -209,3 +209,36 @@ func TestRewrite(t *testing.T) {
 		}
 	}
 }
+
+// Behind trusted proxies, the allowlist judges the address their
+// X-Forwarded-For names (the nearest untrusted hop), never a client's own
+// claim.
+func TestRulesBehindTrustedProxies(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Rules = map[string]*Rules{"ns/plain": {Allow: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}}
+	p := NewPolicy(Settings{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	for _, c := range []struct {
+		name, peer string
+		xff        []string
+		allowed    bool
+	}{
+		{"through the proxy", "10.0.0.5:1", []string{"203.0.113.7"}, true},
+		{"through two proxies", "10.0.0.5:1", []string{"203.0.113.7, 10.1.1.1"}, true},
+		{"a client's own claim in front", "10.0.0.5:1", []string{"203.0.113.7, 198.51.100.1"}, false},
+		{"a claim in an earlier field", "10.0.0.5:1", []string{"203.0.113.7", "198.51.100.1"}, false},
+		{"not through the proxy", "198.51.100.1:1", []string{"203.0.113.7"}, false},
+		{"garbage", "10.0.0.5:1", []string{"203.0.113.7, not-an-ip"}, false},
+		{"only proxies", "10.0.0.5:1", []string{"10.2.2.2"}, false},
+	} {
+		req := get("plain.example", "/")
+		req.Client = netip.MustParseAddrPort(c.peer)
+		for _, v := range c.xff {
+			req.Fields = append(req.Fields, f("X-Forwarded-For", v))
+		}
+		var x Exchange
+		p.Decide(cfg, req, time.Now(), &x)
+		if got := x.Outcome == Forward; got != c.allowed {
+			t.Errorf("%s: forwarded %v (%d), want %v", c.name, got, x.Status, c.allowed)
+		}
+	}
+}
