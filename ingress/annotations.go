@@ -173,6 +173,20 @@ var annotations = map[string]annotation{
 	"limit-rpm":              {parse: count(func(l *limitSpec) *int { return &l.rpm })},
 	"limit-burst-multiplier": {parse: count(func(l *limitSpec) *int { return &l.burst })},
 	"limit-whitelist":        {parse: sourceRange(func(r *exchange.Rules) *[]netip.Prefix { return &r.LimitExempt })},
+	"upstream-vhost": {parse: func(a *annotated, _, v string) error {
+		if !h1.ValidHost(v) || v == "" {
+			return fmt.Errorf("%q is not a host", v)
+		}
+		a.rulesOf().UpstreamHost = v
+		return nil
+	}},
+	"x-forwarded-prefix": {parse: func(a *annotated, _, v string) error {
+		if !strings.HasPrefix(v, "/") || !printable(v) {
+			return fmt.Errorf("%q is not a path prefix", v)
+		}
+		a.rulesOf().ForwardedPrefix = v
+		return nil
+	}},
 	"canary": {parse: func(a *annotated, _, v string) error {
 		b, err := parseBool(v)
 		a.canary = err == nil && b
@@ -264,7 +278,7 @@ var unsupported = []string{
 	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
 	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
 	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
-	"upstream-hash-by-subset", "upstream-hash-by-subset-size", "upstream-vhost", "x-forwarded-prefix",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it

@@ -267,6 +267,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if rewritten != "" {
 		x.Out.Target = rewritten
 	}
+	if r != nil {
+		r.adjustHead(&x.Out)
+	}
 	x.attempt.start(up, tries, next)
 	x.Record.Attempts = 1
 	x.Record.Endpoint = up.Addrs[x.attempt.index()]

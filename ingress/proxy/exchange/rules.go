@@ -3,6 +3,8 @@ package exchange
 import (
 	"net/netip"
 	"time"
+
+	"github.com/portico-lb/portico/ingress/proxy/h1"
 )
 
 // Rules are the policies of the requests one Ingress routes, set by its
@@ -34,6 +36,12 @@ type Rules struct {
 	AppRoot string
 	// CORS, when set, is the route's cross-origin policy.
 	CORS *CORS
+	// UpstreamHost, when set, is the Host sent upstream (upstream-vhost);
+	// X-Forwarded-Host keeps the client's.
+	UpstreamHost string
+	// ForwardedPrefix, when set, is sent as X-Forwarded-Prefix
+	// (x-forwarded-prefix), replacing the client's.
+	ForwardedPrefix string
 	// RateLimits are the request limits per client address (limit-rps,
 	// limit-rpm); LimitExempt the addresses they do not count
 	// (limit-whitelist).
@@ -103,4 +111,19 @@ func over[T comparable](dst *T, v T) {
 	if v != zero {
 		*dst = v
 	}
+}
+
+// adjustHead applies r's changes to the head sent upstream.
+func (r *Rules) adjustHead(out *Head) {
+	over(&out.Host, r.UpstreamHost)
+	if r.ForwardedPrefix == "" {
+		return
+	}
+	fs := out.Fields[:0]
+	for _, f := range out.Fields {
+		if !h1.Is(f.Name, "X-Forwarded-Prefix") {
+			fs = append(fs, f)
+		}
+	}
+	out.Fields = append(fs, h1.Field{Name: "X-Forwarded-Prefix", Value: r.ForwardedPrefix})
 }

@@ -242,3 +242,27 @@ func TestRulesBehindTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// upstream-vhost changes the Host sent upstream and not X-Forwarded-Host;
+// x-forwarded-prefix replaces a client's own.
+func TestRulesHead(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Rules = map[string]*Rules{"ns/plain": {UpstreamHost: "internal.svc", ForwardedPrefix: "/app"}}
+	var x Exchange
+	NewPolicy(Settings{}).Decide(cfg, get("plain.example", "/", f("X-Forwarded-Prefix", "/evil")), time.Now(), &x)
+	if x.Outcome != Forward || x.Out.Host != "internal.svc" {
+		t.Fatalf("Host upstream %q, want internal.svc", x.Out.Host)
+	}
+	var prefixes, fwdHost []string
+	for _, fl := range x.Out.Fields {
+		switch fl.Name {
+		case "X-Forwarded-Prefix":
+			prefixes = append(prefixes, fl.Value)
+		case "X-Forwarded-Host":
+			fwdHost = append(fwdHost, fl.Value)
+		}
+	}
+	if len(prefixes) != 1 || prefixes[0] != "/app" || len(fwdHost) != 1 || fwdHost[0] != "plain.example" {
+		t.Errorf("X-Forwarded-Prefix %q, X-Forwarded-Host %q; want [/app] and [plain.example]", prefixes, fwdHost)
+	}
+}
