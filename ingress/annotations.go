@@ -113,11 +113,7 @@ var annotations = map[string]annotation{
 		}
 		return err
 	}},
-	"use-regex": {parse: func(a *annotated, _, v string) error {
-		b, err := parseBool(v)
-		a.regex = err == nil && b
-		return err
-	}},
+	"use-regex": {parse: boolean(func(a *annotated) *bool { return &a.regex })},
 	"rewrite-target": {parse: func(a *annotated, _, v string) error {
 		if !printable(v) || strings.ContainsAny(v, "#") {
 			return fmt.Errorf("%q is not a path to rewrite to: want one without blanks, control bytes or '#' (groups as $1 to $9)", v)
@@ -125,11 +121,7 @@ var annotations = map[string]annotation{
 		a.rewrite = v
 		return nil
 	}},
-	"enable-cors": {parse: func(a *annotated, _, v string) error {
-		b, err := parseBool(v)
-		a.cors = err == nil && b
-		return err
-	}},
+	"enable-cors": {parse: boolean(func(a *annotated) *bool { return &a.cors })},
 	"cors-allow-origin": {parse: func(a *annotated, _, v string) error {
 		var origins []string
 		for o := range strings.SplitSeq(v, ",") {
@@ -187,11 +179,7 @@ var annotations = map[string]annotation{
 		a.rulesOf().ForwardedPrefix = v
 		return nil
 	}},
-	"canary": {parse: func(a *annotated, _, v string) error {
-		b, err := parseBool(v)
-		a.canary = err == nil && b
-		return err
-	}},
+	"canary": {parse: boolean(func(a *annotated) *bool { return &a.canary })},
 	"canary-by-header": {parse: func(a *annotated, _, v string) error {
 		if !h1.ValidToken(v) {
 			return fmt.Errorf("%q is not a header name", v)
@@ -605,6 +593,15 @@ func parseSeconds(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a timeout: want seconds (60) or a number with ms, s, m or h", v)
 	}
 	return d, nil
+}
+
+// boolean parses "true" or "false" into the field picks.
+func boolean(field func(*annotated) *bool) func(*annotated, string, string) error {
+	return func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		*field(a) = err == nil && b
+		return err
+	}
 }
 
 func parseBool(v string) (bool, error) {
