@@ -77,8 +77,28 @@ func Init(file string) error {
 			return fmt.Errorf("sethostname: %w", err)
 		}
 	}
-	for _, m := range l.Mounts {
-		if err := unix.Mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// Hold every source, and the program, by a descriptor before the
+	// first mount: a mount may cover where the others are (an emptyDir on
+	// /tmp over a lab that lives under /tmp), and they are reached through
+	// /proc/self/fd then, as runc does.
+	held := make([]string, len(l.Mounts))
+	for i, m := range l.Mounts {
+		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("volume source %s: %w", m.Source, err)
+		}
+		held[i] = fmt.Sprintf("/proc/self/fd/%d", fd)
+	}
+	prog := l.Argv[0]
+	if !filepath.IsAbs(prog) {
+		return fmt.Errorf("program %q is not an absolute path", prog)
+	}
+	exe, err := holdProgram(prog)
+	if err != nil {
+		return err
+	}
+	for i, m := range l.Mounts {
+		if err := unix.Mount(held[i], m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)
 		}
 		if m.ReadOnly {
@@ -108,11 +128,28 @@ func Init(file string) error {
 			return fmt.Errorf("setuid %d: %w", *l.UID, err)
 		}
 	}
-	prog := l.Argv[0]
-	if !filepath.IsAbs(prog) {
-		return fmt.Errorf("program %q is not an absolute path", prog)
+	return syscall.Exec(exe, l.Argv, l.Env)
+}
+
+// holdProgram returns the path to exec prog by once the mounts are made:
+// a binary through a descriptor held now; a script by its own path (its
+// interpreter would find a descriptor closed by the exec).
+func holdProgram(prog string) (string, error) {
+	f, err := os.Open(prog)
+	if err != nil {
+		return "", fmt.Errorf("program %s: %w", prog, err)
 	}
-	return syscall.Exec(prog, l.Argv, l.Env)
+	magic := make([]byte, 2)
+	if n, _ := f.Read(magic); n == 2 && string(magic) == "#!" {
+		f.Close()
+		return prog, nil
+	}
+	fd, err := unix.Open(prog, unix.O_PATH|unix.O_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("program %s: %w", prog, err)
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd), nil
 }
 
 // ensureMountpoint creates Target on the host file system when it is
