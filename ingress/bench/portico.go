@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"time"
@@ -42,10 +43,19 @@ func servePortico(ctx context.Context, plain, secure net.Listener, backend strin
 		return nil, err
 	}
 	to := route.Backend{Service: "backend", Port: route.Port{Number: 80}}
+	canary := route.Backend{Service: "canary", Port: route.Port{Number: 80}}
 	paths := []route.Path{{Path: "/", Type: route.Prefix, Backend: to}}
+	// The annotated route (see annotatedServer), as the controller
+	// compiles such an Ingress and its canary.
 	tab, rej := route.Build([]route.Ingress{{
 		Namespace: "bench", Name: "bench",
 		Rules: []route.Rule{{Host: benchHost, Paths: paths}, {Paths: paths}},
+	}, {
+		Namespace: "bench", Name: "annotated", Regex: true, RewriteTarget: "/$2",
+		Rules: []route.Rule{{Host: annotatedHost, Paths: []route.Path{{Path: annotatedPath, Backend: to}}}},
+	}, {
+		Namespace: "bench", Name: "annotated-canary", Canary: &route.Canary{Weight: 10, WeightTotal: 100},
+		Rules: []route.Rule{{Host: annotatedHost, Paths: []route.Path{{Path: annotatedPath, Backend: canary}}}},
 	}})
 	if len(rej) > 0 {
 		return nil, fmt.Errorf("routes: %v", rej)
@@ -53,8 +63,15 @@ func servePortico(ctx context.Context, plain, secure net.Listener, backend strin
 	s.Store(&exchange.Config{
 		Routes: tab,
 		Upstreams: map[exchange.Target]*exchange.Upstream{
-			{Namespace: "bench", Service: to.Service, Port: to.Port}: exchange.NewUpstream(backend),
+			{Namespace: "bench", Service: to.Service, Port: to.Port}:         exchange.NewUpstream(backend),
+			{Namespace: "bench", Service: canary.Service, Port: canary.Port}: exchange.NewUpstream(backend),
 		},
+		Rules: map[string]*exchange.Rules{"bench/annotated": {
+			Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+			CORS: &exchange.CORS{Origins: []string{corsOrigin}, Methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS",
+				Headers: "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization",
+				MaxAge:  "1728000", Credentials: true},
+		}},
 	})
 	done := make(chan struct{})
 	go func() {

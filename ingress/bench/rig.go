@@ -102,7 +102,61 @@ const (
 	plainHTTP = "plain"
 	https     = "https"
 	http2     = "h2"
+	// annotated is plain HTTP/1.1 to a route that carries what a migrated
+	// ingress-nginx Ingress often does: rewrite-target on a regex path, an
+	// allowlist, CORS, and a canary taking 10%.
+	annotated = "annotated"
 )
+
+// annotatedPath is the annotated route's path, written as ingress-nginx's
+// users write it, and annotatedHost its host at Portico.
+const (
+	annotatedPath = "/app(/|$)(.*)"
+	annotatedHost = "annotated.example"
+	corsOrigin    = "https://app.example"
+)
+
+// annotatedServer is nginx configured as ingress-nginx configures those
+// annotations: allow/deny, the CORS headers for an allowed origin, the
+// rewrite, and split_clients sending 10% to the canary's upstream.
+func annotatedServer(listen, backend string) string {
+	return fmt.Sprintf(`
+    upstream canary {
+        server %[2]s;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+    split_clients "${request_id}" $annotated_pool { 10%% canary; * backend; }
+    map $http_origin $cors_origin { "~*^https://app\.example$" $http_origin; default ""; }
+    map $cors_origin $cors_vary { "" ""; default "Origin"; }
+    map $cors_origin $cors_credentials { "" ""; default "true"; }
+    map $cors_origin $cors_methods { "" ""; default "GET, PUT, POST, DELETE, PATCH, OPTIONS"; }
+    map $cors_origin $cors_headers { "" ""; default "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"; }
+    server {
+        listen %[1]s reuseport backlog=4096;
+        keepalive_requests 1000000;
+        location ~* "^%[3]s" {
+            allow 127.0.0.0/8;
+            deny all;
+            add_header Access-Control-Allow-Origin $cors_origin always;
+            add_header Vary $cors_vary always;
+            add_header Access-Control-Allow-Credentials $cors_credentials always;
+            add_header Access-Control-Allow-Methods $cors_methods always;
+            add_header Access-Control-Allow-Headers $cors_headers always;
+            rewrite "(?i)%[3]s" /$2 break;
+            proxy_pass http://$annotated_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Request-ID $request_id;
+        }
+    }`, listen, backend, annotatedPath)
+}
 
 // startFront starts nginx as the proxy measured against Portico: one
 // listener per kind given, each on a free port, proxying to the backend
@@ -111,12 +165,17 @@ const (
 func (r *rig) startFront(name string, maxConns int, kinds ...string) (*exec.Cmd, map[string]string, error) {
 	addrs := map[string]string{}
 	var listen strings.Builder
+	var extra string
 	for _, k := range kinds {
 		a, err := freeAddr()
 		if err != nil {
 			return nil, nil, err
 		}
 		addrs[k] = a
+		if k == annotated {
+			extra = annotatedServer(a, r.backend)
+			continue
+		}
 		// Debian's nginx 1.22 takes http2 as a listen parameter.
 		param := map[string]string{plainHTTP: "", https: " ssl", http2: " ssl http2"}[k]
 		fmt.Fprintf(&listen, "        listen %s%s reuseport backlog=4096;\n", a, param)
@@ -152,7 +211,7 @@ func (r *rig) startFront(name string, maxConns int, kinds ...string) (*exec.Cmd,
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Request-ID $request_id;
         }
-    }`, r.backend, listen.String(), r.certFile, r.keyFile))
+    }`, r.backend, listen.String(), r.certFile, r.keyFile)+extra)
 	if err != nil {
 		return nil, nil, err
 	}

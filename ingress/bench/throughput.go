@@ -42,14 +42,24 @@ type protocol struct {
 var protocols = map[string]protocol{
 	plainHTTP: {
 		kind: plainHTTP, title: "plain HTTP/1.1", tool: "wrk",
-		run: func(addr string, l load, _ string) (result, error) { return wrk("http://"+addr+"/", l) },
+		run: func(addr string, l load, _ string) (result, error) { return wrk("http://"+addr+"/", benchHost, l) },
 		describe: func(l load, rounds int) string {
 			return fmt.Sprintf("wrk -t%d -c%d -d%s --latency, GET / with Host %s, %d rounds, best kept", l.threads, l.conns, l.duration, benchHost, rounds)
 		},
 	},
+	annotated: {
+		kind: annotated, title: "plain HTTP/1.1, annotated route (rewrite, allowlist, CORS, canary 10%)", tool: "wrk",
+		run: func(addr string, l load, _ string) (result, error) {
+			return wrk("http://"+addr+"/app/page", annotatedHost, l, "Origin: "+corsOrigin)
+		},
+		describe: func(l load, rounds int) string {
+			return fmt.Sprintf("wrk -t%d -c%d -d%s --latency, GET /app/page with Host %s and Origin %s; path %q rewritten to /$2, allowlist 127.0.0.0/8, CORS for that origin, 10%% to a canary upstream (same backend); %d rounds, best kept",
+				l.threads, l.conns, l.duration, annotatedHost, corsOrigin, annotatedPath, rounds)
+		},
+	},
 	https: {
 		kind: https, title: "HTTPS (TLS 1.3, HTTP/1.1)", tool: "wrk", alpn: []string{"http/1.1"},
-		run: func(addr string, l load, _ string) (result, error) { return wrk("https://"+addr+"/", l) },
+		run: func(addr string, l load, _ string) (result, error) { return wrk("https://"+addr+"/", benchHost, l) },
 		describe: func(l load, rounds int) string {
 			return fmt.Sprintf("wrk -t%d -c%d -d%s --latency https://ADDR/, GET / with Host %s, %d rounds, best kept", l.threads, l.conns, l.duration, benchHost, rounds)
 		},
@@ -71,7 +81,7 @@ func runThroughput(names []string, l load, rounds int) error {
 	for _, n := range names {
 		p, ok := protocols[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("unknown protocol %q: plain, https or h2", n)
+			return fmt.Errorf("unknown protocol %q: plain, https, h2 or annotated", n)
 		}
 		protos = append(protos, p)
 		tools = append(tools, p.tool)
@@ -111,7 +121,7 @@ func runThroughput(names []string, l load, rounds int) error {
 		return err
 	}
 	defer func() { cancel(); <-done }()
-	porticoAddrs := map[string]string{plainHTTP: plain.Addr().String(), https: secure.Addr().String(), http2: secure.Addr().String()}
+	porticoAddrs := map[string]string{plainHTTP: plain.Addr().String(), https: secure.Addr().String(), http2: secure.Addr().String(), annotated: plain.Addr().String()}
 
 	type ratio struct {
 		title    string
@@ -236,9 +246,12 @@ func seconds(d time.Duration) string {
 	return strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s"
 }
 
-func wrk(url string, l load) (result, error) {
-	cmd := command("wrk", "-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.conns), "-d", seconds(l.duration),
-		"--latency", "-H", "Host: "+benchHost, url)
+func wrk(url, host string, l load, headers ...string) (result, error) {
+	args := []string{"-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.conns), "-d", seconds(l.duration), "--latency", "-H", "Host: " + host}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	cmd := command("wrk", append(args, url)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w: %s", err, out)
