@@ -78,7 +78,7 @@ spec:
 // the same.
 func TestIngressNginxRewrite(t *testing.T) {
 	f := newFeature(t)
-	f.ingressOf(t, `
+	apps := f.ingressOf(t, `
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -93,6 +93,7 @@ spec:
       - {path: /a, pathType: Prefix, backend: {service: {name: app-a, port: {number: 8080}}}}
       - {path: /b, pathType: Prefix, backend: {service: {name: app-b, port: {number: 8080}}}}
 `, false)
+	f.address(t, apps)
 	f.ready(t, request{host: "apps", path: "/a"}, expect{status: 200, service: "app-a", path: "/"})
 	f.scenario(t, "the second app, at its root", request{host: "apps", path: "/b/deeper"}, expect{status: 200, service: "app-b", path: "/"})
 
@@ -121,7 +122,7 @@ spec:
 // route, every time, and with no header the weight (0) keeps the main.
 func TestIngressNginxCanary(t *testing.T) {
 	f := newFeature(t)
-	f.ingressOf(t, `
+	main := f.ingressOf(t, `
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: main}
@@ -132,6 +133,7 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: stable, port: {number: 8080}}}}
 `, false)
+	f.address(t, main)
 	f.ready(t, request{host: "canary"}, expect{status: 200, service: "stable"})
 	f.ingressOf(t, `
 apiVersion: networking.k8s.io/v1
