@@ -110,8 +110,9 @@ bench-alloc: k8s-bins build
 
 ## bench-ingress: Portico vs Debian nginx on loopback (installs nginx, wrk
 ## and h2load if missing): plain HTTP and HTTPS with wrk, HTTP/2 with h2load,
-## one block of ratios per protocol; then propagation of 1,000 changes under
-## load against a real API server.
+## an annotated route (rewrite, allowlist, CORS, canary) with wrk, one block
+## of ratios per protocol; then propagation of 1,000 changes under load
+## against a real API server.
 bench-ingress: k8s-bins
 	$(GO) run ./ingress/bench -duration 10s -rounds 3
 	$(GO) test -count=1 -timeout 10m -run '^TestBenchPropagation$$' -v ./ingress/ -args -bench-changes=1000

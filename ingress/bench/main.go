@@ -9,8 +9,10 @@
 // Modes:
 //
 //   - throughput (the default): wrk over plain HTTP and over HTTPS (TLS 1.3,
-//     HTTP/1.1), h2load over HTTP/2; requests/s, p50, p99, CPU per request
-//     and Portico's ratios to nginx, one block per protocol.
+//     HTTP/1.1), h2load over HTTP/2, and wrk to an annotated route (rewrite,
+//     allowlist, CORS, canary 10%; see annotatedServer); requests/s, p50,
+//     p99, CPU per request and Portico's ratios to nginx, one block per
+//     protocol.
 //   - memory: the resident memory of each proxy while N connections are
 //     held open in three ways: slow uploads (a POST head with
 //     Content-Length 1 MiB and 16 KiB of body, then nothing), idle
@@ -20,7 +22,7 @@
 //
 // It installs nginx, wrk and h2load with apt-get when they are missing.
 //
-//	go run ./ingress/bench [-protocols plain,https,h2] [-duration 10s] [-rounds 2]
+//	go run ./ingress/bench [-protocols plain,https,h2,annotated] [-duration 10s] [-rounds 2]
 //	go run ./ingress/bench -mode memory [-conns 2000] [-loads slow-upload,keep-alive,half-head]
 //	go run ./ingress/bench -mode h2spec -h2spec .cache/bin/h2spec [-v] [http2/8.1.2.2 ...]
 package main
@@ -44,7 +46,7 @@ func main() {
 		return
 	}
 	mode := flag.String("mode", "throughput", "what to measure: throughput, memory or h2spec")
-	protoList := flag.String("protocols", "plain,https,h2", "throughput: protocols to run, comma-separated (plain, https, h2)")
+	protoList := flag.String("protocols", "plain,https,h2,annotated", "throughput: protocols to run, comma-separated (plain, https, h2, annotated)")
 	var l load
 	flag.DurationVar(&l.duration, "duration", 10*time.Second, "throughput: length of each wrk or h2load run")
 	flag.IntVar(&l.conns, "connections", 64, "throughput: client connections")
