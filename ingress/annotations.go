@@ -65,9 +65,11 @@ type annotated struct {
 	// policy stands for the annotations that change how the routes are
 	// served (route.Ingress.Policy).
 	policy string
-	// regex and rewrite: use-regex, rewrite-target (route.Ingress).
-	regex   bool
-	rewrite string
+	// regex, rewrite and serviceUpstream: use-regex, rewrite-target,
+	// service-upstream (route.Ingress).
+	regex           bool
+	rewrite         string
+	serviceUpstream bool
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -121,7 +123,8 @@ var annotations = map[string]annotation{
 		a.rewrite = v
 		return nil
 	}},
-	"enable-cors": {parse: boolean(func(a *annotated) *bool { return &a.cors })},
+	"enable-cors":      {parse: boolean(func(a *annotated) *bool { return &a.cors })},
+	"service-upstream": {parse: boolean(func(a *annotated) *bool { return &a.serviceUpstream })},
 	"cors-allow-origin": {parse: func(a *annotated, _, v string) error {
 		var origins []string
 		for o := range strings.SplitSeq(v, ",") {
@@ -261,12 +264,11 @@ var unsupported = []string{
 	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
 	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
 	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
-	"relative-redirects", "satisfy", "server-alias", "service-upstream",
-	"session-cookie-change-on-failure", "session-cookie-conditional-samesite-none",
-	"session-cookie-domain", "session-cookie-expires", "session-cookie-max-age",
-	"session-cookie-name", "session-cookie-path", "session-cookie-samesite", "session-cookie-secure",
-	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers", "upstream-hash-by",
-	"upstream-hash-by-subset", "upstream-hash-by-subset-size",
+	"relative-redirects", "satisfy", "server-alias", "session-cookie-change-on-failure",
+	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
+	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
+	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"upstream-hash-by", "upstream-hash-by-subset", "upstream-hash-by-subset-size",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it

@@ -184,12 +184,23 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 			if be.Resource != "" || be.Service == "" {
 				continue
 			}
-			t := exchange.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port}
+			t := exchange.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port, ViaService: ing.ServiceUpstream}
 			if _, done := cfg.Upstreams[t]; done {
 				continue
 			}
 			k := types.NamespacedName{Namespace: t.Namespace, Name: t.Service}
-			cfg.Upstreams[t] = exchange.NewUpstream(endpoints(svcs[k], slicesOf[k], t.Port)...)
+			if !t.ViaService {
+				cfg.Upstreams[t] = exchange.NewUpstream(endpoints(svcs[k], slicesOf[k], t.Port)...)
+				continue
+			}
+			addr, err := clusterAddr(svcs[k], t.Port)
+			if err != nil {
+				probs = append(probs, problem{Ingress: types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}, Reason: ReasonInvalidAnnotation,
+					Note: fmt.Sprintf("annotation service-upstream: Service %s: %v; its requests get 503", t.Service, err)})
+				cfg.Upstreams[t] = exchange.NewUpstream()
+				continue
+			}
+			cfg.Upstreams[t] = exchange.NewUpstream(addr)
 		}
 		for _, tl := range ing.TLS {
 			if tl.SecretName == "" {
@@ -353,6 +364,24 @@ func endpoints(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, port route
 	return slices.Compact(ready)
 }
 
+// clusterAddr returns "clusterIP:port" of a Service port named as an
+// Ingress names it, for service-upstream.
+func clusterAddr(svc *corev1.Service, port route.Port) (string, error) {
+	if svc == nil {
+		return "", fmt.Errorf("not found")
+	}
+	ip := svc.Spec.ClusterIP
+	if ip == "" || ip == corev1.ClusterIPNone {
+		return "", fmt.Errorf("has no cluster IP (a headless Service)")
+	}
+	for _, p := range svc.Spec.Ports {
+		if (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && (port.Name != "" && p.Name == port.Name || port.Name == "" && p.Port == port.Number) {
+			return net.JoinHostPort(ip, strconv.Itoa(int(p.Port))), nil
+		}
+	}
+	return "", fmt.Errorf("has no TCP port %v", port)
+}
+
 // toRoute converts an Ingress for the routing table, and reads its
 // annotations.
 func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
@@ -394,7 +423,7 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	}
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
-	ri.Regex, ri.RewriteTarget = a.regex, a.rewrite
+	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream = a.regex, a.rewrite, a.serviceUpstream
 	if a.canary {
 		c := a.canaryOpts
 		ri.Canary = &c

@@ -151,7 +151,7 @@ func TestAnnotations(t *testing.T) {
 		{"ours wins", map[string]string{nginx + "ssl-redirect": "false", SSLRedirectAnnotation: "true"}, false, false, nil, nil},
 		{"ssl-redirect typo", map[string]string{SSLRedirectAnnotation: "False"}, false, false, nil, []string{ReasonInvalidAnnotation}},
 		{"unknown of ours", map[string]string{"portico.dev/rewrite-targett": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
-		{"unsupported nginx", map[string]string{nginx + "service-upstream": "true"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
+		{"unsupported nginx", map[string]string{nginx + "affinity": "cookie"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
 		{"upstream-vhost and x-forwarded-prefix", map[string]string{nginx + "upstream-vhost": "internal.svc", nginx + "x-forwarded-prefix": "/app"}, false, false,
 			&exchange.Rules{UpstreamHost: "internal.svc", ForwardedPrefix: "/app"}, nil},
 		{"bad upstream-vhost and x-forwarded-prefix", map[string]string{nginx + "upstream-vhost": "a b", nginx + "x-forwarded-prefix": "app\r\n"}, false, false, nil,
@@ -421,5 +421,47 @@ func TestCompileRateLimits(t *testing.T) {
 	compile(nil)
 	if len(cp.limits) != 0 {
 		t.Errorf("%d limits kept for an Ingress that has none", len(cp.limits))
+	}
+}
+
+// service-upstream sends an Ingress's requests to the Service's cluster IP
+// and port, on an Upstream of its own; a headless Service has none to
+// give, and a Warning says so.
+func TestCompileServiceUpstream(t *testing.T) {
+	ing := func(name, svc string, viaService bool) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+		if viaService {
+			i.Annotations = map[string]string{NginxPrefix + "service-upstream": "true"}
+		}
+		i.Spec.IngressClassName = ptr.To("portico")
+		i.Spec.Rules = []networkingv1.IngressRule{{Host: name + ".example", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+			Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
+				Service: &networkingv1.IngressServiceBackend{Name: svc, Port: networkingv1.ServiceBackendPort{Name: "http"}}}}}}}}}
+		return i
+	}
+	svc := func(name, ip string) *corev1.Service {
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+		s.Spec.ClusterIP = ip
+		s.Spec.Ports = []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: corev1.ProtocolTCP}}
+		return s
+	}
+	var cp compiler
+	cfg, probs := cp.compile(cluster{class: Class{Name: "portico", Found: true},
+		ingresses: []*networkingv1.Ingress{ing("mesh", "web", true), ing("direct", "web", false), ing("headless", "db", true)},
+		services:  []*corev1.Service{svc("web", "10.96.0.10"), svc("db", corev1.ClusterIPNone)}})
+	web := exchange.Target{Namespace: "ns", Service: "web", Port: route.Port{Name: "http"}}
+	viaService := web
+	viaService.ViaService = true
+	if u := cfg.Upstreams[viaService]; u == nil || len(u.Addrs) != 1 || u.Addrs[0] != "10.96.0.10:8080" {
+		t.Errorf("service-upstream Upstream %+v, want the cluster IP and port", u)
+	}
+	if u := cfg.Upstreams[web]; u == nil || len(u.Addrs) != 0 {
+		t.Errorf("the other Ingress's Upstream %+v, want the (absent) endpoints", u)
+	}
+	if be, _ := cfg.Routes.Match("mesh.example", "/"); !exchange.TargetOf(be).ViaService {
+		t.Error("mesh.example's route does not go through the Service")
+	}
+	if len(probs) != 1 || probs[0].Ingress.Name != "headless" || !strings.Contains(probs[0].Note, "headless") {
+		t.Errorf("problems %v, want one about the headless Service", probs)
 	}
 }

@@ -155,7 +155,7 @@ func (b *builder) add(ing *Ingress, key string) {
 
 func (b *builder) addDefault(ing *Ingress, key string) {
 	be := *ing.DefaultBackend
-	be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
+	be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, "", "", fmt.Sprintf("defaultBackend %v; it is ignored", err))
 		return
@@ -180,7 +180,7 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 
 func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
-	be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
+	be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
@@ -254,7 +254,7 @@ func (b *builder) addCanary(ing *Ingress, key string) {
 		p := b.pathsOf(host, wild)
 		for _, rp := range r.Paths {
 			be := rp.Backend
-			be.Namespace, be.Ingress, be.NoSSLRedirect, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.Policy
+			be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
 			if err := checkBackend(be); err != nil {
 				b.invalid(key, r.Host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(r.Host, rp.Path, rp.Type), err))
 				continue

@@ -139,6 +139,9 @@ type Backend struct {
 	// are copied from the Ingress onto its paths' backends.
 	Rewrite string
 	Pattern *regexp.Regexp
+	// ServiceUpstream is copied by Build from the Ingress: requests go to
+	// the Service's cluster IP, not to its endpoints (service-upstream).
+	ServiceUpstream bool
 	// policy is the Policy of the Ingress that defined this backend.
 	policy string
 	// Canary, when set, is the canary of this route: another Ingress's
@@ -214,6 +217,9 @@ type Ingress struct {
 	// RewriteTarget is the rewrite-target of the Ingress's paths; see
 	// Backend.Rewrite. It implies Regex.
 	RewriteTarget string
+	// ServiceUpstream sends the requests of this Ingress's backends to
+	// their Services' cluster IPs (service-upstream).
+	ServiceUpstream bool
 	// Canary makes this Ingress a canary: its paths are not routes of
 	// their own but the canaries of the same host and path of another
 	// Ingress; a path no other Ingress routes is rejected.

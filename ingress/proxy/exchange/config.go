@@ -45,15 +45,18 @@ func (c *Config) Certificate(serverName string) *tls.Certificate {
 	return c.DefaultCert
 }
 
-// Target is a Service port as a route names it.
+// Target is a Service port as a route names it. ViaService: requests go
+// to the Service's cluster IP rather than to its endpoints
+// (service-upstream).
 type Target struct {
 	Namespace, Service string
 	Port               route.Port
+	ViaService         bool
 }
 
 // TargetOf returns the target of a service backend.
 func TargetOf(b route.Backend) Target {
-	return Target{Namespace: b.Namespace, Service: b.Service, Port: b.Port}
+	return Target{Namespace: b.Namespace, Service: b.Service, Port: b.Port, ViaService: b.ServiceUpstream}
 }
 
 // Upstream is the set of ready endpoints of one Target.
