@@ -116,6 +116,19 @@ const (
 	corsOrigin    = "https://app.example"
 )
 
+// proxyHeaders is how both nginx fronts talk to the backend: upstream
+// keep-alive, and the request head Portico sends (the X-Forwarded fields,
+// X-Real-IP and X-Request-ID, as ingress-nginx sends them).
+const proxyHeaders = `            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Request-ID $request_id;`
+
 // annotatedServer is nginx configured as ingress-nginx configures those
 // annotations: allow/deny, the CORS headers for an allowed origin, the
 // rewrite, and split_clients sending 10% to the canary's upstream.
@@ -145,17 +158,9 @@ func annotatedServer(listen, backend string) string {
             add_header Access-Control-Allow-Headers $cors_headers always;
             rewrite "(?i)%[3]s" /$2 break;
             proxy_pass http://$annotated_pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Port $server_port;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Request-ID $request_id;
+%[4]s
         }
-    }`, listen, backend, annotatedPath)
+    }`, listen, backend, annotatedPath, proxyHeaders)
 }
 
 // startFront starts nginx as the proxy measured against Portico: one
@@ -199,19 +204,9 @@ func (r *rig) startFront(name string, maxConns int, kinds ...string) (*exec.Cmd,
         client_max_body_size 2m;
         location / {
             proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            # The rest of what Portico sends, as ingress-nginx sends it:
-            # both proxies write the same request head.
-            proxy_set_header X-Forwarded-Port $server_port;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Request-ID $request_id;
+%s
         }
-    }`, r.backend, listen.String(), r.certFile, r.keyFile)+extra)
+    }`, r.backend, listen.String(), r.certFile, r.keyFile, proxyHeaders)+extra)
 	if err != nil {
 		return nil, nil, err
 	}
