@@ -130,6 +130,7 @@ func run() error {
 	opts := proxy.Options{
 		Policy: exchange.Settings{
 			TrustedProxies:       prefixes,
+			ProxyProtocol:        balancers,
 			UnderscoresInHeaders: *underscores,
 			Limits: exchange.Limits{
 				ConnectTimeout:    *connect,
@@ -147,7 +148,6 @@ func run() error {
 		ReadHeaderTimeout: *readHeader,
 		IdleTimeout:       *idle,
 		MaxConnections:    *maxConns,
-		ProxyProtocol:     balancers,
 		BodyBufferSize:    int(buffer),
 		BodyTempDir:       *bodyTemp,
 		GoroutineLoop:     *goroutineLoop,

@@ -40,7 +40,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"net/netip"
 	"os"
 	"time"
 
@@ -80,11 +79,6 @@ type Options struct {
 	// DefaultCert is served to TLS clients whose server name has no
 	// certificate in the Config. When nil, New generates a self-signed one.
 	DefaultCert *tls.Certificate
-	// ProxyProtocol are the addresses of balancers in front that send the
-	// PROXY protocol (v1 or v2): their connections must start with it, and
-	// are served as the client it names (on the goroutine loop). Other
-	// peers are clients as they are.
-	ProxyProtocol []netip.Prefix
 	// GoroutineLoop serves plain HTTP with a goroutine per connection
 	// alone, without the event loops.
 	GoroutineLoop bool

@@ -14,7 +14,8 @@ import (
 // The PROXY protocol (HAProxy's, versions 1 and 2): a load balancer in
 // front of the ingress that ends TCP itself says, in a header before the
 // connection's first byte, which client it speaks for. The proxy reads it
-// only from the addresses in Options.ProxyProtocol, and those must send
+// only from the addresses in exchange.Settings.ProxyProtocol (the core's
+// trust decision, as TrustedProxies is), and those must send
 // it; anyone else is a client as before, and a PROXY header from them is
 // a malformed request (400).
 

@@ -133,8 +133,8 @@ func TestProxyProtocolServed(t *testing.T) {
 		{"anyone else, plain", "127.0.0.2/32", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, "127.0.0.1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p := webProxy(t, Options{ProxyProtocol: []netip.Prefix{netip.MustParsePrefix(c.balancer)}, ReadHeaderTimeout: time.Second,
-				Policy: exchange.Settings{}}, b)
+			p := webProxy(t, Options{ReadHeaderTimeout: time.Second,
+				Policy: exchange.Settings{ProxyProtocol: []netip.Prefix{netip.MustParsePrefix(c.balancer)}}}, b)
 			conn, err := net.Dial("tcp", p.plain)
 			if err != nil {
 				t.Fatal(err)
@@ -165,7 +165,7 @@ func TestProxyProtocolServed(t *testing.T) {
 // the client the header names too.
 func TestProxyProtocolTLS(t *testing.T) {
 	b := echo(t, "web")
-	p := webProxy(t, Options{ProxyProtocol: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, b)
+	p := webProxy(t, Options{Policy: exchange.Settings{ProxyProtocol: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}, b)
 	for _, proto := range []string{"http/1.1", "h2"} {
 		tr := &http.Transport{
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}},

@@ -219,7 +219,7 @@ func (f *front) serve() error {
 		if !f.s.admit(c) {
 			continue
 		}
-		if f.s.proxyProtocol(c) {
+		if f.s.policy.ProxyProtocolFrom(addrPort(c.RemoteAddr()).Addr()) {
 			go f.serveProxied(c)
 			continue
 		}
@@ -234,21 +234,6 @@ func (f *front) serve() error {
 		}
 		go hc.serve()
 	}
-}
-
-// proxyProtocol reports whether c comes from a balancer that sends the
-// PROXY protocol (Options.ProxyProtocol).
-func (s *Server) proxyProtocol(c net.Conn) bool {
-	if len(s.opts.ProxyProtocol) == 0 {
-		return false
-	}
-	a := addrPort(c.RemoteAddr()).Addr().Unmap()
-	for _, p := range s.opts.ProxyProtocol {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // serveProxied reads a balancer's PROXY header, then serves the connection

@@ -27,6 +27,11 @@ import (
 // Settings are the proxy-wide policies. The zero value is a sane
 // production setting, nginx's defaults where nginx has one.
 type Settings struct {
+	// ProxyProtocol are the addresses of balancers in front that send the
+	// PROXY protocol (v1 or v2): their connections must start with it, and
+	// are served as the client it names. Other peers are clients as they
+	// are.
+	ProxyProtocol []netip.Prefix
 	// TrustedProxies are the client addresses whose X-Forwarded-For is
 	// appended to and whose X-Forwarded-Proto, -Host, -Port, Forwarded and
 	// X-Real-IP are kept; everyone else's are replaced or dropped.
@@ -140,10 +145,18 @@ func NewPolicy(s Settings) *Policy {
 func (p *Policy) Settings() Settings { return p.s }
 
 // trusted reports whether a client is a trusted proxy.
-func (p *Policy) trusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, pr := range p.s.TrustedProxies {
-		if pr.Contains(a) {
+func (p *Policy) trusted(a netip.Addr) bool { return in(p.s.TrustedProxies, a.Unmap()) }
+
+// ProxyProtocolFrom reports whether a peer is a balancer that sends the
+// PROXY protocol (Settings.ProxyProtocol).
+func (p *Policy) ProxyProtocolFrom(peer netip.Addr) bool {
+	return in(p.s.ProxyProtocol, peer.Unmap())
+}
+
+// in reports whether a is in one of ps.
+func in(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
 			return true
 		}
 	}

@@ -55,10 +55,8 @@ func (r *Rules) limited(a netip.Addr, now time.Time) bool {
 		return false
 	}
 	a = a.Unmap().WithZone("")
-	for _, p := range r.LimitExempt {
-		if p.Contains(a) {
-			return false
-		}
+	if in(r.LimitExempt, a) {
+		return false
 	}
 	over := false
 	for _, l := range r.RateLimits {
@@ -78,20 +76,13 @@ func (r *Rules) admit(a netip.Addr) string {
 	if !a.IsValid() && len(r.Allow)+len(r.Deny) > 0 {
 		return "the client address is unknown"
 	}
-	for _, p := range r.Deny {
-		if p.Contains(a) {
-			return "the client address is denied on this route"
-		}
+	if in(r.Deny, a) {
+		return "the client address is denied on this route"
 	}
-	if len(r.Allow) == 0 {
-		return ""
+	if len(r.Allow) > 0 && !in(r.Allow, a) {
+		return "the client address is not allowed on this route"
 	}
-	for _, p := range r.Allow {
-		if p.Contains(a) {
-			return ""
-		}
-	}
-	return "the client address is not allowed on this route"
+	return ""
 }
 
 // apply lays r's limits over l.
