@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/proxy/h1"
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // The client side of the event loops (evloop_linux.go): reading requests
@@ -192,8 +193,10 @@ func (c *evClient) step() bool {
 	c.xreq = h1Request(&c.req, false, "", c.client, c.local)
 	x := &c.x
 	s.policy.Decide(s.cfg.Load(), &c.xreq, c.headStart, x)
-	if x.Outcome == exchange.Tunnel {
-		c.migrate() // the goroutine loop joins the connections
+	if x.Outcome == exchange.Tunnel || x.Outcome == exchange.Forward && x.Target.Protocol != route.HTTP {
+		// The goroutine loop joins the connections of a tunnel, and
+		// blocks on Go's client for the endpoints it speaks to.
+		c.migrate()
 		return true
 	}
 	c.busy = true

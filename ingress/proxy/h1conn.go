@@ -16,6 +16,7 @@ import (
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/proxy/h1"
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // The goroutine loop: one goroutine per connection reads requests with
@@ -56,8 +57,9 @@ type h1conn struct {
 	// reply frames the answer being written.
 	reply h1Reply
 	// resumed: an event loop handed the connection over with a request
-	// begun, which is served whatever comes (shutdown).
-	resumed bool
+	// begun, which is served whatever comes (shutdown); handed: the
+	// request being read is that one, decided there already.
+	resumed, handed bool
 	// state is connIdle between requests, connActive while serving one
 	// (or HTTP/2), connClosing when shutdown closed it.
 	state atomic.Int32
@@ -170,7 +172,7 @@ func (hc *h1conn) handshake() bool {
 // idle too long, or the server shutting down.
 func (hc *h1conn) waitRequest() bool {
 	if hc.resumed { // an event loop read this request already
-		hc.resumed = false
+		hc.resumed, hc.handed = false, true
 		hc.state.Store(connActive)
 		return true
 	}
@@ -257,6 +259,7 @@ func (hc *h1conn) serveRequest() bool {
 		}
 	}
 	hc.xreq = h1Request(&hc.req, hc.tls, hc.serverName, hc.client, hc.local)
+	hc.xreq.Handed, hc.handed = hc.handed, false
 	x := &hc.x
 	s.policy.Decide(s.cfg.Load(), &hc.xreq, start, x)
 	hc.off += n
@@ -396,23 +399,34 @@ func (hc *h1conn) forward() {
 		}
 		return
 	}
-	c := hc.s.roundTrip(context.Background(), x, &hc.body)
-	hc.body.reset()
-	if c == nil {
+	var a upAnswer
+	if x.Target.Protocol == route.HTTP {
+		c := hc.s.roundTrip(context.Background(), x, &hc.body)
+		hc.body.reset()
+		if c != nil {
+			a = c
+		}
+	} else {
+		// Go's client may read the body until the answer is done.
+		defer hc.body.reset()
+		if r := hc.s.roundTripStd(context.Background(), x, bufferedBody{&hc.body}); r != nil {
+			a = r
+		}
+	}
+	if a == nil {
 		hc.answer()
 		return
 	}
-	hc.relay(c)
+	hc.relay(a)
 }
 
-// relay writes the endpoint's answer on c to the client, and gives c back
-// to the pool when it can carry another request.
-func (hc *h1conn) relay(c *upConn) {
+// relay writes the endpoint's answer a to the client.
+func (hc *h1conn) relay(a upAnswer) {
 	x := &hc.x
-	hc.out = hc.reply.head(hc.out, x, &c.res, hc.s.closing.Load(), time.Now())
+	hc.out = hc.reply.head(hc.out, x, a.response(), hc.s.closing.Load(), time.Now())
 	err := func() error {
 		for {
-			p, err := c.next(x.Limits.ReadTimeout, hc.flush)
+			p, err := a.next(x.Limits.ReadTimeout, hc.flush)
 			if err != nil {
 				return err
 			}
@@ -425,11 +439,7 @@ func (hc *h1conn) relay(c *upConn) {
 			}
 		}
 	}()
-	if err == nil && c.reusable() {
-		hc.s.pool.put(c, x.Record.Start)
-	} else {
-		c.Close()
-	}
+	a.done(hc.s, err == nil, x.Record.Start)
 	switch {
 	case err == errClientGone:
 		x.ClientGone()

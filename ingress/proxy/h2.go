@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/netip"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/proxy/h1"
+	"github.com/portico-lb/portico/ingress/route"
 )
 
 // The HTTP/2 adapter: golang.org/x/net/http2 serves the connections that
@@ -53,19 +54,31 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	switch x.Outcome {
 	case exchange.Forward:
+		if x.Target.Protocol.HTTP2() {
+			st.stream(s, w, rc, r)
+			break
+		}
 		if !st.receiveBody(s, r, rc) {
 			if x.Outcome == exchange.Answer {
 				writeAnswer(w, x, r.Method)
 			}
 			break
 		}
-		c := s.roundTrip(r.Context(), x, &st.body)
-		st.body.reset()
-		if c == nil {
+		var a upAnswer
+		if x.Target.Protocol == route.HTTP {
+			c := s.roundTrip(r.Context(), x, &st.body)
+			st.body.reset()
+			if c != nil {
+				a = c
+			}
+		} else if rep := s.roundTripStd(r.Context(), x, bufferedBody{&st.body}); rep != nil {
+			a = rep
+		}
+		if a == nil {
 			writeAnswer(w, x, r.Method)
 			break
 		}
-		st.relay(s, w, rc, r, c)
+		st.relay(s, w, rc, r, a)
 	default: // an answer; the core tunnels HTTP/1.1 only
 		writeAnswer(w, x, r.Method)
 	}
@@ -160,24 +173,91 @@ func (st *h2stream) receiveBody(s *Server, r *http.Request, rc *http.ResponseCon
 	}
 }
 
-// relay writes the endpoint's answer on c to the stream, and gives c back
-// to the pool when it can carry another request.
-func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *upConn) {
+// stream carries out a plan whose endpoints speak HTTP/2 (gRPC, h2c):
+// the body goes upstream as it comes, as nginx's grpc_pass sends it, so
+// that both directions of a gRPC stream flow at once.
+func (st *h2stream) stream(s *Server, w http.ResponseWriter, rc *http.ResponseController, r *http.Request) {
 	x := &st.x
+	x.SendOnce()
+	body := &streamBody{r: r.Body, rc: rc, x: x, size: st.req.BodyLength}
+	if st.req.BodyLength == 0 {
+		body.r = http.NoBody
+	}
+	a := s.roundTripStd(r.Context(), x, body)
+	if a == nil {
+		if body.failed != 0 {
+			x.BodyFailed(body.failed)
+		}
+		if x.Outcome == exchange.Answer && r.Context().Err() == nil {
+			writeAnswer(w, x, r.Method)
+		}
+		return
+	}
+	st.relay(s, w, rc, r, a)
+}
+
+// streamBody is a request body sent upstream as the client sends it:
+// each read within ClientBodyTimeout, the whole within MaxBodySize.
+type streamBody struct {
+	r      io.Reader
+	rc     *http.ResponseController
+	x      *exchange.Exchange
+	size   int64 // -1: not known before its end
+	read   int64
+	taken  bool
+	failed exchange.BodyFailure
+}
+
+func (b *streamBody) reader() io.ReadCloser {
+	if b.taken {
+		return nil
+	}
+	b.taken = true
+	return b
+}
+
+func (b *streamBody) length() int64 { return b.size }
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	lim := &b.x.Limits
+	_ = b.rc.SetReadDeadline(time.Now().Add(lim.ClientBodyTimeout))
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	switch {
+	case lim.MaxBodySize >= 0 && b.read > lim.MaxBodySize:
+		b.failed = exchange.BodyTooLarge
+		return 0, errBodyTooLarge
+	case err != nil && isTimeout(err):
+		b.failed = exchange.BodyTimeout
+	case err == io.EOF:
+		b.x.Record.BytesIn = b.read
+	}
+	return n, err
+}
+
+// Close leaves the client's stream as it is: the handler's return ends it.
+func (b *streamBody) Close() error { return nil }
+
+var errBodyTooLarge = errors.New("the request body is larger than the limit")
+
+// relay writes the endpoint's answer a to the stream.
+func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseController, r *http.Request, a upAnswer) {
+	x := &st.x
+	res := a.response()
 	h := w.Header()
-	for _, f := range x.ResponseFields(&c.res, time.Now()) {
+	for _, f := range x.ResponseFields(res, time.Now()) {
 		k := http.CanonicalHeaderKey(f.Name)
 		h[k] = append(h[k], f.Value)
 	}
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // relayed as it came: no sniffing
 	}
-	if n := c.res.SentLength(); n >= 0 {
+	if n := res.SentLength(); n >= 0 {
 		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	// A client that goes away must not keep the endpoint's connection.
-	stop := context.AfterFunc(r.Context(), func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
-	w.WriteHeader(c.res.Status)
+	stop := a.cutOn(r.Context())
+	w.WriteHeader(res.Status)
 	flush := func() error {
 		_ = rc.SetWriteDeadline(time.Now().Add(x.Limits.ClientSendTimeout))
 		return rc.Flush()
@@ -185,7 +265,7 @@ func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseCon
 	var err error
 	for err == nil {
 		var p h1.Piece
-		p, err = c.next(x.Limits.ReadTimeout, flush)
+		p, err = a.next(x.Limits.ReadTimeout, flush)
 		if err != nil {
 			break
 		}
@@ -207,16 +287,12 @@ func (st *h2stream) relay(s *Server, w http.ResponseWriter, rc *http.ResponseCon
 				err = errClientGone
 				break
 			}
-			if c.reusable() {
-				s.pool.put(c, x.Record.Start)
-				return
-			}
-			c.Close()
+			a.done(s, true, x.Record.Start)
 			return
 		}
 	}
 	stop()
-	c.Close()
+	a.done(s, false, x.Record.Start)
 	if err == errClientGone || r.Context().Err() != nil {
 		x.ClientGone()
 		return

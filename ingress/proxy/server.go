@@ -23,6 +23,7 @@ type Server struct {
 	policy  *exchange.Policy
 	cfg     atomic.Pointer[exchange.Config]
 	pool    *pool
+	std     *stdClients // the endpoints not spoken to in HTTP/1.1 in the clear
 	defCert *tls.Certificate
 	log     *slog.Logger
 
@@ -62,6 +63,7 @@ func New(opts Options, logger *slog.Logger) (*Server, error) {
 		s.defCert = c
 	}
 	s.pool = newPool(opts)
+	s.std = newStdClients(s)
 	s.h2 = &http2.Server{
 		IdleTimeout:          opts.IdleTimeout,
 		MaxConcurrentStreams: 128, // nginx's http2_max_concurrent_streams
@@ -174,6 +176,7 @@ wait:
 			break wait
 		case <-janitor.C:
 			s.pool.closeIdle(false)
+			s.std.closeIdle(false)
 		}
 	}
 	for _, f := range fronts {
@@ -192,6 +195,7 @@ wait:
 		e.wait()
 	}
 	s.pool.closeIdle(true)
+	s.std.closeIdle(true)
 	return err
 }
 
@@ -326,6 +330,7 @@ func (s *Server) shutdown(ctx context.Context, loops []*evLoops) {
 			}
 			s.connsMu.Unlock()
 			s.pool.cut() // requests waiting on endpoints end too
+			s.std.cutThem()
 			<-done
 			return
 		}

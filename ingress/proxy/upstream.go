@@ -480,6 +480,38 @@ func (c *upConn) next(timeout time.Duration, flush func() error) (h1.Piece, erro
 	}
 }
 
+// upAnswer is an endpoint's answer being relayed: its head, then its body
+// piece by piece. An upConn is one, and so is a stdReply.
+type upAnswer interface {
+	response() *h1.Response
+	// next returns the next piece of the body, reading from the endpoint
+	// as needed, each read within timeout; before a read that may wait,
+	// flush gives the client what it is owed.
+	next(timeout time.Duration, flush func() error) (h1.Piece, error)
+	// cutOn makes the endpoint's reads end when ctx ends (the client
+	// left); the func it returns undoes that, and reports false when ctx
+	// ended already.
+	cutOn(ctx context.Context) (stop func() bool)
+	// done ends the answer; whole: it was relayed to its end.
+	done(s *Server, whole bool, start time.Time)
+}
+
+func (c *upConn) response() *h1.Response { return &c.res }
+
+func (c *upConn) cutOn(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+}
+
+// done gives c back to the pool when it can carry another request, and
+// closes it otherwise.
+func (c *upConn) done(s *Server, whole bool, start time.Time) {
+	if whole && c.reusable() {
+		s.pool.put(c, start)
+		return
+	}
+	c.Close()
+}
+
 // reusable reports whether c may carry another request: its response was
 // read to its end, and nothing came after it.
 func (c *upConn) reusable() bool {

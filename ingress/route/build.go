@@ -155,7 +155,7 @@ func (b *builder) add(ing *Ingress, key string) {
 
 func (b *builder) addDefault(ing *Ingress, key string) {
 	be := *ing.DefaultBackend
-	be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
+	ing.stamp(&be, key)
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, "", "", fmt.Sprintf("defaultBackend %v; it is ignored", err))
 		return
@@ -180,7 +180,7 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 
 func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
-	be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
+	ing.stamp(&be, key)
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))
 		return
@@ -254,7 +254,7 @@ func (b *builder) addCanary(ing *Ingress, key string) {
 		p := b.pathsOf(host, wild)
 		for _, rp := range r.Paths {
 			be := rp.Backend
-			be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
+			ing.stamp(&be, key)
 			if err := checkBackend(be); err != nil {
 				b.invalid(key, r.Host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(r.Host, rp.Path, rp.Type), err))
 				continue
@@ -334,4 +334,10 @@ func checkBackend(be Backend) error {
 		return fmt.Errorf("service %q has port number %d: set a number from 1 to 65535 or a port name", be.Service, be.Port.Number)
 	}
 	return nil
+}
+
+// stamp gives a backend of ing what Build copies onto it from the Ingress.
+func (ing *Ingress) stamp(be *Backend, key string) {
+	be.Namespace, be.Ingress, be.policy = ing.Namespace, key, ing.Policy
+	be.NoSSLRedirect, be.ServiceUpstream, be.Protocol = ing.NoSSLRedirect, ing.ServiceUpstream, ing.Protocol
 }

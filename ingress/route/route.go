@@ -72,6 +72,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -142,6 +143,9 @@ type Backend struct {
 	// ServiceUpstream is copied by Build from the Ingress: requests go to
 	// the Service's cluster IP, not to its endpoints (service-upstream).
 	ServiceUpstream bool
+	// Protocol is copied by Build from the Ingress: how its endpoints are
+	// spoken to (backend-protocol).
+	Protocol Protocol
 	// policy is the Policy of the Ingress that defined this backend.
 	policy string
 	// Canary, when set, is the canary of this route: another Ingress's
@@ -220,6 +224,9 @@ type Ingress struct {
 	// ServiceUpstream sends the requests of this Ingress's backends to
 	// their Services' cluster IPs (service-upstream).
 	ServiceUpstream bool
+	// Protocol is how the endpoints of this Ingress's backends are spoken
+	// to (backend-protocol).
+	Protocol Protocol
 	// Canary makes this Ingress a canary: its paths are not routes of
 	// their own but the canaries of the same host and path of another
 	// Ingress; a path no other Ingress routes is rejected.
@@ -280,3 +287,40 @@ type Rejection struct {
 func (r Rejection) String() string {
 	return fmt.Sprintf("%s %s: %s", r.Kind, r.Ingress, r.Reason)
 }
+
+// Protocol is how a backend's endpoints are spoken to, as ingress-nginx's
+// backend-protocol names it. The zero value is HTTP/1.1 in the clear.
+type Protocol uint8
+
+const (
+	HTTP  Protocol = iota
+	HTTPS          // HTTP/1.1 over TLS
+	GRPC           // gRPC: HTTP/2 in the clear (prior knowledge)
+	GRPCS          // gRPC over TLS (HTTP/2 by ALPN)
+	H2C            // HTTP/2 in the clear (prior knowledge)
+)
+
+var protocolNames = [...]string{HTTP: "HTTP", HTTPS: "HTTPS", GRPC: "GRPC", GRPCS: "GRPCS", H2C: "H2C"}
+
+func (p Protocol) String() string {
+	if int(p) < len(protocolNames) {
+		return protocolNames[p]
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParseProtocol reads a backend-protocol value, in any case.
+func ParseProtocol(s string) (Protocol, bool) {
+	for i, n := range protocolNames {
+		if strings.EqualFold(s, n) {
+			return Protocol(i), true
+		}
+	}
+	return HTTP, false
+}
+
+// TLS reports whether the endpoints are spoken to over TLS.
+func (p Protocol) TLS() bool { return p == HTTPS || p == GRPCS }
+
+// HTTP2 reports whether the endpoints are spoken to in HTTP/2.
+func (p Protocol) HTTP2() bool { return p == GRPC || p == GRPCS || p == H2C }

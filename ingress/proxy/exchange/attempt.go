@@ -25,6 +25,7 @@ type attempt struct {
 	tries     int  // attempts allowed, at most one per endpoint
 	fresh     bool // the current attempt goes on a new connection
 	freshUsed bool // the current endpoint had its extra try
+	once      bool // the body streams: sent once, never again
 	next      NextUpstream
 }
 
@@ -44,6 +45,11 @@ func (x *Exchange) Endpoint() (string, netip.AddrPort) {
 // FreshConnection reports whether the current attempt must go on a new
 // connection rather than on a kept-alive one.
 func (x *Exchange) FreshConnection() bool { return x.attempt.fresh }
+
+// SendOnce tells the plan that the request's body goes upstream as the
+// client sends it (a gRPC stream), so that it cannot be sent twice: only a
+// failure to connect, before anything was sent, is tried again.
+func (x *Exchange) SendOnce() { x.attempt.once = true }
 
 // Failure is how an attempt failed, before any of its answer went to the
 // client.
@@ -72,7 +78,7 @@ const (
 // x becomes the client's answer (502, 504).
 func (x *Exchange) Retry(f Failure) bool {
 	a := &x.attempt
-	idem := idempotent(x.method)
+	idem := idempotent(x.method) && !a.once
 	if f == FailStale {
 		if idem && !a.freshUsed {
 			a.fresh, a.freshUsed = true, true

@@ -47,16 +47,18 @@ func (c *Config) Certificate(serverName string) *tls.Certificate {
 
 // Target is a Service port as a route names it. ViaService: requests go
 // to the Service's cluster IP rather than to its endpoints
-// (service-upstream).
+// (service-upstream). Protocol is how the endpoints are spoken to
+// (backend-protocol).
 type Target struct {
 	Namespace, Service string
 	Port               route.Port
 	ViaService         bool
+	Protocol           route.Protocol
 }
 
 // TargetOf returns the target of a service backend.
 func TargetOf(b route.Backend) Target {
-	return Target{Namespace: b.Namespace, Service: b.Service, Port: b.Port, ViaService: b.ServiceUpstream}
+	return Target{Namespace: b.Namespace, Service: b.Service, Port: b.Port, ViaService: b.ServiceUpstream, Protocol: b.Protocol}
 }
 
 // Upstream is the set of ready endpoints of one Target.

@@ -62,6 +62,10 @@ type Request struct {
 	ConnNames bool
 	// Continue: the client waits for 100 Continue before its body.
 	Continue bool
+	// Handed: another front-end decided this request already and handed
+	// it over to be carried out (an event loop, for a tunnel or an
+	// endpoint spoken to by Go's client); its rate limits were charged.
+	Handed bool
 }
 
 // Outcome is what Decide made of a request.
@@ -96,6 +100,10 @@ type Exchange struct {
 	// The plan of a forwarded request.
 	Target   Target
 	Upstream *Upstream
+	// BackendTLS is how the endpoints are spoken to over TLS, when the
+	// Target's Protocol says TLS and its Ingress sets how; nil: nginx's
+	// defaults (see BackendTLS).
+	BackendTLS *BackendTLS
 	// Out is the request head to send.
 	Out Head
 	// Limits are this request's timeouts and body limit.
@@ -196,7 +204,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 			x.answer(403, why)
 			return
 		}
-		if r.limited(who, x.Record.Start) {
+		if !req.Handed && r.limited(who, x.Record.Start) {
 			x.answer(p.s.LimitStatus, "too many requests from this address")
 			return
 		}
@@ -238,6 +246,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	}
 	x.Target = TargetOf(to)
 	x.Record.Target = x.Target
+	if tr := cfg.Rules[to.Ingress]; tr != nil && to.Protocol.TLS() {
+		x.BackendTLS = tr.BackendTLS
+	}
 	up := cfg.Upstreams[x.Target]
 	if up == nil || len(up.Addrs) == 0 {
 		x.answer(503, "the backend service has no ready endpoint")
@@ -259,6 +270,10 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	// Only a WebSocket handshake is tunnelled: a GET-like request with no
 	// body (RFC 6455, 4.1). Any other upgrade is served as a plain request.
 	if req.Upgrade != "" && req.Proto == HTTP11 && h1.Is(req.Upgrade, "websocket") && req.BodyLength == 0 {
+		if to.Protocol != route.HTTP {
+			x.answer(501, "WebSocket to a backend spoken to over TLS or HTTP/2 is not supported yet")
+			return
+		}
 		x.Outcome = Tunnel
 	}
 	x.Upstream = up
@@ -278,7 +293,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 // begin resets x for req.
 func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.Outcome, x.Status, x.Body, x.Close = 0, 0, "", false
-	x.Target, x.Upstream, x.Continue = Target{}, nil, false
+	x.Target, x.Upstream, x.BackendTLS, x.Continue = Target{}, nil, nil, false
 	x.Limits = p.s.Limits
 	x.Out = Head{Fields: x.Out.Fields[:0]}
 	x.fields = x.fields[:0]

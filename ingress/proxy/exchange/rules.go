@@ -47,6 +47,9 @@ type Rules struct {
 	// (limit-whitelist).
 	RateLimits  []*RateLimit
 	LimitExempt []netip.Prefix
+	// BackendTLS, when set, is how the Ingress's endpoints are spoken to
+	// over TLS (the proxy-ssl-* annotations).
+	BackendTLS *BackendTLS
 }
 
 // limited reports whether a request from a is over one of r's rate limits.
