@@ -70,6 +70,9 @@ type annotated struct {
 	regex           bool
 	rewrite         string
 	serviceUpstream bool
+	// protocol and proxySSL: backend-protocol and proxy-ssl-* (backend.go).
+	protocol route.Protocol
+	proxySSL proxySSL
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -123,8 +126,13 @@ var annotations = map[string]annotation{
 		a.rewrite = v
 		return nil
 	}},
-	"enable-cors":      {parse: boolean(func(a *annotated) *bool { return &a.cors })},
-	"service-upstream": {parse: boolean(func(a *annotated) *bool { return &a.serviceUpstream })},
+	"enable-cors":           {parse: boolean(func(a *annotated) *bool { return &a.cors })},
+	"service-upstream":      {parse: boolean(func(a *annotated) *bool { return &a.serviceUpstream })},
+	"backend-protocol":      {parse: parseProtocol},
+	"proxy-ssl-secret":      {parse: parseProxySSL},
+	"proxy-ssl-verify":      {parse: parseProxySSL},
+	"proxy-ssl-name":        {parse: parseProxySSL},
+	"proxy-ssl-server-name": {parse: parseProxySSL},
 	"cors-allow-origin": {parse: func(a *annotated, _, v string) error {
 		var origins []string
 		for o := range strings.SplitSeq(v, ",") {
@@ -252,7 +260,7 @@ var unsupported = []string{
 	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
 	"auth-realm", "auth-request-redirect", "auth-response-headers", "auth-secret-type", "auth-signin",
 	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
-	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth", "backend-protocol",
+	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
@@ -262,8 +270,8 @@ var unsupported = []string{
 	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
 	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
 	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
-	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
-	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
+	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-protocols",
+	"proxy-ssl-verify-depth",
 	"relative-redirects", "satisfy", "server-alias", "session-cookie-change-on-failure",
 	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
 	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",

@@ -134,6 +134,10 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var ings []route.Ingress
 	rules := map[string]*exchange.Rules{}
 	usedLimits := map[limitKey]bool{}
+	secrets := map[types.NamespacedName]*corev1.Secret{}
+	for _, s := range c.secrets {
+		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+	}
 	for _, ing := range c.ingresses {
 		if !c.class.Serves(ing) || c.terminating[ing.Namespace] {
 			continue
@@ -143,6 +147,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		ings = append(ings, ri)
 		key := ri.Namespace + "/" + ri.Name
 		cp.rateLimits(key, &a, usedLimits)
+		probs = append(probs, backendTLS(ing, &a, secrets)...)
 		if a.rules != nil {
 			rules[key] = a.rules
 		}
@@ -173,18 +178,13 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 			slicesOf[k] = append(slicesOf[k], s)
 		}
 	}
-	secrets := map[types.NamespacedName]*corev1.Secret{}
-	for _, s := range c.secrets {
-		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
-	}
-
 	seen := map[types.UID]bool{}
 	for _, ing := range ings {
 		for _, be := range backendsOf(&ing) {
 			if be.Resource != "" || be.Service == "" {
 				continue
 			}
-			t := exchange.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port, ViaService: ing.ServiceUpstream}
+			t := exchange.Target{Namespace: ing.Namespace, Service: be.Service, Port: be.Port, ViaService: ing.ServiceUpstream, Protocol: ing.Protocol}
 			if _, done := cfg.Upstreams[t]; done {
 				continue
 			}
@@ -423,7 +423,7 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	}
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
-	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream = a.regex, a.rewrite, a.serviceUpstream
+	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream, ri.Protocol = a.regex, a.rewrite, a.serviceUpstream, a.protocol
 	if a.canary {
 		c := a.canaryOpts
 		ri.Canary = &c

@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"math"
@@ -15,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/portico-lb/portico/ingress/proxy"
@@ -464,4 +466,97 @@ func TestCompileServiceUpstream(t *testing.T) {
 	if len(probs) != 1 || probs[0].Ingress.Name != "headless" || !strings.Contains(probs[0].Note, "headless") {
 		t.Errorf("problems %v, want one about the headless Service", probs)
 	}
+}
+
+// backend-protocol gives an Ingress's targets their protocol, and
+// proxy-ssl-* their TLS settings, read from a Secret of the Ingress's own
+// namespace; what cannot be read is a Warning, and verification asked
+// for never quietly goes.
+func TestCompileBackendProtocol(t *testing.T) {
+	ca, err := proxy.SelfSigned("backend ca", "web.ns.svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Leaf.Raw})
+	ing := func(name string, ann map[string]string) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Annotations: ann}}
+		i.Spec.IngressClassName = ptr.To("portico")
+		i.Spec.Rules = []networkingv1.IngressRule{{Host: name + ".example", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+			Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
+				Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 443}}}}}}}}}
+		return i
+	}
+	secret := func(ns, name string, data map[string][]byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(ns + name), ResourceVersion: "1"}, Type: corev1.SecretTypeTLS, Data: data}
+	}
+	const n = NginxPrefix
+	for _, c := range []struct {
+		name    string
+		ann     map[string]string
+		proto   route.Protocol
+		tls     func(b *exchange.BackendTLS) bool
+		reasons []string
+	}{
+		{"grpc", map[string]string{n + "backend-protocol": "GRPC"}, route.GRPC, nil, nil},
+		{"lower case", map[string]string{n + "backend-protocol": "grpcs"}, route.GRPCS, nil, nil},
+		{"h2c", map[string]string{n + "backend-protocol": "H2C"}, route.H2C, nil, nil},
+		{"fcgi", map[string]string{n + "backend-protocol": "FCGI"}, route.HTTP, nil, []string{ReasonInvalidAnnotation}},
+		{"https verified by the Secret's CA", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-secret": "ns/ca", n + "proxy-ssl-verify": "on",
+			n + "proxy-ssl-name": "web.internal", n + "proxy-ssl-server-name": "on"}, route.HTTPS,
+			func(b *exchange.BackendTLS) bool {
+				return b.Verify && b.SNI && b.Name == "web.internal" && b.Roots != nil && b.Cert == nil && b.Key != ""
+			}, nil},
+		{"client certificate, no verification", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-secret": "client"}, route.HTTPS,
+			func(b *exchange.BackendTLS) bool { return !b.Verify && b.Cert != nil }, nil},
+		{"verification typo verifies", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-verify": "yes"}, route.HTTPS,
+			func(b *exchange.BackendTLS) bool { return b.Verify }, []string{ReasonInvalidAnnotation}},
+		{"missing Secret trusts nothing", map[string]string{n + "backend-protocol": "GRPCS", n + "proxy-ssl-secret": "gone", n + "proxy-ssl-verify": "on"}, route.GRPCS,
+			func(b *exchange.BackendTLS) bool { return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool()) },
+			[]string{ReasonInvalidAnnotation}},
+		{"another namespace's Secret", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-secret": "other/ca", n + "proxy-ssl-verify": "on"}, route.HTTPS,
+			func(b *exchange.BackendTLS) bool { return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool()) },
+			[]string{ReasonInvalidAnnotation}},
+		{"proxy-ssl without TLS", map[string]string{n + "proxy-ssl-verify": "on"}, route.HTTP, nil, []string{ReasonInvalidAnnotation}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var cp compiler
+			cfg, probs := cp.compile(cluster{class: Class{Name: "portico", Found: true},
+				ingresses: []*networkingv1.Ingress{ing("x", c.ann)},
+				secrets: []*corev1.Secret{
+					secret("ns", "ca", map[string][]byte{"ca.crt": caPEM}),
+					secret("other", "ca", map[string][]byte{"ca.crt": caPEM}),
+					secret("ns", "client", map[string][]byte{"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Leaf.Raw}), "tls.key": keyPEM(t, ca)}),
+				}})
+			be, _ := cfg.Routes.Match("x.example", "/")
+			if be.Protocol != c.proto {
+				t.Errorf("protocol %v, want %v", be.Protocol, c.proto)
+			}
+			if _, ok := cfg.Upstreams[exchange.TargetOf(be)]; !ok {
+				t.Errorf("no Upstream for %+v", exchange.TargetOf(be))
+			}
+			var b *exchange.BackendTLS
+			if r := cfg.Rules["ns/x"]; r != nil {
+				b = r.BackendTLS
+			}
+			if (c.tls == nil) != (b == nil) || c.tls != nil && !c.tls(b) {
+				t.Errorf("backend TLS %+v", b)
+			}
+			var reasons []string
+			for _, p := range probs {
+				reasons = append(reasons, p.Reason)
+			}
+			if !slices.Equal(reasons, c.reasons) {
+				t.Errorf("problems %v, want reasons %v", probs, c.reasons)
+			}
+		})
+	}
+}
+
+func keyPEM(t *testing.T, c *tls.Certificate) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
