@@ -511,10 +511,14 @@ func TestCompileBackendProtocol(t *testing.T) {
 		{"verification typo verifies", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-verify": "yes"}, route.HTTPS,
 			func(b *exchange.BackendTLS) bool { return b.Verify }, []string{ReasonInvalidAnnotation}},
 		{"missing Secret trusts nothing", map[string]string{n + "backend-protocol": "GRPCS", n + "proxy-ssl-secret": "gone", n + "proxy-ssl-verify": "on"}, route.GRPCS,
-			func(b *exchange.BackendTLS) bool { return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool()) },
+			func(b *exchange.BackendTLS) bool {
+				return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool())
+			},
 			[]string{ReasonInvalidAnnotation}},
 		{"another namespace's Secret", map[string]string{n + "backend-protocol": "HTTPS", n + "proxy-ssl-secret": "other/ca", n + "proxy-ssl-verify": "on"}, route.HTTPS,
-			func(b *exchange.BackendTLS) bool { return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool()) },
+			func(b *exchange.BackendTLS) bool {
+				return b.Verify && b.Roots != nil && b.Roots.Equal(x509.NewCertPool())
+			},
 			[]string{ReasonInvalidAnnotation}},
 		{"proxy-ssl without TLS", map[string]string{n + "proxy-ssl-verify": "on"}, route.HTTP, nil, []string{ReasonInvalidAnnotation}},
 	} {

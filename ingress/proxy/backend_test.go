@@ -31,9 +31,9 @@ import (
 // grpcBackend is grpc-go's interop test service, with what it saw.
 type grpcBackend struct {
 	grpc_testing.UnimplementedTestServiceServer
-	mu       sync.Mutex
-	deadline time.Duration // the deadline EmptyCall saw, from its start
-	ended    chan error    // EmptyCall's context's end, as it saw it
+	mu        sync.Mutex
+	deadline  time.Duration // the deadline EmptyCall saw, from its start
+	ended     chan error    // EmptyCall's context's end, as it saw it
 	authority string
 }
 
