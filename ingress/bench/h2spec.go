@@ -40,7 +40,7 @@ func runH2spec(bin string, sections []string, verbose bool) error {
 	if err != nil {
 		return err
 	}
-	done, err := servePortico(ctx, nil, secure, r.backend, r.cert)
+	done, err := servePortico(ctx, nil, secure, backends{http: r.backend}, r.cert)
 	if err != nil {
 		return err
 	}

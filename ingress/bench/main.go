@@ -22,7 +22,7 @@
 //
 // It installs nginx, wrk and h2load with apt-get when they are missing.
 //
-//	go run ./ingress/bench [-protocols plain,https,h2,annotated] [-duration 10s] [-rounds 2]
+//	go run ./ingress/bench [-protocols plain,https,h2,annotated,grpc] [-duration 10s] [-rounds 2]
 //	go run ./ingress/bench -mode memory [-conns 2000] [-loads slow-upload,keep-alive,half-head]
 //	go run ./ingress/bench -mode h2spec -h2spec .cache/bin/h2spec [-v] [http2/8.1.2.2 ...]
 package main
@@ -37,6 +37,14 @@ import (
 )
 
 func main() {
+	if isGRPCBackend() {
+		// The gRPC backend of the gRPC run; see grpc.go.
+		if err := runGRPCBackend(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench gRPC backend:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if isChild() {
 		// Portico's proxy alone, for the memory mode; see portico.go.
 		if err := runChild(); err != nil {
@@ -46,7 +54,7 @@ func main() {
 		return
 	}
 	mode := flag.String("mode", "throughput", "what to measure: throughput, memory or h2spec")
-	protoList := flag.String("protocols", "plain,https,h2,annotated", "throughput: protocols to run, comma-separated (plain, https, h2, annotated)")
+	protoList := flag.String("protocols", "plain,https,h2,annotated,grpc", "throughput: protocols to run, comma-separated (plain, https, h2, annotated, grpc)")
 	var l load
 	flag.DurationVar(&l.duration, "duration", 10*time.Second, "throughput: length of each wrk or h2load run")
 	flag.IntVar(&l.conns, "connections", 64, "throughput: client connections")

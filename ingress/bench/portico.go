@@ -30,11 +30,15 @@ func newCert() (*tls.Certificate, error) {
 	return proxy.SelfSigned(benchHost, benchHost)
 }
 
+// backends are the addresses of the HTTP backend, and of the gRPC one ("":
+// none).
+type backends struct{ http, grpc string }
+
 // servePortico serves plain HTTP on plain and HTTPS (HTTP/1.1 and h2 by
 // ALPN) on secure, either of which may be nil, proxying every request to
 // backend, until ctx ends. The returned channel is closed once the proxy
 // has shut down.
-func servePortico(ctx context.Context, plain, secure net.Listener, backend string, cert *tls.Certificate) (<-chan struct{}, error) {
+func servePortico(ctx context.Context, plain, secure net.Listener, be backends, cert *tls.Certificate) (<-chan struct{}, error) {
 	// The certificate is the default one rather than an Ingress's TLS
 	// Secret: wrk sends the address as SNI, and a TLS host would have plain
 	// HTTP redirected with 308.
@@ -42,8 +46,10 @@ func servePortico(ctx context.Context, plain, secure net.Listener, backend strin
 	if err != nil {
 		return nil, err
 	}
+	backend := be.http
 	to := route.Backend{Service: "backend", Port: route.Port{Number: 80}}
 	canary := route.Backend{Service: "canary", Port: route.Port{Number: 80}}
+	grpcTo := route.Backend{Service: "grpc", Port: route.Port{Number: 80}}
 	paths := []route.Path{{Path: "/", Type: route.Prefix, Backend: to}}
 	// The annotated route (see annotatedServer), as the controller
 	// compiles such an Ingress and its canary.
@@ -56,16 +62,23 @@ func servePortico(ctx context.Context, plain, secure net.Listener, backend strin
 	}, {
 		Namespace: "bench", Name: "annotated-canary", Canary: &route.Canary{Weight: 10, WeightTotal: 100},
 		Rules: []route.Rule{{Host: annotatedHost, Paths: []route.Path{{Path: annotatedPath, Backend: canary}}}},
+	}, {
+		Namespace: "bench", Name: "grpc", Protocol: route.GRPC,
+		Rules: []route.Rule{{Host: grpcHost, Paths: []route.Path{{Path: "/", Type: route.Prefix, Backend: grpcTo}}}},
 	}})
 	if len(rej) > 0 {
 		return nil, fmt.Errorf("routes: %v", rej)
 	}
+	ups := map[exchange.Target]*exchange.Upstream{
+		{Namespace: "bench", Service: to.Service, Port: to.Port}:         exchange.NewUpstream(backend),
+		{Namespace: "bench", Service: canary.Service, Port: canary.Port}: exchange.NewUpstream(backend),
+	}
+	if be.grpc != "" {
+		ups[exchange.Target{Namespace: "bench", Service: grpcTo.Service, Port: grpcTo.Port, Protocol: route.GRPC}] = exchange.NewUpstream(be.grpc)
+	}
 	s.Store(&exchange.Config{
-		Routes: tab,
-		Upstreams: map[exchange.Target]*exchange.Upstream{
-			{Namespace: "bench", Service: to.Service, Port: to.Port}:         exchange.NewUpstream(backend),
-			{Namespace: "bench", Service: canary.Service, Port: canary.Port}: exchange.NewUpstream(backend),
-		},
+		Routes:    tab,
+		Upstreams: ups,
 		Rules: map[string]*exchange.Rules{"bench/annotated": {
 			Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			CORS: &exchange.CORS{Origins: []string{corsOrigin}, Methods: "GET, PUT, POST, DELETE, PATCH, OPTIONS",
@@ -105,7 +118,7 @@ func runChild() error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done, err := servePortico(ctx, ln, nil, os.Getenv(childBackendEnv), nil)
+	done, err := servePortico(ctx, ln, nil, backends{http: os.Getenv(childBackendEnv)}, nil)
 	if err != nil {
 		cancel()
 		return err

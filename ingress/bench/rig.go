@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,7 +23,11 @@ type rig struct {
 	cert              *tls.Certificate
 	certFile, keyFile string
 	backend           string
-	procs             []*exec.Cmd
+	// grpcBackend is the gRPC backend's address, when one was started.
+	grpcBackend string
+	procs       []*exec.Cmd
+	// held are the children's stdin pipes, open while they are to run.
+	held []io.Closer
 }
 
 // newRig starts the backend nginx; it answers "/" with a small fixed body
@@ -106,6 +111,8 @@ const (
 	// ingress-nginx Ingress often does: rewrite-target on a regex path, an
 	// allowlist, CORS, and a canary taking 10%.
 	annotated = "annotated"
+	// grpcKind is gRPC unary calls over TLS and h2 to a gRPC backend.
+	grpcKind = "grpc"
 )
 
 // annotatedPath is the annotated route's path, written as ingress-nginx's
@@ -177,8 +184,15 @@ func (r *rig) startFront(name string, maxConns int, kinds ...string) (*exec.Cmd,
 			return nil, nil, err
 		}
 		addrs[k] = a
-		if k == annotated {
-			extra = annotatedServer(a, r.backend)
+		switch k {
+		case annotated:
+			extra += annotatedServer(a, r.backend)
+			continue
+		case grpcKind:
+			if err := r.startGRPCBackend(); err != nil {
+				return nil, nil, err
+			}
+			extra += grpcServer(a, r.grpcBackend, r.certFile, r.keyFile)
 			continue
 		}
 		// Debian's nginx 1.22 takes http2 as a listen parameter.

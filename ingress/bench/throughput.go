@@ -64,6 +64,14 @@ var protocols = map[string]protocol{
 			return fmt.Sprintf("wrk -t%d -c%d -d%s --latency https://ADDR/, GET / with Host %s, %d rounds, best kept", l.threads, l.conns, l.duration, benchHost, rounds)
 		},
 	},
+	grpcKind: {
+		kind: grpcKind, title: "gRPC unary (TLS 1.3, h2) to a gRPC backend", tool: "h2load", alpn: []string{"h2"},
+		run: h2loadGRPC,
+		describe: func(l load, rounds int) string {
+			return fmt.Sprintf("h2load -c %d -m %d -t %d -D %s https://%s%s (connected to ADDR), %d-byte request and response payloads, after one checked call with grpc-go; Portico backend-protocol GRPC, nginx grpc_pass; %d rounds, best kept",
+				l.conns, l.streams, l.threads, l.duration, grpcHost, grpcMethod, grpcRequestSize, rounds)
+		},
+	},
 	http2: {
 		kind: http2, title: "HTTP/2 (TLS 1.3, h2)", tool: "h2load", alpn: []string{"h2"},
 		run: h2load,
@@ -81,7 +89,7 @@ func runThroughput(names []string, l load, rounds int) error {
 	for _, n := range names {
 		p, ok := protocols[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("unknown protocol %q: plain, https, h2 or annotated", n)
+			return fmt.Errorf("unknown protocol %q: plain, https, h2, annotated or grpc", n)
 		}
 		protos = append(protos, p)
 		tools = append(tools, p.tool)
@@ -116,12 +124,12 @@ func runThroughput(names []string, l load, rounds int) error {
 	if err != nil {
 		return err
 	}
-	done, err := servePortico(ctx, plain, secure, r.backend, r.cert)
+	done, err := servePortico(ctx, plain, secure, backends{http: r.backend, grpc: r.grpcBackend}, r.cert)
 	if err != nil {
 		return err
 	}
 	defer func() { cancel(); <-done }()
-	porticoAddrs := map[string]string{plainHTTP: plain.Addr().String(), https: secure.Addr().String(), http2: secure.Addr().String(), annotated: plain.Addr().String()}
+	porticoAddrs := map[string]string{plainHTTP: plain.Addr().String(), https: secure.Addr().String(), http2: secure.Addr().String(), annotated: plain.Addr().String(), grpcKind: secure.Addr().String()}
 
 	type ratio struct {
 		title    string
@@ -311,10 +319,16 @@ func parseWrk(out []byte) (result, error) {
 // bench.example, and takes the latency percentiles from its per-request
 // log (its summary has only min, max, mean and sd).
 func h2load(addr string, l load, dir string) (result, error) {
+	return h2loadRun(addr, l, dir, "https://"+benchHost+"/")
+}
+
+// h2loadRun runs h2load against addr for url, with extra arguments.
+func h2loadRun(addr string, l load, dir, url string, extra ...string) (result, error) {
 	logFile := filepath.Join(dir, "h2load.log")
 	defer os.Remove(logFile)
-	cmd := command("h2load", "-c", strconv.Itoa(l.conns), "-m", strconv.Itoa(l.streams), "-t", strconv.Itoa(l.threads),
-		"-D", seconds(l.duration), "--connect-to="+addr, "--log-file="+logFile, "https://"+benchHost+"/")
+	args := []string{"-c", strconv.Itoa(l.conns), "-m", strconv.Itoa(l.streams), "-t", strconv.Itoa(l.threads),
+		"-D", seconds(l.duration), "--connect-to=" + addr, "--log-file=" + logFile}
+	cmd := command("h2load", append(append(args, extra...), url)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("h2load: %w: %s", err, out)

@@ -183,6 +183,7 @@ func (st *h2stream) stream(s *Server, w http.ResponseWriter, rc *http.ResponseCo
 	if st.req.BodyLength == 0 {
 		body.r = http.NoBody
 	}
+	defer body.stop()
 	a := s.roundTripStd(r.Context(), x, body)
 	if a == nil {
 		if body.failed != 0 {
@@ -197,7 +198,9 @@ func (st *h2stream) stream(s *Server, w http.ResponseWriter, rc *http.ResponseCo
 }
 
 // streamBody is a request body sent upstream as the client sends it:
-// each read within ClientBodyTimeout, the whole within MaxBodySize.
+// each read within ClientBodyTimeout, the whole within MaxBodySize. Go's
+// client may still read it after the answer ended, when the stream is
+// gone: stop ends that, and it is called before the handler returns.
 type streamBody struct {
 	r      io.Reader
 	rc     *http.ResponseController
@@ -206,6 +209,9 @@ type streamBody struct {
 	read   int64
 	taken  bool
 	failed exchange.BodyFailure
+	// mu is held by a read; stopped: no read touches the stream any more.
+	mu      sync.Mutex
+	stopped bool
 }
 
 func (b *streamBody) reader() io.ReadCloser {
@@ -219,6 +225,11 @@ func (b *streamBody) reader() io.ReadCloser {
 func (b *streamBody) length() int64 { return b.size }
 
 func (b *streamBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return 0, io.ErrClosedPipe
+	}
 	lim := &b.x.Limits
 	_ = b.rc.SetReadDeadline(time.Now().Add(lim.ClientBodyTimeout))
 	n, err := b.r.Read(p)
@@ -237,6 +248,14 @@ func (b *streamBody) Read(p []byte) (int, error) {
 
 // Close leaves the client's stream as it is: the handler's return ends it.
 func (b *streamBody) Close() error { return nil }
+
+// stop ends a read waiting on the client, and every later one.
+func (b *streamBody) stop() {
+	_ = b.rc.SetReadDeadline(time.Unix(1, 0))
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+}
 
 var errBodyTooLarge = errors.New("the request body is larger than the limit")
 

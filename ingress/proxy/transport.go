@@ -331,16 +331,22 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 	if x.Target.Protocol.TLS() {
 		scheme = "https"
 	}
-	path, query, _ := strings.Cut(x.Out.Target, "?")
+	// The head's strings may be views of buffers the front-end and the
+	// core reuse for the next request, and Go's client keeps some (HPACK's
+	// table does): it gets copies.
+	path, query, _ := strings.Cut(strings.Clone(x.Out.Target), "?")
 	u := &url.URL{Scheme: scheme, Host: addr, Opaque: path, RawQuery: query}
 	req := &http.Request{
-		Method: x.Out.Method, URL: u, Host: x.Out.Host, Header: make(http.Header, len(x.Out.Fields)+1),
+		Method: strings.Clone(x.Out.Method), URL: u, Host: strings.Clone(x.Out.Host), Header: make(http.Header, len(x.Out.Fields)+1),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
 	}
 	req = req.WithContext(ctx)
 	for _, f := range x.Out.Fields {
-		k := http.CanonicalHeaderKey(f.Name)
-		req.Header[k] = append(req.Header[k], f.Value)
+		k := http.CanonicalHeaderKey(f.Name) // a copy unless already canonical, when it may be a view
+		if k == f.Name {
+			k = strings.Clone(k)
+		}
+		req.Header[k] = append(req.Header[k], strings.Clone(f.Value))
 	}
 	if p := x.Target.Protocol; (p == route.GRPC || p == route.GRPCS) && req.Header.Get("Te") == "" {
 		req.Header["Te"] = []string{"trailers"} // gRPC servers require it; nginx's grpc_pass sends it
@@ -352,7 +358,10 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 		}
 		if req.ContentLength = body.length(); req.ContentLength != 0 {
 			k := &kickReader{ReadCloser: rd, w: r.w, d: x.Limits.SendTimeout, closed: make(chan struct{})}
-			req.Body, r.sent = k, k.closed
+			req.Body = k
+			if _, buffered := body.(bufferedBody); buffered {
+				r.sent = k.closed // see stdReply.done; a stream guards itself
+			}
 		}
 	}
 	return req, nil
@@ -416,6 +425,7 @@ type stdReply struct {
 	// sent is closed once Go's client is done with the request's body.
 	sent  <-chan struct{}
 	buf   []byte
+	reads int
 	ended bool
 	// trailers are the trailer fields still to give, once the body ended.
 	trailers []h1.Field
@@ -428,9 +438,14 @@ func (r *stdReply) response() *h1.Response { return &r.head }
 // gRPC stream's messages reach it as they come.
 func (r *stdReply) next(timeout time.Duration, flush func() error) (h1.Piece, error) {
 	for !r.ended {
-		if err := flush(); err != nil {
-			return h1.Piece{}, errClientGone
+		// Not before the first read: the head goes out with the first
+		// bytes of the body (gRPC's first message), in one write.
+		if r.reads > 0 {
+			if err := flush(); err != nil {
+				return h1.Piece{}, errClientGone
+			}
 		}
+		r.reads++
 		if r.buf == nil {
 			r.buf = make([]byte, 32<<10)
 		}
