@@ -118,7 +118,7 @@ func (a *annotated) settleAuth(ing types.NamespacedName, spelled map[string]stri
 		ns, name = ing.Namespace, s.secret
 	}
 	if ns != ing.Namespace {
-		// As ingress-nginx's default: an Ingress does not get to use
+		// As ingress-nginx's default since 1.12: an Ingress does not get to use
 		// (nor learn, through Events, the users of) another namespace's
 		// Secret.
 		refuse("annotation %s names a Secret of namespace %s: auth Secrets are read from the Ingress's own namespace only", secretKey, ns)
