@@ -265,7 +265,7 @@ func watchAuthSecrets(ctx context.Context, mgr manager.Manager, handler toolscac
 		},
 	})
 	if err == nil {
-		err = mgr.Add(c)
+		err = mgr.Add(everyReplica{c})
 	}
 	var inf cache.Informer
 	if err == nil {
@@ -279,3 +279,9 @@ func watchAuthSecrets(ctx context.Context, mgr manager.Manager, handler toolscac
 	}
 	return c, nil
 }
+
+// everyReplica runs a cache on every replica, not on the leader only (the
+// manager's default for what it is given): every replica serves traffic.
+type everyReplica struct{ cache.Cache }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
