@@ -76,7 +76,9 @@ type annotated struct {
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
-	probs                       []problem
+	// auth: auth-type, auth-secret, auth-secret-type, auth-realm (auth.go).
+	auth  authSpec
+	probs []problem
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -232,6 +234,10 @@ var annotations = map[string]annotation{
 		a.rulesOf().AppRoot = v
 		return nil
 	}},
+	"auth-type":        {parse: authType, access: true},
+	"auth-secret":      {parse: authSecret, access: true},
+	"auth-secret-type": {parse: authSecretType, access: true},
+	"auth-realm":       {parse: authRealm},
 	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -249,7 +255,7 @@ var annotations = map[string]annotation{
 // served and that Portico cannot enforce yet: any of them refuses the
 // Ingress's requests (403) rather than serving them unprotected.
 var accessUnsupported = []string{
-	"auth-type", "auth-secret", "auth-url", "auth-tls-secret", "auth-tls-verify-client",
+	"auth-url", "auth-tls-secret", "auth-tls-verify-client",
 }
 
 // unsupported are the other ingress-nginx annotations, known and not
@@ -258,7 +264,7 @@ var unsupported = []string{
 	"affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie",
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
 	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
-	"auth-realm", "auth-request-redirect", "auth-response-headers", "auth-secret-type", "auth-signin",
+	"auth-request-redirect", "auth-response-headers", "auth-signin",
 	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
 	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
@@ -335,11 +341,15 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleRedirect(spelled, warn)
 	a.settleCanary(spelled, warn)
 	a.settleCORS(spelled, warn)
+	a.settleAuth(key, spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
 			fmt.Fprintf(&policy, "%s=%q\n", name, values[name])
 		}
+	}
+	if a.auth.ref.Name != "" { // a name means a Secret of the Ingress's namespace
+		fmt.Fprintf(&policy, "auth-secret-ref=%q\n", a.auth.ref.String())
 	}
 	a.policy = policy.String()
 	if w, ok := values["whitelist-source-range"]; ok {

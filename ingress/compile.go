@@ -115,6 +115,9 @@ type compiler struct {
 	// so that a change elsewhere in the cluster does not refill every
 	// client's bucket; by Ingress and limit.
 	limits map[limitKey]*exchange.RateLimit
+	// auths keeps each Ingress's BasicAuth while its Secret and settings
+	// stay the same, with the logins it remembers (auth.go).
+	auths map[authKey]authEntry
 }
 
 type limitKey struct {
@@ -133,7 +136,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var probs []problem
 	var ings []route.Ingress
 	rules := map[string]*exchange.Rules{}
-	usedLimits := map[limitKey]bool{}
+	usedLimits, usedAuths := map[limitKey]bool{}, map[authKey]bool{}
 	secrets := map[types.NamespacedName]*corev1.Secret{}
 	for _, s := range c.secrets {
 		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
@@ -148,6 +151,9 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		key := ri.Namespace + "/" + ri.Name
 		cp.rateLimits(key, &a, usedLimits)
 		probs = append(probs, backendTLS(ing, &a, secrets)...)
+		if a.auth.ref.Name != "" {
+			probs = append(probs, cp.basicAuth(splitKey(key), &a, secrets, usedAuths)...)
+		}
 		if a.rules != nil {
 			rules[key] = a.rules
 		}
@@ -157,6 +163,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 			delete(cp.limits, k)
 		}
 	}
+	cp.forgetAuths(usedAuths)
 	tab, rejected := route.Build(ings)
 	for _, r := range rejected {
 		reason := ReasonInvalidRoute

@@ -1,6 +1,6 @@
 // Package ingress is the Kubernetes side of Portico's bundled ingress: it
 // watches Ingresses, IngressClasses, Services, EndpointSlices, TLS
-// Secrets and Namespaces (for the ones being deleted), compiles them into a exchange.Config on every change and swaps it
+// Secrets, Opaque Secrets (for auth-secret) and Namespaces (for the ones being deleted), compiles them into a exchange.Config on every change and swaps it
 // into the proxy; it posts Warning Events for what it cannot serve; and the
 // leader among the replicas writes the ingress Service's LoadBalancer
 // addresses into the status of every Ingress it serves.
@@ -71,6 +71,9 @@ type Controller struct {
 	elected <-chan struct{}
 	log     *slog.Logger
 
+	// authCache holds the Opaque Secrets (auth.go, watchAuthSecrets).
+	authCache cache.Cache
+
 	kick chan struct{}
 	// loaded is closed after the first Config is stored.
 	loaded chan struct{}
@@ -116,6 +119,11 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 			return nil, fmt.Errorf("watching %T: %w", obj, err)
 		}
 	}
+	authCache, err := watchAuthSecrets(ctx, mgr, poke)
+	if err != nil {
+		return nil, err
+	}
+	c.authCache = authCache
 	if err := mgr.Add(c); err != nil {
 		return nil, err
 	}
@@ -150,7 +158,7 @@ func (c *Controller) poke() {
 
 // Start runs the compile loop until ctx ends.
 func (c *Controller) Start(ctx context.Context) error {
-	if !c.cache.WaitForCacheSync(ctx) {
+	if !c.cache.WaitForCacheSync(ctx) || !c.authCache.WaitForCacheSync(ctx) {
 		return ctx.Err()
 	}
 	go func() { // a new leader posts the Events the old one did or did not
@@ -222,6 +230,13 @@ func (c *Controller) sync(ctx context.Context) error {
 	}
 	for i := range secrets.Items {
 		cl.secrets = append(cl.secrets, &secrets.Items[i])
+	}
+	var opaque corev1.SecretList
+	if err := c.authCache.List(ctx, &opaque, client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	for i := range opaque.Items {
+		cl.secrets = append(cl.secrets, &opaque.Items[i])
 	}
 	var namespaces corev1.NamespaceList
 	if err := c.reader.List(ctx, &namespaces, client.UnsafeDisableDeepCopy); err != nil {

@@ -233,6 +233,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 			x.cors, x.corsOK = r.CORS, allow
 		}
 	}
+	if r != nil && r.Auth != nil && !p.authenticate(r.Auth, req, x) {
+		return
+	}
 	to := be
 	if c := be.Canary; c != nil && chooseCanary(req, c) {
 		// The canary takes the request's endpoints only: the route's

@@ -50,6 +50,11 @@ type Rules struct {
 	// BackendTLS, when set, is how the Ingress's endpoints are spoken to
 	// over TLS (the proxy-ssl-* annotations).
 	BackendTLS *BackendTLS
+	// Auth, when set, is the route's Basic authentication (auth-type),
+	// checked after the redirects and CORS preflights, as nginx's access
+	// phase comes after its rewrites: credentials are never asked for
+	// over plain HTTP on a host that redirects to HTTPS.
+	Auth *BasicAuth
 }
 
 // limited reports whether a request from a is over one of r's rate limits.
