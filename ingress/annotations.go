@@ -70,6 +70,8 @@ type annotated struct {
 	regex           bool
 	rewrite         string
 	serviceUpstream bool
+	// fromToWWW: from-to-www-redirect (route.Ingress.FromToWWW).
+	fromToWWW bool
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -235,6 +237,8 @@ var annotations = map[string]annotation{
 		a.rulesOf().Tries = n
 		return nil
 	}},
+	// Traffic: see route/www.go, exchange/connlimit.go, exchange/affinity.go.
+	"from-to-www-redirect": {parse: boolean(func(a *annotated) *bool { return &a.fromToWWW })},
 }
 
 // accessUnsupported are the ingress-nginx annotations that restrict who is
@@ -256,7 +260,7 @@ var unsupported = []string{
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
-	"enable-rewrite-log", "from-to-www-redirect", "global-rate-limit", "http2-push-preload",
+	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
 	"limit-connections", "limit-rate", "limit-rate-after", "load-balance", "mirror-host",
 	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
 	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",

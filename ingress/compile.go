@@ -424,6 +424,7 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
 	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream = a.regex, a.rewrite, a.serviceUpstream
+	ri.FromToWWW = a.fromToWWW
 	if a.canary {
 		c := a.canaryOpts
 		ri.Canary = &c

@@ -59,6 +59,7 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 	for _, ing := range canaries { // once every route they could join is in
 		b.addCanary(ing, ing.key())
 	}
+	b.addWWW(order)
 
 	for _, p := range b.t.exact {
 		p.finish()

@@ -224,6 +224,10 @@ type Ingress struct {
 	// their own but the canaries of the same host and path of another
 	// Ingress; a path no other Ingress routes is rejected.
 	Canary *Canary
+	// FromToWWW: requests for the other host of each rule host ("www."
+	// added or taken off) are redirected to it (from-to-www-redirect),
+	// unless some Ingress has rules for that host (see Table.WWWRedirect).
+	FromToWWW bool
 	// Policy stands for everything else the Ingress sets on how its routes
 	// are served (access, limits, redirects: its annotations), compared
 	// only for equality. Two Ingresses that claim the same route for the

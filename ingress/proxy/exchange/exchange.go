@@ -180,6 +180,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		return
 	}
 	x.Record.Path = path
+	if p.fromToWWW(cfg, req, path, x) {
+		return
+	}
 	be, ok := cfg.Routes.Match(req.Host, path)
 	if !ok {
 		x.answer(404, "no route for this host and path")
