@@ -239,6 +239,7 @@ var annotations = map[string]annotation{
 	}},
 	// Traffic: see route/www.go, exchange/connlimit.go, exchange/affinity.go.
 	"from-to-www-redirect": {parse: boolean(func(a *annotated) *bool { return &a.fromToWWW })},
+	"limit-connections":    {parse: count(func(l *limitSpec) *int { return &l.conns })},
 }
 
 // accessUnsupported are the ingress-nginx annotations that restrict who is
@@ -261,7 +262,7 @@ var unsupported = []string{
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
 	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
-	"limit-connections", "limit-rate", "limit-rate-after", "load-balance", "mirror-host",
+	"limit-rate", "limit-rate-after", "load-balance", "mirror-host",
 	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
 	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
 	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
@@ -475,7 +476,7 @@ func validOrigin(o string) bool {
 }
 
 // limitSpec is what the rate-limit annotations ask for.
-type limitSpec struct{ rps, rpm, burst int }
+type limitSpec struct{ rps, rpm, burst, conns int }
 
 // count parses a whole number of requests from 1 to 1000000 into the
 // field picks.

@@ -115,6 +115,8 @@ type compiler struct {
 	// so that a change elsewhere in the cluster does not refill every
 	// client's bucket; by Ingress and limit.
 	limits map[limitKey]*exchange.RateLimit
+	// conns does the same for limit-connections (traffic.go).
+	conns map[limitKey]*exchange.ConnLimit
 }
 
 type limitKey struct {
@@ -143,6 +145,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		ings = append(ings, ri)
 		key := ri.Namespace + "/" + ri.Name
 		cp.rateLimits(key, &a, usedLimits)
+		cp.connLimit(key, &a, usedLimits)
 		if a.rules != nil {
 			rules[key] = a.rules
 		}
@@ -150,6 +153,11 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	for k := range cp.limits {
 		if !usedLimits[k] {
 			delete(cp.limits, k)
+		}
+	}
+	for k := range cp.conns {
+		if !usedLimits[k] {
+			delete(cp.conns, k)
 		}
 	}
 	tab, rejected := route.Build(ings)

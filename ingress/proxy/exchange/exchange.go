@@ -115,6 +115,8 @@ type Exchange struct {
 	client   clientCache
 	lastHost string // the last Host given to a Record, copied
 	ids      idSource
+	held     *ConnLimit // the limit x's request is counted in, until End
+	heldBy   netip.Addr
 }
 
 // Head is a request head to send upstream. Fields are the header fields
@@ -203,6 +205,10 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 			x.answer(p.s.LimitStatus, "too many requests from this address")
 			return
 		}
+		if !r.admitConn(who, x) {
+			x.answer(p.s.LimitStatus, "too many requests in flight from this address")
+			return
+		}
 		if r.RedirectCode != 0 {
 			x.answer(r.RedirectCode, "", h1.Field{Name: "Location", Value: r.RedirectURL})
 			return
@@ -280,6 +286,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 
 // begin resets x for req.
 func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
+	x.End()
 	x.Outcome, x.Status, x.Body, x.Close = 0, 0, "", false
 	x.Target, x.Upstream, x.Continue = Target{}, nil, false
 	x.Limits = p.s.Limits

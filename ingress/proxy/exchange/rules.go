@@ -47,6 +47,19 @@ type Rules struct {
 	// (limit-whitelist).
 	RateLimits  []*RateLimit
 	LimitExempt []netip.Prefix
+	// ConnLimit, when set, limits the requests each client address has in
+	// flight (limit-connections); LimitExempt are not counted either.
+	ConnLimit *ConnLimit
+}
+
+// admitConn counts x's request from a in r's ConnLimit, reporting false
+// when a has too many in flight.
+func (r *Rules) admitConn(a netip.Addr, x *Exchange) bool {
+	if r.ConnLimit == nil {
+		return true
+	}
+	a = a.Unmap().WithZone("")
+	return in(r.LimitExempt, a) || x.hold(r.ConnLimit, a)
 }
 
 // limited reports whether a request from a is over one of r's rate limits.
