@@ -72,6 +72,10 @@ type annotated struct {
 	serviceUpstream bool
 	// fromToWWW: from-to-www-redirect (route.Ingress.FromToWWW).
 	fromToWWW bool
+	// affinity: affinity "cookie"; affinityOpts collects the
+	// session-cookie-* and affinity-mode annotations (traffic.go).
+	affinity     bool
+	affinityOpts exchange.Affinity
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -238,8 +242,33 @@ var annotations = map[string]annotation{
 		return nil
 	}},
 	// Traffic: see route/www.go, exchange/connlimit.go, exchange/affinity.go.
-	"from-to-www-redirect": {parse: boolean(func(a *annotated) *bool { return &a.fromToWWW })},
-	"limit-connections":    {parse: count(func(l *limitSpec) *int { return &l.conns })},
+	"from-to-www-redirect":    {parse: boolean(func(a *annotated) *bool { return &a.fromToWWW })},
+	"limit-connections":       {parse: count(func(l *limitSpec) *int { return &l.conns })},
+	"affinity":                {parse: parseAffinity},
+	"affinity-mode":           {parse: parseAffinityMode},
+	"session-cookie-name":     {parse: parseCookieName},
+	"session-cookie-path":     {parse: parseCookiePath},
+	"session-cookie-max-age":  {parse: seconds(func(a *exchange.Affinity) *int { return &a.MaxAge })},
+	"session-cookie-expires":  {parse: seconds(func(a *exchange.Affinity) *int { return &a.Expires })},
+	"session-cookie-samesite": {parse: parseSameSite},
+	"session-cookie-secure": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.affinityOpts.Secure, a.affinityOpts.SecureSet = b, err == nil
+		return err
+	}},
+	"session-cookie-change-on-failure": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.affinityOpts.ChangeOnFailure = b
+		return err
+	}},
+	"upstream-hash-by": {parse: func(a *annotated, _, v string) error {
+		k, err := exchange.ParseHashKey(v)
+		if err != nil {
+			return fmt.Errorf("%w; requests are spread round robin", err)
+		}
+		a.rulesOf().HashBy = k
+		return nil
+	}},
 }
 
 // accessUnsupported are the ingress-nginx annotations that restrict who is
@@ -252,7 +281,7 @@ var accessUnsupported = []string{
 // unsupported are the other ingress-nginx annotations, known and not
 // implemented yet: each gets a Warning saying it has no effect.
 var unsupported = []string{
-	"affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie",
+	"affinity-canary-behavior", "auth-always-set-cookie",
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
 	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
 	"auth-realm", "auth-request-redirect", "auth-response-headers", "auth-secret-type", "auth-signin",
@@ -269,11 +298,10 @@ var unsupported = []string{
 	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
 	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-name", "proxy-ssl-protocols",
 	"proxy-ssl-secret", "proxy-ssl-server-name", "proxy-ssl-verify", "proxy-ssl-verify-depth",
-	"relative-redirects", "satisfy", "server-alias", "session-cookie-change-on-failure",
-	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
-	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
-	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
-	"upstream-hash-by", "upstream-hash-by-subset", "upstream-hash-by-subset-size",
+	"relative-redirects", "satisfy", "server-alias",
+	"session-cookie-conditional-samesite-none", "session-cookie-domain",
+	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -332,6 +360,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleRedirect(spelled, warn)
 	a.settleCanary(spelled, warn)
 	a.settleCORS(spelled, warn)
+	a.settleAffinity(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {

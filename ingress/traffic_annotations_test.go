@@ -76,3 +76,50 @@ func TestLimitConnectionsAnnotation(t *testing.T) {
 		t.Error("limit-connections is not in the Policy")
 	}
 }
+
+func TestAffinityAnnotations(t *testing.T) {
+	_, a := toRoute(trafficIngress(map[string]string{
+		NginxPrefix + "affinity": "cookie", NginxPrefix + "affinity-mode": "persistent", NginxPrefix + "session-cookie-name": "route",
+		NginxPrefix + "session-cookie-path": "/app", NginxPrefix + "session-cookie-max-age": "3600", NginxPrefix + "session-cookie-expires": "7200",
+		NginxPrefix + "session-cookie-samesite": "lax", NginxPrefix + "session-cookie-secure": "true", NginxPrefix + "session-cookie-change-on-failure": "true",
+	}))
+	want := exchange.Affinity{Cookie: "route", Path: "/app", MaxAge: 3600, Expires: 7200, SameSite: "Lax", Secure: true, SecureSet: true, Persistent: true, ChangeOnFailure: true}
+	if len(a.probs) != 0 || a.rules == nil || a.rules.Affinity == nil || *a.rules.Affinity != want {
+		t.Fatalf("rules %+v, problems %v; want affinity %+v", a.rules, a.probs, want)
+	}
+	_, a = toRoute(trafficIngress(map[string]string{NginxPrefix + "affinity": "cookie"}))
+	if got := a.rules.Affinity; got == nil || got.Cookie != "INGRESSCOOKIE" || got.Persistent || got.SecureSet {
+		t.Errorf("defaults: %+v, want INGRESSCOOKIE, balanced, Secure by the request", got)
+	}
+	for _, bad := range []map[string]string{
+		{NginxPrefix + "affinity": "ip"},
+		{NginxPrefix + "session-cookie-name": "route"}, // without affinity
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "affinity-mode": "sticky"},
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "session-cookie-samesite": "Loose"},
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "session-cookie-name": "a b"},
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "session-cookie-path": "/a;b"},
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "session-cookie-max-age": "-5"},
+		{NginxPrefix + "affinity": "cookie", NginxPrefix + "upstream-hash-by": "$host"},
+	} {
+		if _, a := toRoute(trafficIngress(bad)); len(a.probs) != 1 || a.probs[0].Reason != ReasonInvalidAnnotation {
+			t.Errorf("%v: problems %v, want one InvalidAnnotation", bad, a.probs)
+		}
+	}
+	off, _ := toRoute(trafficIngress(nil))
+	on, _ := toRoute(trafficIngress(map[string]string{NginxPrefix + "affinity": "cookie"}))
+	hashed, _ := toRoute(trafficIngress(map[string]string{NginxPrefix + "upstream-hash-by": "$host"}))
+	if off.Policy == on.Policy || off.Policy == hashed.Policy {
+		t.Error("affinity or upstream-hash-by is not in the Policy")
+	}
+}
+
+func TestUpstreamHashByAnnotation(t *testing.T) {
+	_, a := toRoute(trafficIngress(map[string]string{PorticoPrefix + "upstream-hash-by": "${request_uri}-x"}))
+	if len(a.probs) != 0 || a.rules == nil || a.rules.HashBy == nil || a.rules.HashBy.String() != "${request_uri}-x" {
+		t.Errorf("rules %+v, problems %v", a.rules, a.probs)
+	}
+	_, a = toRoute(trafficIngress(map[string]string{NginxPrefix + "upstream-hash-by": "$request_id"}))
+	if len(a.probs) != 1 || a.probs[0].Reason != ReasonInvalidAnnotation || a.rules != nil && a.rules.HashBy != nil {
+		t.Errorf("an unknown variable: rules %+v, problems %v; want round robin and an InvalidAnnotation", a.rules, a.probs)
+	}
+}

@@ -181,6 +181,7 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 
 func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
+	be.RulePath = rp.Path
 	be.Namespace, be.Ingress, be.NoSSLRedirect, be.ServiceUpstream, be.policy = ing.Namespace, key, ing.NoSSLRedirect, ing.ServiceUpstream, ing.Policy
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))

@@ -142,6 +142,9 @@ type Backend struct {
 	// ServiceUpstream is copied by Build from the Ingress: requests go to
 	// the Service's cluster IP, not to its endpoints (service-upstream).
 	ServiceUpstream bool
+	// RulePath is the path of the rule that defined this backend, as
+	// written; "" for a defaultBackend. Build sets it.
+	RulePath string
 	// policy is the Policy of the Ingress that defined this backend.
 	policy string
 	// Canary, when set, is the canary of this route: another Ingress's

@@ -115,6 +115,7 @@ type Exchange struct {
 	client   clientCache
 	lastHost string // the last Host given to a Record, copied
 	ids      idSource
+	sticky   sticky     // affinity.go
 	held     *ConnLimit // the limit x's request is counted in, until End
 	heldBy   netip.Addr
 }
@@ -279,7 +280,11 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if r != nil {
 		r.adjustHead(&x.Out)
 	}
-	x.attempt.start(up, tries, next)
+	first := -1
+	if r != nil {
+		first = x.choose(r, req, up, be.RulePath)
+	}
+	x.attempt.start(up, tries, next, first)
 	x.Record.Attempts = 1
 	x.Record.Endpoint = up.Addrs[x.attempt.index()]
 }
@@ -293,6 +298,7 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.Out = Head{Fields: x.Out.Fields[:0]}
 	x.fields = x.fields[:0]
 	x.cors, x.corsOK = nil, ""
+	x.sticky = sticky{}
 	x.scratch = x.scratch[:0]
 	x.policy, x.method = p, req.Method
 	if req.Client != x.client.addr || x.client.ip == "" {

@@ -50,6 +50,11 @@ type Rules struct {
 	// ConnLimit, when set, limits the requests each client address has in
 	// flight (limit-connections); LimitExempt are not counted either.
 	ConnLimit *ConnLimit
+	// Affinity, when set, keeps each client on one endpoint (affinity:
+	// cookie); else HashBy, when set, chooses the endpoint by a hash of
+	// the request (upstream-hash-by).
+	Affinity *Affinity
+	HashBy   *HashKey
 }
 
 // admitConn counts x's request from a in r's ConnLimit, reporting false
