@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -115,5 +117,92 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited 5 s for %s", what)
 		}
+	}
+}
+
+// stickyProxy serves sticky.example from three echo endpoints under rules.
+func stickyProxy(t *testing.T, rules *exchange.Rules) (p *proxy, backends map[string]string) {
+	t.Helper()
+	backends = map[string]string{}
+	var addrs []string
+	for _, name := range []string{"b1", "b2", "b3"} {
+		a := addr(echo(t, name))
+		backends[a] = name
+		addrs = append(addrs, a)
+	}
+	p = start(t, Options{})
+	p.Store(&exchange.Config{
+		Routes:    table(t, ingress("sticky", "sticky.example", prefix("/app", "web"))),
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addrs...)},
+		Rules:     map[string]*exchange.Rules{"ns/sticky": rules},
+	})
+	return p, backends
+}
+
+// affinity: cookie over a socket: the first answer sets the cookie, and
+// every request with it goes to the same one of three endpoints, over
+// HTTP/1.1 and HTTP/2 alike.
+func TestAffinityOverSockets(t *testing.T) {
+	for _, persistent := range []bool{true, false} {
+		p, _ := stickyProxy(t, &exchange.Rules{Affinity: &exchange.Affinity{Cookie: "INGRESSCOOKIE", Persistent: persistent, MaxAge: 60, SameSite: "Lax"}})
+		res := raw(t, p.plain, "GET /app HTTP/1.1\r\nHost: sticky.example\r\n\r\n")
+		cookies := res.Cookies()
+		if len(cookies) != 1 || cookies[0].Name != "INGRESSCOOKIE" || cookies[0].Path != "/app" || cookies[0].MaxAge != 60 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode {
+			t.Fatalf("persistent %v: Set-Cookie %q, want INGRESSCOOKIE with Path=/app, Max-Age=60, HttpOnly, SameSite=Lax", persistent, res.Header.Values("Set-Cookie"))
+		}
+		first := res.Header.Get("X-Backend")
+		for i := range 12 {
+			res := raw(t, p.plain, "GET /app/x HTTP/1.1\r\nHost: sticky.example\r\nCookie: other=1; INGRESSCOOKIE="+cookies[0].Value+"\r\n\r\n")
+			if got := res.Header.Get("X-Backend"); got != first || res.Header.Get("Set-Cookie") != "" {
+				t.Fatalf("persistent %v, request %d with the cookie: %s (Set-Cookie %q), want %s and no cookie", persistent, i, got, res.Header.Get("Set-Cookie"), first)
+			}
+		}
+		// Without the cookie, the requests spread.
+		seen := map[string]bool{}
+		for range 12 {
+			seen[raw(t, p.plain, "GET /app HTTP/1.1\r\nHost: sticky.example\r\n\r\n").Header.Get("X-Backend")] = true
+		}
+		if len(seen) < 2 {
+			t.Errorf("persistent %v: 12 new sessions all went to %v", persistent, seen)
+		}
+		// HTTP/2 through the TLS listener: the same endpoint.
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+		req, _ := http.NewRequest("GET", "https://"+p.secure+"/app", nil)
+		req.Host = "sticky.example"
+		req.AddCookie(cookies[0])
+		r2, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		c.CloseIdleConnections()
+		if r2.ProtoMajor != 2 || r2.Header.Get("X-Backend") != first {
+			t.Errorf("persistent %v over %s: %s, want %s over HTTP/2", persistent, r2.Proto, r2.Header.Get("X-Backend"), first)
+		}
+	}
+}
+
+// upstream-hash-by over a socket: a key always reaches the same endpoint.
+func TestUpstreamHashByOverSockets(t *testing.T) {
+	k, err := exchange.ParseHashKey("$http_x_user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := stickyProxy(t, &exchange.Rules{HashBy: k})
+	users := map[string]string{}
+	spread := map[string]bool{}
+	for round := range 3 {
+		for u := range 10 {
+			user := fmt.Sprint("user-", u)
+			got := raw(t, p.plain, "GET /app HTTP/1.1\r\nHost: sticky.example\r\nX-User: "+user+"\r\n\r\n").Header.Get("X-Backend")
+			if round > 0 && got != users[user] {
+				t.Errorf("%s went to %s, then %s", user, users[user], got)
+			}
+			users[user] = got
+			spread[got] = true
+		}
+	}
+	if len(spread) < 2 {
+		t.Errorf("10 keys all went to %v", spread)
 	}
 }
