@@ -73,6 +73,12 @@ type annotated struct {
 	// protocol and proxySSL: backend-protocol and proxy-ssl-* (backend.go).
 	protocol route.Protocol
 	proxySSL proxySSL
+	// fromToWWW: from-to-www-redirect (route.Ingress.FromToWWW).
+	fromToWWW bool
+	// affinity: affinity "cookie"; affinityOpts collects the
+	// session-cookie-* and affinity-mode annotations (traffic.go).
+	affinity     bool
+	affinityOpts exchange.Affinity
 	// The redirects, settled once every annotation is read.
 	permanent, temporal         string
 	permanentCode, temporalCode int
@@ -249,6 +255,34 @@ var annotations = map[string]annotation{
 		a.rulesOf().Tries = n
 		return nil
 	}},
+	// Traffic: see route/www.go, exchange/connlimit.go, exchange/affinity.go.
+	"from-to-www-redirect":    {parse: boolean(func(a *annotated) *bool { return &a.fromToWWW })},
+	"limit-connections":       {parse: count(func(l *limitSpec) *int { return &l.conns })},
+	"affinity":                {parse: parseAffinity},
+	"affinity-mode":           {parse: parseAffinityMode},
+	"session-cookie-name":     {parse: parseCookieName},
+	"session-cookie-path":     {parse: parseCookiePath},
+	"session-cookie-max-age":  {parse: seconds(func(a *exchange.Affinity) *int { return &a.MaxAge })},
+	"session-cookie-expires":  {parse: seconds(func(a *exchange.Affinity) *int { return &a.Expires })},
+	"session-cookie-samesite": {parse: parseSameSite},
+	"session-cookie-secure": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.affinityOpts.Secure, a.affinityOpts.SecureSet = b, err == nil
+		return err
+	}},
+	"session-cookie-change-on-failure": {parse: func(a *annotated, _, v string) error {
+		b, err := parseBool(v)
+		a.affinityOpts.ChangeOnFailure = b
+		return err
+	}},
+	"upstream-hash-by": {parse: func(a *annotated, _, v string) error {
+		k, err := exchange.ParseHashKey(v)
+		if err != nil {
+			return fmt.Errorf("%w; requests are spread round robin", err)
+		}
+		a.rulesOf().HashBy = k
+		return nil
+	}},
 }
 
 // accessUnsupported are the ingress-nginx annotations that restrict who is
@@ -261,7 +295,7 @@ var accessUnsupported = []string{
 // unsupported are the other ingress-nginx annotations, known and not
 // implemented yet: each gets a Warning saying it has no effect.
 var unsupported = []string{
-	"affinity", "affinity-canary-behavior", "affinity-mode", "auth-always-set-cookie",
+	"affinity-canary-behavior", "auth-always-set-cookie",
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
 	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
 	"auth-request-redirect", "auth-response-headers", "auth-signin",
@@ -270,19 +304,17 @@ var unsupported = []string{
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
-	"enable-rewrite-log", "from-to-www-redirect", "global-rate-limit", "http2-push-preload",
-	"limit-connections", "limit-rate", "limit-rate-after", "load-balance", "mirror-host",
+	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
+	"limit-rate", "limit-rate-after", "load-balance", "mirror-host",
 	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
 	"opentelemetry-trust-incoming-span", "preserve-trailing-slash", "proxy-buffer-size",
 	"proxy-buffering", "proxy-buffers-number", "proxy-cookie-domain", "proxy-cookie-path",
 	"proxy-http-version", "proxy-max-temp-file-size", "proxy-redirect-from", "proxy-redirect-to",
-	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-protocols",
-	"proxy-ssl-verify-depth",
-	"relative-redirects", "satisfy", "server-alias", "session-cookie-change-on-failure",
-	"session-cookie-conditional-samesite-none", "session-cookie-domain", "session-cookie-expires",
-	"session-cookie-max-age", "session-cookie-name", "session-cookie-path", "session-cookie-samesite",
-	"session-cookie-secure", "ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
-	"upstream-hash-by", "upstream-hash-by-subset", "upstream-hash-by-subset-size",
+	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-protocols", "proxy-ssl-verify-depth",
+	"relative-redirects", "satisfy", "server-alias",
+	"session-cookie-conditional-samesite-none", "session-cookie-domain",
+	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"upstream-hash-by-subset", "upstream-hash-by-subset-size",
 }
 
 // readAnnotations applies the annotations of an Ingress and says what it
@@ -342,6 +374,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleCanary(spelled, warn)
 	a.settleCORS(spelled, warn)
 	a.settleAuth(key, spelled, warn)
+	a.settleAffinity(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
@@ -489,7 +522,7 @@ func validOrigin(o string) bool {
 }
 
 // limitSpec is what the rate-limit annotations ask for.
-type limitSpec struct{ rps, rpm, burst int }
+type limitSpec struct{ rps, rpm, burst, conns int }
 
 // count parses a whole number of requests from 1 to 1000000 into the
 // field picks.

@@ -118,6 +118,8 @@ type compiler struct {
 	// auths keeps each Ingress's BasicAuth while its Secret and settings
 	// stay the same, with the logins it remembers (auth.go).
 	auths map[authKey]authEntry
+	// conns does the same for limit-connections (traffic.go).
+	conns map[limitKey]*exchange.ConnLimit
 }
 
 type limitKey struct {
@@ -154,6 +156,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		if a.auth.ref.Name != "" {
 			probs = append(probs, cp.basicAuth(splitKey(key), &a, secrets, usedAuths)...)
 		}
+		cp.connLimit(key, &a, usedLimits)
 		if a.rules != nil {
 			rules[key] = a.rules
 		}
@@ -164,6 +167,11 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		}
 	}
 	cp.forgetAuths(usedAuths)
+	for k := range cp.conns {
+		if !usedLimits[k] {
+			delete(cp.conns, k)
+		}
+	}
 	tab, rejected := route.Build(ings)
 	for _, r := range rejected {
 		reason := ReasonInvalidRoute
@@ -431,6 +439,7 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
 	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream, ri.Protocol = a.regex, a.rewrite, a.serviceUpstream, a.protocol
+	ri.FromToWWW = a.fromToWWW
 	if a.canary {
 		c := a.canaryOpts
 		ri.Canary = &c

@@ -153,7 +153,7 @@ func TestAnnotations(t *testing.T) {
 		{"ours wins", map[string]string{nginx + "ssl-redirect": "false", SSLRedirectAnnotation: "true"}, false, false, nil, nil},
 		{"ssl-redirect typo", map[string]string{SSLRedirectAnnotation: "False"}, false, false, nil, []string{ReasonInvalidAnnotation}},
 		{"unknown of ours", map[string]string{"portico.dev/rewrite-targett": "/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
-		{"unsupported nginx", map[string]string{nginx + "affinity": "cookie"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
+		{"unsupported nginx", map[string]string{nginx + "mirror-target": "http://m/"}, false, false, nil, []string{ReasonUnsupportedAnnotation}},
 		{"upstream-vhost and x-forwarded-prefix", map[string]string{nginx + "upstream-vhost": "internal.svc", nginx + "x-forwarded-prefix": "/app"}, false, false,
 			&exchange.Rules{UpstreamHost: "internal.svc", ForwardedPrefix: "/app"}, nil},
 		{"bad upstream-vhost and x-forwarded-prefix", map[string]string{nginx + "upstream-vhost": "a b", nginx + "x-forwarded-prefix": "app\r\n"}, false, false, nil,
@@ -382,7 +382,7 @@ func TestRouteAnnotations(t *testing.T) {
 		t.Errorf("a rewrite with blanks: RewriteTarget %q, problems %v", ri.RewriteTarget, a.probs)
 	}
 	policy := func(ann map[string]string) string { ri, _ := toRoute(ing(ann)); return ri.Policy }
-	if policy(nil) != policy(map[string]string{NginxPrefix + "affinity": "cookie", "team": "x"}) {
+	if policy(nil) != policy(map[string]string{NginxPrefix + "mirror-target": "http://m/", "team": "x"}) {
 		t.Error("an annotation with no effect changed the Policy")
 	}
 	if policy(nil) == policy(map[string]string{NginxPrefix + "whitelist-source-range": "10.0.0.0/8"}) ||

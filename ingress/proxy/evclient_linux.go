@@ -370,6 +370,7 @@ func (c *evClient) observe() {
 	if obs := c.l.s.opts.Observe; obs != nil {
 		obs(c.x.Finish(c.l.now))
 	}
+	c.x.End()
 }
 
 // flush writes what the client is owed. It reports false when the
@@ -455,6 +456,7 @@ func (c *evClient) close() {
 		return
 	}
 	c.closed = true
+	c.x.End() // a request cut off here is over too
 	l := c.l
 	if c.up != nil {
 		l.closeUp(c.up)
@@ -487,6 +489,7 @@ func (c *evClient) dropInput() {
 func (c *evClient) migrate() {
 	l := c.l
 	c.closed = true
+	c.x.End() // the goroutine loop decides the request again
 	l.forget(c.fd)
 	l.clients--
 	l.s.inLoops.Add(-1)

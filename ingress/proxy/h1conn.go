@@ -112,6 +112,7 @@ func (hc *h1conn) release() {
 	s.connsMu.Unlock()
 	s.connsWG.Done()
 	s.closed()
+	hc.x.End() // a request cut off by a panic is over too
 	hc.body.reset()
 	in, out := hc.in[:0], hc.out[:0]
 	if cap(in) > 64<<10 {
@@ -485,4 +486,5 @@ func (hc *h1conn) observe() {
 	if obs := hc.s.opts.Observe; obs != nil {
 		obs(hc.x.Finish(time.Now()))
 	}
+	hc.x.End()
 }

@@ -44,6 +44,7 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.connsWG.Done()
 	st := h2streams.Get().(*h2stream)
 	defer func() {
+		st.x.End() // also when the stream ends in a panic
 		st.body.reset()
 		h2streams.Put(st)
 	}()

@@ -59,6 +59,7 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 	for _, ing := range canaries { // once every route they could join is in
 		b.addCanary(ing, ing.key())
 	}
+	b.addWWW(order)
 
 	for _, p := range b.t.exact {
 		p.finish()
@@ -180,6 +181,7 @@ func (b *builder) addDefault(ing *Ingress, key string) {
 
 func (b *builder) addPath(p *paths, ing *Ingress, key, host string, rp Path) {
 	be := rp.Backend
+	be.RulePath = rp.Path
 	ing.stamp(&be, key)
 	if err := checkBackend(be); err != nil {
 		b.invalid(key, host, rp.Path, fmt.Sprintf("%s: backend %v; the path is ignored", describe(host, rp.Path, rp.Type), err))

@@ -205,7 +205,7 @@ func TestResourceBackend(t *testing.T) {
 	res := Path{Path: "/static", Type: Prefix, Backend: Backend{Resource: "k8s.example.com/StorageBucket/static-assets"}}
 	tab := mustBuild(t, hostIngress("res", "res.example", res))
 	got, ok := tab.Match("res.example", "/static/logo.png")
-	want := Backend{Namespace: "ns", Resource: "k8s.example.com/StorageBucket/static-assets", Ingress: "ns/res"}
+	want := Backend{Namespace: "ns", Resource: "k8s.example.com/StorageBucket/static-assets", Ingress: "ns/res", RulePath: "/static"}
 	if !ok || got != want {
 		t.Errorf("Match = %+v, %v; want %+v, true", got, ok, want)
 	}

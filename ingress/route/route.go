@@ -146,6 +146,9 @@ type Backend struct {
 	// Protocol is copied by Build from the Ingress: how its endpoints are
 	// spoken to (backend-protocol).
 	Protocol Protocol
+	// RulePath is the path of the rule that defined this backend, as
+	// written; "" for a defaultBackend. Build sets it.
+	RulePath string
 	// policy is the Policy of the Ingress that defined this backend.
 	policy string
 	// Canary, when set, is the canary of this route: another Ingress's
@@ -231,6 +234,10 @@ type Ingress struct {
 	// their own but the canaries of the same host and path of another
 	// Ingress; a path no other Ingress routes is rejected.
 	Canary *Canary
+	// FromToWWW: requests for the other host of each rule host ("www."
+	// added or taken off) are redirected to it (from-to-www-redirect),
+	// unless some Ingress has rules for that host (see Table.WWWRedirect).
+	FromToWWW bool
 	// Policy stands for everything else the Ingress sets on how its routes
 	// are served (access, limits, redirects: its annotations), compared
 	// only for equality. Two Ingresses that claim the same route for the

@@ -17,6 +17,9 @@ type Table struct {
 	hasDef   bool
 	tlsExact map[string]tlsClaim
 	tlsWild  map[string]tlsClaim
+	// www: the other host of a from-to-www redirect → the rule host its
+	// requests are redirected to (see www.go).
+	www map[string]string
 }
 
 type tlsClaim struct {

@@ -21,6 +21,7 @@ import (
 type attempt struct {
 	up        *Upstream
 	first     int  // the endpoint of the first attempt
+	cur       int  // the endpoint of the current attempt
 	n         int  // attempts made before the current one
 	tries     int  // attempts allowed, at most one per endpoint
 	fresh     bool // the current attempt goes on a new connection
@@ -29,11 +30,16 @@ type attempt struct {
 	next      NextUpstream
 }
 
-func (a *attempt) start(up *Upstream, max int, next NextUpstream) {
-	*a = attempt{up: up, first: up.pick(), tries: min(len(up.Addrs), max), next: next}
+// start plans the attempts at up from endpoint first, or from the round
+// robin's pick when first is negative.
+func (a *attempt) start(up *Upstream, max int, next NextUpstream, first int) {
+	if first < 0 {
+		first = up.pick()
+	}
+	*a = attempt{up: up, first: first, cur: first, tries: min(len(up.Addrs), max), next: next}
 }
 
-func (a *attempt) index() int { return (a.first + a.n) % len(a.up.Addrs) }
+func (a *attempt) index() int { return a.cur }
 
 // Endpoint returns the endpoint of the current attempt, as "ip:port" and
 // parsed (the zero AddrPort when it is not an IP address and port).
@@ -100,6 +106,9 @@ func (x *Exchange) Retry(f Failure) bool {
 	}
 	if again && next&NextOff == 0 && a.n+1 < a.tries {
 		a.n++
+		failed := a.cur
+		a.cur = (a.first + a.n) % len(a.up.Addrs)
+		x.retrySticky(a, failed)
 		a.fresh, a.freshUsed = false, false
 		x.Record.Attempts++
 		x.Record.Endpoint, _ = x.Endpoint()

@@ -70,6 +70,8 @@ type Upstream struct {
 	AddrPorts []netip.AddrPort
 	// next is the round-robin cursor, only ever advanced atomically.
 	next atomic.Uint32
+	// hashed serves affinity and upstream-hash-by (hash.go).
+	hashed endpointHashes
 }
 
 // NewUpstream returns an Upstream over addrs. Its round robin starts at a

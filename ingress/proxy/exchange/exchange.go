@@ -123,6 +123,9 @@ type Exchange struct {
 	client   clientCache
 	lastHost string // the last Host given to a Record, copied
 	ids      idSource
+	sticky   sticky     // affinity.go
+	held     *ConnLimit // the limit x's request is counted in, until End
+	heldBy   netip.Addr
 }
 
 // Head is a request head to send upstream. Fields are the header fields
@@ -188,6 +191,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		return
 	}
 	x.Record.Path = path
+	if p.fromToWWW(cfg, req, path, x) {
+		return
+	}
 	be, ok := cfg.Routes.Match(req.Host, path)
 	if !ok {
 		x.answer(404, "no route for this host and path")
@@ -206,6 +212,10 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 		}
 		if !req.Handed && r.limited(who, x.Record.Start) {
 			x.answer(p.s.LimitStatus, "too many requests from this address")
+			return
+		}
+		if !r.admitConn(who, x) {
+			x.answer(p.s.LimitStatus, "too many requests in flight from this address")
 			return
 		}
 		if r.RedirectCode != 0 {
@@ -288,19 +298,25 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if r != nil {
 		r.adjustHead(&x.Out)
 	}
-	x.attempt.start(up, tries, next)
+	first := -1
+	if r != nil {
+		first = x.choose(r, req, up, be.RulePath)
+	}
+	x.attempt.start(up, tries, next, first)
 	x.Record.Attempts = 1
 	x.Record.Endpoint = up.Addrs[x.attempt.index()]
 }
 
 // begin resets x for req.
 func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
+	x.End()
 	x.Outcome, x.Status, x.Body, x.Close = 0, 0, "", false
 	x.Target, x.Upstream, x.BackendTLS, x.Continue = Target{}, nil, nil, false
 	x.Limits = p.s.Limits
 	x.Out = Head{Fields: x.Out.Fields[:0]}
 	x.fields = x.fields[:0]
 	x.cors, x.corsOK = nil, ""
+	x.sticky = sticky{}
 	x.scratch = x.scratch[:0]
 	x.policy, x.method = p, req.Method
 	if req.Client != x.client.addr || x.client.ip == "" {

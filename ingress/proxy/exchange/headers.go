@@ -258,6 +258,7 @@ func (x *Exchange) ResponseFields(res *h1.Response, now time.Time) []h1.Field {
 	if x.cors != nil {
 		x.fields = x.cors.fields(x.fields, x.corsOK, false)
 	}
+	x.fields = x.setCookie(x.fields, now)
 	if !res.Date {
 		x.fields = append(x.fields, h1.Field{Name: "Date", Value: x.policy.Date(now)})
 	}

@@ -50,9 +50,10 @@ type Record struct {
 	URI, Referer, UserAgent string
 }
 
-// Finish ends x's Record at now and returns it with every string copied
+// Finish ends x (see End) and its Record at now, and returns the Record with every string copied
 // off the front-end's buffers, ready to outlive the request.
 func (x *Exchange) Finish(now time.Time) Record {
+	x.End()
 	r := x.Record
 	r.Duration = now.Sub(r.Start)
 	if r.Host != x.lastHost {

@@ -55,6 +55,24 @@ type Rules struct {
 	// phase comes after its rewrites: credentials are never asked for
 	// over plain HTTP on a host that redirects to HTTPS.
 	Auth *BasicAuth
+	// ConnLimit, when set, limits the requests each client address has in
+	// flight (limit-connections); LimitExempt are not counted either.
+	ConnLimit *ConnLimit
+	// Affinity, when set, keeps each client on one endpoint (affinity:
+	// cookie); else HashBy, when set, chooses the endpoint by a hash of
+	// the request (upstream-hash-by).
+	Affinity *Affinity
+	HashBy   *HashKey
+}
+
+// admitConn counts x's request from a in r's ConnLimit, reporting false
+// when a has too many in flight.
+func (r *Rules) admitConn(a netip.Addr, x *Exchange) bool {
+	if r.ConnLimit == nil {
+		return true
+	}
+	a = a.Unmap().WithZone("")
+	return in(r.LimitExempt, a) || x.hold(r.ConnLimit, a)
 }
 
 // limited reports whether a request from a is over one of r's rate limits.
