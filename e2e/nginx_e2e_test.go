@@ -4,17 +4,28 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-lb/portico/ingress/proxy"
 )
 
 // TestIngressNginxUser: Ingresses as ingress-nginx's users wrote them,
 // installed from the client's side of the lab. One without a class is
 // Portico's, because the install makes its class the cluster's default;
-// an allowlist that does not name the client refuses it (403); an auth
-// annotation Portico cannot enforce refuses every request rather than
-// serve the route open.
+// an allowlist that does not name the client refuses it (403); basic
+// auth asks for credentials (401) and takes the right ones from its
+// htpasswd Secret.
 func TestIngressNginxUser(t *testing.T) {
 	f := newFeature(t)
 	classless := f.ingressOf(t, `
@@ -69,7 +80,115 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: nginx-user, port: {number: 8080}}}}
 `, false)
-	f.ready(t, request{host: "basic-auth"}, expect{status: 403})
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, f.ns, fmt.Sprintf(`{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "users"}, "type": "Opaque", "stringData": {"auth": "alice:%s\n"}}`, hash))
+	f.ready(t, request{host: "basic-auth"}, expect{status: 401})
+	basic := func(user, pass string) []string {
+		return []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))}
+	}
+	f.scenario(t, "the wrong password", request{host: "basic-auth", headers: basic("alice", "guess")}, expect{status: 401})
+	f.scenario(t, "the right password", request{host: "basic-auth", headers: basic("alice", "s3cret")}, expect{status: 200, service: "nginx-user"})
+}
+
+// TestIngressGRPC: gRPC services behind Ingresses with backend-protocol
+// GRPC (HTTP/2 in the clear to the pods) and GRPCS (TLS to the pods,
+// verified against the CA in proxy-ssl-secret), called from the client by
+// a grpc-go program: unary calls with trailers and status codes, server,
+// client and bidirectional streams, and a deadline. A GRPCS route whose
+// proxy-ssl-name the pods' certificate does not carry refuses to talk to
+// them.
+func TestIngressGRPC(t *testing.T) {
+	f := newFeature(t)
+	backendCert, err := proxy.SelfSigned("grpc-backend", "grpc-backend."+f.ns+".svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: backendCert.Certificate[0]})
+	key := keyPEM(t, backendCert)
+	indent := func(b []byte) string { return strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n            ") }
+	apply(t, f.ns, fmt.Sprintf(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: grpcserver}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: grpcserver}}
+  template:
+    metadata: {labels: {app: grpcserver}}
+    spec:
+      containers:
+      - name: grpc
+        image: lab.portico.dev/grpcserver:e2e
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - name: TLS_CERT
+          value: |
+            %s
+        - name: TLS_KEY
+          value: |
+            %s
+        ports: [{containerPort: 50051}, {containerPort: 50052}]
+        readinessProbe: {tcpSocket: {port: 50051}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: grpc-backend}
+spec:
+  selector: {app: grpcserver}
+  ports:
+  - {name: grpc, port: 50051, targetPort: 50051}
+  - {name: grpcs, port: 50052, targetPort: 50052}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: grpc-ca}
+type: Opaque
+stringData:
+  ca.crt: |
+    %s
+`, indent(crt), indent(key), strings.ReplaceAll(strings.TrimSpace(string(crt)), "\n", "\n    ")))
+	f.deployment["grpc-backend"] = "grpcserver" // no echo server for it
+	ing := func(name, proto string, port int, extra string) string {
+		return f.ingressOf(t, fmt.Sprintf(`
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: %[1]s
+  annotations:
+    nginx.ingress.kubernetes.io/backend-protocol: %[2]s
+%[4]s
+spec:
+  rules:
+  - host: %[1]s.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: grpc-backend, port: {number: %[3]d}}}}
+`, name, proto, port, extra), false)
+	}
+	plain := ing("grpc", "GRPC", 50051, "")
+	ing("grpcs", "GRPCS", 50052, `    nginx.ingress.kubernetes.io/proxy-ssl-secret: grpc-ca
+    nginx.ingress.kubernetes.io/proxy-ssl-verify: "on"`)
+	ing("grpcs-wrong-name", "GRPCS", 50052, `    nginx.ingress.kubernetes.io/proxy-ssl-secret: grpc-ca
+    nginx.ingress.kubernetes.io/proxy-ssl-verify: "on"
+    nginx.ingress.kubernetes.io/proxy-ssl-name: someone-else.example`)
+	f.address(t, plain)
+	client := filepath.Join(cfg.Repo, "bin", "grpcclient")
+	for _, host := range []string{"grpc.lab", "grpcs.lab"} {
+		eventually(t, 30*time.Second, "every kind of gRPC call to "+host, func() error {
+			out, code := labExec(t, "client", client, f.addr+":443", host)
+			if code != 0 || !strings.HasPrefix(out, "ok pod grpcserver-") {
+				return fmt.Errorf("grpcclient exited %d: %s", code, out)
+			}
+			return nil
+		})
+	}
+	out, code := labExec(t, "client", client, f.addr+":443", "grpcs-wrong-name.lab")
+	if code == 0 || !strings.Contains(out, "Unavailable") {
+		t.Errorf("a GRPCS route whose pods' certificate is not for its proxy-ssl-name: exit %d, %s; want Unavailable (502)", code, out)
+	}
 }
 
 // TestIngressNginxRewrite: ingress-nginx's classic example, as its users
@@ -163,4 +282,14 @@ spec:
 			}
 		}
 	}
+}
+
+// keyPEM is the PEM of c's private key.
+func keyPEM(t *testing.T, c *tls.Certificate) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
