@@ -73,6 +73,8 @@ type annotated struct {
 	// protocol and proxySSL: backend-protocol and proxy-ssl-* (backend.go).
 	protocol route.Protocol
 	proxySSL proxySSL
+	// passthrough: ssl-passthrough (route.Ingress.Passthrough).
+	passthrough bool
 	// fromToWWW: from-to-www-redirect (route.Ingress.FromToWWW).
 	fromToWWW bool
 	// affinity: affinity "cookie"; affinityOpts collects the
@@ -137,6 +139,7 @@ var annotations = map[string]annotation{
 	"enable-cors":           {parse: boolean(func(a *annotated) *bool { return &a.cors })},
 	"service-upstream":      {parse: boolean(func(a *annotated) *bool { return &a.serviceUpstream })},
 	"backend-protocol":      {parse: parseProtocol},
+	"ssl-passthrough":       {parse: boolean(func(a *annotated) *bool { return &a.passthrough })},
 	"proxy-ssl-secret":      {parse: parseProxySSL},
 	"proxy-ssl-verify":      {parse: parseProxySSL},
 	"proxy-ssl-name":        {parse: parseProxySSL},
@@ -313,7 +316,7 @@ var unsupported = []string{
 	"proxy-request-buffering", "proxy-ssl-ciphers", "proxy-ssl-protocols", "proxy-ssl-verify-depth",
 	"relative-redirects", "satisfy", "server-alias",
 	"session-cookie-conditional-samesite-none", "session-cookie-domain",
-	"ssl-ciphers", "ssl-passthrough", "ssl-prefer-server-ciphers",
+	"ssl-ciphers", "ssl-prefer-server-ciphers",
 	"upstream-hash-by-subset", "upstream-hash-by-subset-size",
 }
 

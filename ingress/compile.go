@@ -439,7 +439,7 @@ func toRoute(ing *networkingv1.Ingress) (route.Ingress, annotated) {
 	a := readAnnotations(key, ing.Annotations)
 	ri.NoSSLRedirect, ri.Policy = a.noSSLRedirect, a.policy
 	ri.Regex, ri.RewriteTarget, ri.ServiceUpstream, ri.Protocol = a.regex, a.rewrite, a.serviceUpstream, a.protocol
-	ri.FromToWWW = a.fromToWWW
+	ri.FromToWWW, ri.Passthrough = a.fromToWWW, a.passthrough
 	if a.canary {
 		c := a.canaryOpts
 		ri.Canary = &c

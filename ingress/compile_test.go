@@ -565,3 +565,19 @@ func keyPEM(t *testing.T, c *tls.Certificate) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
+
+// ssl-passthrough makes the Ingress's rule hosts passed through, and a
+// typo in it a Warning, not a passthrough.
+func TestSSLPassthroughAnnotation(t *testing.T) {
+	for _, c := range []struct {
+		value   string
+		pass    bool
+		reasons int
+	}{{"true", true, 0}, {"false", false, 0}, {"yes", false, 1}} {
+		ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "x", Annotations: map[string]string{NginxPrefix + "ssl-passthrough": c.value}}}
+		ri, a := toRoute(ing)
+		if ri.Passthrough != c.pass || len(a.probs) != c.reasons {
+			t.Errorf("ssl-passthrough %q: Passthrough %v, problems %v", c.value, ri.Passthrough, a.probs)
+		}
+	}
+}

@@ -137,8 +137,13 @@ func (hc *h1conn) serve() {
 		_ = hc.conn.Close()
 		hc.release()
 	}()
-	if hc.f.tls != nil && !hc.handshake() {
-		return
+	if hc.f.tls != nil {
+		if cfg := s.cfg.Load(); cfg.Routes.HasPassthrough() && hc.passthrough(cfg) {
+			return
+		}
+		if !hc.handshake() {
+			return
+		}
 	}
 	for hc.waitRequest() && hc.serveRequest() {
 	}

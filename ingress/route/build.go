@@ -55,6 +55,9 @@ func Build(ings []Ingress) (*Table, []Rejection) {
 			continue
 		}
 		b.add(ing, key)
+		if ing.Passthrough {
+			b.addPassthrough(ing, key)
+		}
 	}
 	for _, ing := range canaries { // once every route they could join is in
 		b.addCanary(ing, ing.key())

@@ -230,6 +230,9 @@ type Ingress struct {
 	// Protocol is how the endpoints of this Ingress's backends are spoken
 	// to (backend-protocol).
 	Protocol Protocol
+	// Passthrough: the TLS connections for the Ingress's rule hosts go to
+	// their first path's backend unterminated (ssl-passthrough).
+	Passthrough bool
 	// Canary makes this Ingress a canary: its paths are not routes of
 	// their own but the canaries of the same host and path of another
 	// Ingress; a path no other Ingress routes is rejected.

@@ -20,6 +20,9 @@ type Table struct {
 	// www: the other host of a from-to-www redirect → the rule host its
 	// requests are redirected to (see www.go).
 	www map[string]string
+	// pass: the server names whose TLS connections are passed through
+	// (see passthrough.go).
+	pass map[string]passClaim
 }
 
 type tlsClaim struct {
