@@ -239,6 +239,8 @@ type request struct {
 	ca string
 	// headers are more request header lines ("Name: value").
 	headers []string
+	// body, when set, is sent as the request's body.
+	body string
 }
 
 // response is what the client got.
@@ -274,6 +276,9 @@ func (r request) curlArgs(addr string) []string {
 		"-w", `\n` + curlMark + `%{http_code} %{http_version} %{exitcode} %{errormsg}\n%{header_json}\n` + curlEnd + `\n`}
 	for _, h := range r.headers {
 		args = append(args, "-H", h)
+	}
+	if r.body != "" {
+		args = append(args, "--data-binary", r.body)
 	}
 	host := cmp.Or(r.host, addr)
 	if !r.https {

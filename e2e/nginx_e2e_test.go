@@ -293,3 +293,98 @@ func keyPEM(t *testing.T, c *tls.Certificate) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
+
+// TestIngressNginxTraffic: the redirect, CORS, limit and affinity
+// annotations as ingress-nginx's users write them, each from the client.
+func TestIngressNginxTraffic(t *testing.T) {
+	f := newFeature(t)
+	ing := func(name, annotations string) string {
+		return f.ingressOf(t, fmt.Sprintf(`
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: %[1]s
+  annotations:
+%[2]s
+spec:
+  rules:
+  - host: %[1]s.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: traffic, port: {number: 8080}}}}
+`, name, annotations), false)
+	}
+	first := ing("sticky", `    nginx.ingress.kubernetes.io/affinity: cookie
+    nginx.ingress.kubernetes.io/session-cookie-name: route`)
+	f.address(t, first)
+	f.ready(t, request{host: "sticky.lab"}, expect{status: 200, service: "traffic"})
+	pods := f.scale(t, "traffic", 2)
+
+	// Affinity: the cookie the first answer sets keeps every later request
+	// on its pod, while requests without it reach both.
+	r := f.scenario(t, "the first request of a session", request{host: "sticky.lab"}, expect{status: 200, service: "traffic"})
+	cookie, _, _ := strings.Cut(r.header.Get("Set-Cookie"), ";")
+	if !strings.HasPrefix(cookie, "route=") {
+		t.Fatalf("Set-Cookie %q, want the route cookie", r.header.Get("Set-Cookie"))
+	}
+	served := map[string]int{}
+	for _, r := range sendMany(t, f.addr, request{host: "sticky.lab", headers: []string{"Cookie: " + cookie}}, 10) {
+		if r.echo != nil {
+			served[r.echo.Pod]++
+		}
+	}
+	if len(served) != 1 || served[r.echo.Pod] != 10 {
+		t.Errorf("with its cookie, the session reached %v, want its pod %s ten times", served, r.echo.Pod)
+	}
+	eventually(t, 30*time.Second, "requests without the cookie reach both pods", func() error {
+		seen := map[string]bool{}
+		for _, r := range sendMany(t, f.addr, request{host: "sticky.lab"}, 10) {
+			if r.echo != nil {
+				seen[r.echo.Pod] = true
+			}
+		}
+		if len(seen) != len(pods) {
+			return fmt.Errorf("reached %v of %v", seen, pods)
+		}
+		return nil
+	})
+
+	ing("moved", `    nginx.ingress.kubernetes.io/permanent-redirect: https://elsewhere.example/new`)
+	eventually(t, 30*time.Second, "permanent-redirect", func() error {
+		if r := send(t, f.addr, request{host: "moved.lab", path: "/old"}); len(r.redirects) == 0 || r.redirects[0] != "https://elsewhere.example/new" {
+			return fmt.Errorf("status %d, redirects %v", r.status, r.redirects)
+		}
+		return nil
+	})
+
+	ing("cors", `    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/cors-allow-origin: https://app.example`)
+	f.ready(t, request{host: "cors.lab"}, expect{status: 200, service: "traffic"})
+	pre := f.scenario(t, "a CORS preflight", request{method: "OPTIONS", host: "cors.lab", headers: []string{"Origin: https://app.example", "Access-Control-Request-Method: PUT"}}, expect{status: 204})
+	if pre.header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("preflight: Access-Control-Allow-Origin %q", pre.header.Get("Access-Control-Allow-Origin"))
+	}
+
+	ing("limited", `    nginx.ingress.kubernetes.io/limit-rps: "1"
+    nginx.ingress.kubernetes.io/limit-burst-multiplier: "2"
+    nginx.ingress.kubernetes.io/proxy-body-size: 1k`)
+	f.ready(t, request{host: "limited.lab"}, expect{status: 200, service: "traffic"})
+	time.Sleep(3 * time.Second) // the bucket refills
+	statuses := map[int]int{}
+	for _, r := range sendMany(t, f.addr, request{host: "limited.lab"}, 12) {
+		statuses[r.status]++
+	}
+	if statuses[503] == 0 || statuses[200] == 0 {
+		t.Errorf("12 requests at once against limit-rps 1 with a burst of 2: %v, want some 200 and some 503", statuses)
+	}
+	f.scenario(t, "a body over proxy-body-size", request{method: "POST", host: "limited.lab", body: strings.Repeat("x", 2048)}, expect{status: 413})
+
+	ing("www.example-lab", `    nginx.ingress.kubernetes.io/from-to-www-redirect: "true"`)
+	eventually(t, 30*time.Second, "from-to-www-redirect", func() error {
+		r := send(t, f.addr, request{host: "example-lab.lab"})
+		if len(r.redirects) != 1 || r.redirects[0] != "http://www.example-lab.lab/" || r.status != 200 {
+			return fmt.Errorf("status %d, redirects %v", r.status, r.redirects)
+		}
+		return nil
+	})
+}
