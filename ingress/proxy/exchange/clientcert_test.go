@@ -228,7 +228,9 @@ func TestClientCert(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || regexp.MustCompile(regexp.QuoteMeta(sub)).MatchString(s) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || regexp.MustCompile(regexp.QuoteMeta(sub)).MatchString(s)
+}
 
 func equalFold(a, b string) bool {
 	if len(a) != len(b) {
