@@ -54,10 +54,9 @@ type ClientAuth struct {
 	// Roots are the authorities a client's certificate must chain to
 	// (ca.crt). Nil trusts nothing.
 	Roots *x509.CertPool
-	// CRLs, when not empty, are the revocation lists of ca.crl, their
-	// signatures checked by the compiler. Every certificate of a chain
-	// but its authority must then be covered by one of its issuer, as
-	// OpenSSL checks with ssl_crl.
+	// CRLs, when not empty, are the revocation lists of ca.crl. Every
+	// certificate of a chain but its authority must then be covered by a
+	// current one that its issuer signed, as OpenSSL checks with ssl_crl.
 	CRLs []*x509.RevocationList
 	// Depth is the most intermediate certificates between the client's
 	// and its authority (auth-tls-verify-depth, as OpenSSL counts it).
