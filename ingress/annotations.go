@@ -87,6 +87,9 @@ type annotated struct {
 	// auth: auth-type, auth-secret, auth-secret-type, auth-realm (auth.go).
 	auth  authSpec
 	probs []problem
+
+	// clientTLS: the auth-tls-* annotations (clienttls.go).
+	clientTLS clientTLSSpec
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -247,6 +250,13 @@ var annotations = map[string]annotation{
 	"auth-secret":      {parse: authSecret, access: true},
 	"auth-secret-type": {parse: authSecretType, access: true},
 	"auth-realm":       {parse: authRealm},
+	// Client certificates: see clienttls.go, which reads them together.
+	"auth-tls-secret":                       {parse: clientTLSValue, access: true},
+	"auth-tls-verify-client":                {parse: clientTLSValue, access: true},
+	"auth-tls-verify-depth":                 {parse: clientTLSValue},
+	"auth-tls-match-cn":                     {parse: clientTLSValue, access: true},
+	"auth-tls-error-page":                   {parse: clientTLSValue},
+	"auth-tls-pass-certificate-to-upstream": {parse: clientTLSValue},
 	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -292,7 +302,7 @@ var annotations = map[string]annotation{
 // served and that Portico cannot enforce yet: any of them refuses the
 // Ingress's requests (403) rather than serving them unprotected.
 var accessUnsupported = []string{
-	"auth-url", "auth-tls-secret", "auth-tls-verify-client",
+	"auth-url",
 }
 
 // unsupported are the other ingress-nginx annotations, known and not
@@ -302,8 +312,7 @@ var unsupported = []string{
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
 	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
 	"auth-request-redirect", "auth-response-headers", "auth-signin",
-	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
-	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
+	"auth-signin-redirect-param",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
 	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
@@ -377,6 +386,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleCanary(spelled, warn)
 	a.settleCORS(spelled, warn)
 	a.settleAuth(key, spelled, warn)
+	a.settleClientTLS(key, spelled, warn)
 	a.settleAffinity(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
@@ -386,6 +396,9 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	}
 	if a.auth.ref.Name != "" { // a name means a Secret of the Ingress's namespace
 		fmt.Fprintf(&policy, "auth-secret-ref=%q\n", a.auth.ref.String())
+	}
+	if a.clientTLS.ref.Name != "" {
+		fmt.Fprintf(&policy, "auth-tls-secret-ref=%q\n", a.clientTLS.ref.String())
 	}
 	a.policy = policy.String()
 	if w, ok := values["whitelist-source-range"]; ok {

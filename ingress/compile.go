@@ -120,6 +120,9 @@ type compiler struct {
 	auths map[authKey]authEntry
 	// conns does the same for limit-connections (traffic.go).
 	conns map[limitKey]*exchange.ConnLimit
+	// clientAuths keeps each Ingress's ClientAuth while its Secret and
+	// settings stay the same (clienttls.go).
+	clientAuths map[clientAuthKey]clientAuthEntry
 }
 
 type limitKey struct {
@@ -139,6 +142,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	var ings []route.Ingress
 	rules := map[string]*exchange.Rules{}
 	usedLimits, usedAuths := map[limitKey]bool{}, map[authKey]bool{}
+	clientCerts := newClientCerts()
 	secrets := map[types.NamespacedName]*corev1.Secret{}
 	for _, s := range c.secrets {
 		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
@@ -156,6 +160,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		if a.auth.ref.Name != "" {
 			probs = append(probs, cp.basicAuth(splitKey(key), &a, secrets, usedAuths)...)
 		}
+		probs = append(probs, cp.clientTLS(ri, &a, secrets, clientCerts)...)
 		cp.connLimit(key, &a, usedLimits)
 		if a.rules != nil {
 			rules[key] = a.rules
@@ -167,6 +172,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		}
 	}
 	cp.forgetAuths(usedAuths)
+	cp.forgetClientAuths(clientCerts)
 	for k := range cp.conns {
 		if !usedLimits[k] {
 			delete(cp.conns, k)
@@ -181,7 +187,8 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		probs = append(probs, problem{Ingress: splitKey(r.Ingress), Reason: reason, Note: r.Reason})
 	}
 
-	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}, Rules: rules}
+	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}, Rules: rules,
+		ClientCertHosts: clientCerts.pools()}
 	svcs := map[types.NamespacedName]*corev1.Service{}
 	for _, s := range c.services {
 		svcs[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s

@@ -40,6 +40,7 @@ type h1conn struct {
 	conn          net.Conn
 	tls           bool
 	serverName    string
+	peer          *exchange.Peer // the client's certificates, if it sent any
 	client, local netip.AddrPort
 	// in holds what was read from the client; in[off:] is not served
 	// yet. The request being served points into in[:off].
@@ -163,10 +164,10 @@ func (hc *h1conn) handshake() bool {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
-	hc.serverName = st.ServerName
+	hc.serverName, hc.peer = st.ServerName, peerOf(&st)
 	if st.NegotiatedProtocol == "h2" {
 		hc.state.Store(connActive) // the HTTP/2 server ends it on shutdown
-		ctx := context.WithValue(context.Background(), h2connKey{}, &h2conn{serverName: st.ServerName, local: hc.local})
+		ctx := context.WithValue(context.Background(), h2connKey{}, &h2conn{serverName: st.ServerName, local: hc.local, peer: hc.peer})
 		s.h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.h2base, Handler: http2Handler{s}})
 		return false
 	}
@@ -266,6 +267,7 @@ func (hc *h1conn) serveRequest() bool {
 	}
 	hc.xreq = h1Request(&hc.req, hc.tls, hc.serverName, hc.client, hc.local)
 	hc.xreq.Handed, hc.handed = hc.handed, false
+	hc.xreq.Peer = hc.peer
 	x := &hc.x
 	s.policy.Decide(s.cfg.Load(), &hc.xreq, start, x)
 	hc.off += n

@@ -94,6 +94,7 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type h2conn struct {
 	serverName string
 	local      netip.AddrPort
+	peer       *exchange.Peer
 }
 
 type h2connKey struct{}
@@ -125,7 +126,7 @@ func (st *h2stream) request(r *http.Request) {
 	}
 	st.req = exchange.Request{
 		Method: r.Method, Target: r.RequestURI, Host: r.Host, Fields: st.fields, Proto: exchange.HTTP2,
-		TLS: true, ServerName: conn.serverName, Client: client, Local: conn.local,
+		TLS: true, ServerName: conn.serverName, Peer: conn.peer, Client: client, Local: conn.local,
 		BodyLength: length, HasLength: hasLength && length >= 0,
 	}
 }

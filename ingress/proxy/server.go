@@ -107,13 +107,14 @@ func (s *Server) Stats() Stats {
 }
 
 // TLSConfig returns the TLS settings of the HTTPS listener: TLS 1.2 or
-// newer, HTTP/2 and HTTP/1.1 by ALPN, certificate chosen by SNI.
+// newer, HTTP/2 and HTTP/1.1 by ALPN, certificate chosen by SNI, a client
+// certificate asked for where routes need one (clientcert.go).
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	return s.withClientCerts(&tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"h2", "http/1.1"},
 		GetCertificate: s.certificate,
-	}
+	})
 }
 
 func (s *Server) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
@@ -29,6 +30,11 @@ type Config struct {
 	// Rules holds the policies of the Ingresses that set any, by
 	// "namespace/name" (route.Backend's Ingress).
 	Rules map[string]*Rules
+	// ClientCertHosts are the hosts whose TLS handshakes ask the client
+	// for a certificate, with the authorities they name: rule hosts
+	// ("*.example.com" for a wildcard), "" for every host (see
+	// ClientCAs).
+	ClientCertHosts map[string]*x509.CertPool
 }
 
 // Certificate returns the certificate to present to a TLS client that

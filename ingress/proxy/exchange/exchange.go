@@ -48,6 +48,9 @@ type Request struct {
 	// TLS: the request came over TLS; ServerName is the SNI it asked for.
 	TLS        bool
 	ServerName string
+	// Peer is what the TLS handshake received of the client's
+	// certificates; nil when it sent none.
+	Peer *Peer
 	// Client is the peer's address; Local the listener's.
 	Client, Local netip.AddrPort
 	// BodyLength is the body's announced length: 0 for none, -1 when it
@@ -126,6 +129,7 @@ type Exchange struct {
 	sticky   sticky     // affinity.go
 	held     *ConnLimit // the limit x's request is counted in, until End
 	heldBy   netip.Addr
+	peer     *peerCheck // the client's certificate, told upstream (clientcert.go)
 }
 
 // Head is a request head to send upstream. Fields are the header fields
@@ -202,6 +206,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	x.Record.Route = be.Ingress
 	next, tries := p.s.NextUpstream, p.s.Tries
 	r := cfg.Rules[be.Ingress]
+	if r != nil && r.ClientAuth != nil && req.TLS && !x.clientCert(cfg, r.ClientAuth, req) {
+		return // first, as nginx checks the handshake's certificate before anything
+	}
 	if r != nil {
 		// Access first: a refused client learns nothing of the route,
 		// not even where it redirects.
@@ -229,6 +236,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if p.toHTTPS(cfg, req, be, r, x) {
 		x.redirect(308, "https", req.Target)
 		return
+	}
+	if r != nil && r.ClientAuth != nil && !req.TLS && !x.clientCert(cfg, r.ClientAuth, req) {
+		return // plain HTTP that was not redirected carries no certificate
 	}
 	if r != nil && r.AppRoot != "" && path == "/" {
 		x.redirect(302, x.scheme(req), r.AppRoot)
@@ -292,6 +302,7 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	x.Upstream = up
 	x.Continue = req.Continue && req.BodyLength != 0 && req.Proto != HTTP2
 	p.forwardHead(req, x)
+	x.addClientCertFields()
 	if rewritten != "" {
 		x.Out.Target = rewritten
 	}
@@ -317,6 +328,7 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.fields = x.fields[:0]
 	x.cors, x.corsOK = nil, ""
 	x.sticky = sticky{}
+	x.peer = nil
 	x.scratch = x.scratch[:0]
 	x.policy, x.method = p, req.Method
 	if req.Client != x.client.addr || x.client.ip == "" {

@@ -102,6 +102,8 @@ func (p *Policy) forwardHead(req *Request, x *Exchange) {
 			continue
 		case !p.s.UnderscoresInHeaders && strings.IndexByte(f.Name, '_') >= 0:
 			continue
+		case clientCertField(f.Name): // only the proxy says what it verified
+			continue
 		case h1.Is(f.Name, "X-Forwarded-For"):
 			if trusted {
 				if xff < 0 {

@@ -55,6 +55,9 @@ type Rules struct {
 	// phase comes after its rewrites: credentials are never asked for
 	// over plain HTTP on a host that redirects to HTTPS.
 	Auth *BasicAuth
+	// ClientAuth, when set, is the route's client-certificate
+	// authentication (auth-tls-*, clientcert.go), checked first.
+	ClientAuth *ClientAuth
 	// ConnLimit, when set, limits the requests each client address has in
 	// flight (limit-connections); LimitExempt are not counted either.
 	ConnLimit *ConnLimit
