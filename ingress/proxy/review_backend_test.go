@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -304,5 +305,62 @@ func TestReviewVerifiedNameNotSharedAcrossTargets(t *testing.T) {
 	}
 	if code := get("/b"); code != 502 {
 		t.Errorf("b after a, on a's connection: %d, want 502 (b's name was never verified)", code)
+	}
+}
+
+// An endpoint that sends its head and then nothing is cut after
+// ReadTimeout, however long SendTimeout is (the watchdog keeps the longer
+// of the two only while the body progresses).
+func TestReviewHeadThenNothing(t *testing.T) {
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	p := h2cProxy(t, limits(exchange.Limits{ReadTimeout: 300 * time.Millisecond, SendTimeout: 10 * time.Second}),
+		func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(200)
+			_, _ = io.WriteString(w, "begun")
+			w.(http.Flusher).Flush()
+			<-stall
+		})
+	for _, body := range []string{"", "hello"} {
+		req, _ := http.NewRequest("POST", "https://h2c.example/", strings.NewReader(body))
+		start := time.Now()
+		res, err := rvH2Client(p, nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil || time.Since(start) > 3*time.Second {
+			t.Errorf("body %q: the answer ended with %v after %v, want it broken after ReadTimeout", body, err, time.Since(start))
+		}
+	}
+}
+
+// An endpoint that takes none of the body is cut after SendTimeout, not
+// ReadTimeout.
+func TestReviewBodyNotTaken(t *testing.T) {
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	p := h2cProxy(t, limits(exchange.Limits{ReadTimeout: 20 * time.Second, SendTimeout: 300 * time.Millisecond, MaxBodySize: -1}),
+		func(w http.ResponseWriter, r *http.Request) { <-stall })
+	c, err := net.Dial("tcp", p.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 4 << 20 // beyond the endpoint's windows
+	go func() {
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: h2c.example\r\nContent-Length: 4194304\r\n\r\n")
+		_, _ = c.Write(make([]byte, n))
+	}()
+	start := time.Now()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("after %v: %v", time.Since(start), err)
+	}
+	if res.StatusCode != 504 || time.Since(start) > 5*time.Second {
+		t.Errorf("an endpoint that reads no body: %d after %v, want 504 after SendTimeout", res.StatusCode, time.Since(start))
 	}
 }
