@@ -46,6 +46,10 @@ type stdClients struct {
 type stdKey struct {
 	proto route.Protocol
 	tls   string // exchange.BackendTLS.Key
+	// name is the name the endpoints are verified for, or sent as SNI:
+	// connections are pooled by address, and one made for a name must
+	// not carry the requests of another target at the same address.
+	name string
 }
 
 type stdClient struct {
@@ -61,8 +65,11 @@ func newStdClients(s *Server) *stdClients {
 // client returns the Transport for x's target, made when missing.
 func (cs *stdClients) client(x *exchange.Exchange) *http.Transport {
 	k := stdKey{proto: x.Target.Protocol}
-	if x.BackendTLS != nil {
-		k.tls = x.BackendTLS.Key
+	if b := x.BackendTLS; b != nil {
+		k.tls = b.Key
+		if b.Verify || b.SNI {
+			k.name = b.ServerName(x.Target)
+		}
 	}
 	cs.mu.Lock()
 	c := cs.m[k]
@@ -106,6 +113,10 @@ func (s *Server) newTransport(proto route.Protocol) *http.Transport {
 			// between requests, not by the next one's timeout.
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
+			// What an endpoint sends ahead of a client that does not read
+			// is held here: 4 MiB a stream by default, 512 MiB for the
+			// 128 streams of one client connection.
+			MaxReceiveBufferPerStream: h2StreamWindow,
 		},
 	}
 	p := new(http.Protocols)
@@ -120,6 +131,10 @@ func (s *Server) newTransport(proto route.Protocol) *http.Transport {
 	t.Protocols = p
 	return t
 }
+
+// h2StreamWindow is how much of an HTTP/2 endpoint's answer the proxy
+// takes ahead of its client.
+const h2StreamWindow = 256 << 10
 
 // stdDial is what a request's context tells dialStd.
 type stdDial struct {
@@ -336,6 +351,17 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 	// table does): it gets copies.
 	path, query, _ := strings.Cut(strings.Clone(x.Out.Target), "?")
 	u := &url.URL{Scheme: scheme, Host: addr, Opaque: path, RawQuery: query}
+	if strings.HasPrefix(path, "//") {
+		// As Opaque, Go's client would write it in absolute form,
+		// "https://evil.example/admin": the endpoint would take its
+		// Host and its path from that, not from the core's head. As
+		// RawPath it goes as it is (the core checked its escapes).
+		p, err := url.PathUnescape(path)
+		if err != nil {
+			return nil, err
+		}
+		u.Opaque, u.Path, u.RawPath = "", p, path
+	}
 	req := &http.Request{
 		Method: strings.Clone(x.Out.Method), URL: u, Host: strings.Clone(x.Out.Host), Header: make(http.Header, len(x.Out.Fields)+1),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody,
@@ -348,6 +374,9 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 		}
 		req.Header[k] = append(req.Header[k], strings.Clone(f.Value))
 	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header["User-Agent"] = nil // Go's client would add its own
+	}
 	if p := x.Target.Protocol; (p == route.GRPC || p == route.GRPCS) && req.Header.Get("Te") == "" {
 		req.Header["Te"] = []string{"trailers"} // gRPC servers require it; nginx's grpc_pass sends it
 	}
@@ -357,7 +386,7 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 			return nil, errors.New("the body was sent already")
 		}
 		if req.ContentLength = body.length(); req.ContentLength != 0 {
-			k := &kickReader{ReadCloser: rd, w: r.w, d: x.Limits.SendTimeout, closed: make(chan struct{})}
+			k := &kickReader{ReadCloser: rd, w: r.w, send: x.Limits.SendTimeout, read: x.Limits.ReadTimeout, closed: make(chan struct{})}
 			req.Body = k
 			if _, buffered := body.(bufferedBody); buffered {
 				r.sent = k.closed // see stdReply.done; a stream guards itself
@@ -369,10 +398,18 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 
 // watchdog cancels a request that made no progress for a while: no bytes
 // of the response (ReadTimeout), nor of the body being sent (SendTimeout),
-// as nginx's proxy timeouts count between two reads or two writes.
+// as nginx's proxy timeouts count between two reads or two writes. The
+// two are kept apart: SendTimeout counts only while bytes of the body are
+// waiting to go out, so that a short one does not cut short the wait for
+// the answer, nor a long one lengthen it.
 type watchdog struct {
-	t     *time.Timer
-	fired atomic.Bool
+	mu sync.Mutex
+	t  *time.Timer
+	// read is when the answer's next bytes are due; send, when the body's
+	// bytes handed to Go's client are due out (zero: none are waiting).
+	read, send time.Time
+	stopped    bool
+	fired      atomic.Bool
 }
 
 func newWatchdog(cancel context.CancelFunc) *watchdog {
@@ -385,31 +422,70 @@ func newWatchdog(cancel context.CancelFunc) *watchdog {
 	return w
 }
 
-// kick gives the request d more.
-func (w *watchdog) kick(d time.Duration) { w.t.Reset(d) }
+// kick gives the answer d more.
+func (w *watchdog) kick(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.read = time.Now().Add(d)
+	w.arm()
+}
 
-func (w *watchdog) stop() { w.t.Stop() }
+// sending: bytes of the body were handed to Go's client, due out within
+// send; the answer is due within read of them. With send 0: the bytes
+// handed over before went out.
+func (w *watchdog) sending(send, read time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if send == 0 {
+		w.send = time.Time{}
+	} else {
+		now := time.Now()
+		w.send, w.read = now.Add(send), now.Add(read)
+	}
+	w.arm()
+}
 
-// kickReader kicks the watchdog as the body it reads goes out, and says
-// when the client is done with it: Go's client may read a body after
-// RoundTrip returned, until it closes it.
+// arm sets the timer to the earlier deadline. w.mu is held.
+func (w *watchdog) arm() {
+	if w.stopped { // Go's client may touch the body after the request ended
+		return
+	}
+	at := w.read
+	if !w.send.IsZero() && w.send.Before(at) {
+		at = w.send
+	}
+	w.t.Reset(time.Until(at))
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	w.t.Stop()
+}
+
+// kickReader tells the watchdog of the body's progress, and says when
+// the client is done with it: Go's client may read a body after RoundTrip
+// returned, until it closes it.
 type kickReader struct {
 	io.ReadCloser
-	w      *watchdog
-	d      time.Duration
-	once   sync.Once
-	closed chan struct{}
+	w          *watchdog
+	send, read time.Duration // SendTimeout, ReadTimeout
+	once       sync.Once
+	closed     chan struct{}
 }
 
 func (k *kickReader) Close() error {
+	k.w.sending(0, 0)
 	k.once.Do(func() { close(k.closed) })
 	return nil
 }
 
 func (k *kickReader) Read(p []byte) (int, error) {
+	k.w.sending(0, 0) // asking for more: what it had went out
 	n, err := k.ReadCloser.Read(p)
 	if n > 0 {
-		k.w.kick(k.d)
+		k.w.sending(k.send, k.read)
 	}
 	return n, err
 }
