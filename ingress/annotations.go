@@ -85,8 +85,11 @@ type annotated struct {
 	permanent, temporal         string
 	permanentCode, temporalCode int
 	// auth: auth-type, auth-secret, auth-secret-type, auth-realm (auth.go).
-	auth  authSpec
-	probs []problem
+	auth authSpec
+	// errors: custom-http-errors, default-backend,
+	// disable-proxy-intercept-errors (errorpages.go).
+	errors errorSpec
+	probs  []problem
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -278,6 +281,10 @@ var annotations = map[string]annotation{
 		a.affinityOpts.ChangeOnFailure = b
 		return err
 	}},
+	// Error pages: see errorpages.go.
+	"custom-http-errors":             {parse: parseErrorCodes},
+	"default-backend":                {parse: parseDefaultBackend},
+	"disable-proxy-intercept-errors": {parse: boolean(func(a *annotated) *bool { return &a.errors.noIntercept })},
 	"upstream-hash-by": {parse: func(a *annotated, _, v string) error {
 		k, err := exchange.ParseHashKey(v)
 		if err != nil {
@@ -305,8 +312,7 @@ var unsupported = []string{
 	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
 	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
-	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
-	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
+	"custom-headers", "enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
 	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
 	"limit-rate", "limit-rate-after", "load-balance", "mirror-host",
 	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
@@ -378,6 +384,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleCORS(spelled, warn)
 	a.settleAuth(key, spelled, warn)
 	a.settleAffinity(spelled, warn)
+	a.settleErrors(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
