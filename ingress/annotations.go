@@ -85,11 +85,13 @@ type annotated struct {
 	permanent, temporal         string
 	permanentCode, temporalCode int
 	// auth: auth-type, auth-secret, auth-secret-type, auth-realm (auth.go).
-	auth  authSpec
-	probs []problem
-
+	auth authSpec
 	// clientTLS: the auth-tls-* annotations (clienttls.go).
 	clientTLS clientTLSSpec
+	// errors: custom-http-errors, default-backend,
+	// disable-proxy-intercept-errors (errorpages.go).
+	errors errorSpec
+	probs  []problem
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -288,6 +290,10 @@ var annotations = map[string]annotation{
 		a.affinityOpts.ChangeOnFailure = b
 		return err
 	}},
+	// Error pages: see errorpages.go.
+	"custom-http-errors":             {parse: parseErrorCodes},
+	"default-backend":                {parse: parseDefaultBackend},
+	"disable-proxy-intercept-errors": {parse: boolean(func(a *annotated) *bool { return &a.errors.noIntercept })},
 	"upstream-hash-by": {parse: func(a *annotated, _, v string) error {
 		k, err := exchange.ParseHashKey(v)
 		if err != nil {
@@ -314,8 +320,7 @@ var unsupported = []string{
 	"auth-request-redirect", "auth-response-headers", "auth-signin",
 	"auth-signin-redirect-param",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
-	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
-	"enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
+	"custom-headers", "enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
 	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
 	"limit-rate", "limit-rate-after", "load-balance", "mirror-host",
 	"mirror-request-body", "mirror-target", "modsecurity-transaction-id",
@@ -388,6 +393,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleAuth(key, spelled, warn)
 	a.settleClientTLS(key, spelled, warn)
 	a.settleAffinity(spelled, warn)
+	a.settleErrors(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
 		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {

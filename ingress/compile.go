@@ -147,6 +147,10 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 	for _, s := range c.secrets {
 		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 	}
+	svcs := map[types.NamespacedName]*corev1.Service{}
+	for _, s := range c.services {
+		svcs[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+	}
 	for _, ing := range c.ingresses {
 		if !c.class.Serves(ing) || c.terminating[ing.Namespace] {
 			continue
@@ -162,6 +166,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 		}
 		probs = append(probs, cp.clientTLS(ri, &a, secrets, clientCerts)...)
 		cp.connLimit(key, &a, usedLimits)
+		probs = append(probs, errorPages(splitKey(key), &a, svcs)...)
 		if a.rules != nil {
 			rules[key] = a.rules
 		}
@@ -189,10 +194,6 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 
 	cfg := &exchange.Config{Routes: tab, Upstreams: map[exchange.Target]*exchange.Upstream{}, Certs: map[route.SecretRef]*tls.Certificate{}, Rules: rules,
 		ClientCertHosts: clientCerts.pools()}
-	svcs := map[types.NamespacedName]*corev1.Service{}
-	for _, s := range c.services {
-		svcs[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
-	}
 	slicesOf := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
 	for _, s := range c.slices {
 		if name := s.Labels[serviceNameLabel]; name != "" {
@@ -241,6 +242,7 @@ func (cp *compiler) compile(c cluster) (*exchange.Config, []problem) {
 			cfg.Certs[ref] = cert
 		}
 	}
+	errorUpstreams(cfg, rules, svcs, slicesOf)
 	if c.defaultCert.Name != "" {
 		if cert, err := cp.cert(secrets[c.defaultCert], seen); err == nil {
 			cfg.DefaultCert = cert

@@ -311,7 +311,7 @@ func (c *evClient) try() {
 				if x.Retry(exchange.FailConnect) {
 					continue
 				}
-				c.answer()
+				c.failed()
 				return
 			}
 		}
@@ -331,7 +331,7 @@ func (c *evClient) upFailed(u *evUp, f exchange.Failure) {
 		c.try()
 		return
 	}
-	c.answer()
+	c.failed()
 }
 
 // gone: the client left while its request waited for the endpoint.

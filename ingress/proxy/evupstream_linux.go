@@ -76,10 +76,13 @@ func (u *evUp) send() {
 		length = c.bodySize()
 	}
 	u.out = h1.AppendRequestHead(u.out[:0], x.Out.Method, x.Out.Target, x.Out.Host, x.Out.Fields, length)
-	if c.held != nil {
+	switch {
+	case !x.Out.Body: // an error page's request goes without the client's body
+		u.bodyOff = c.buf.size
+	case c.held != nil:
 		u.out = append(u.out, c.held...)
 		u.bodyOff = int64(len(c.held))
-	} else {
+	default:
 		u.bodyOff = 0
 		u.fill()
 	}
@@ -248,6 +251,9 @@ func (u *evUp) relay() {
 		}
 		if !x.Accept(u.res.Status, u.res.Upgrade) {
 			c.upFailed(u, exchange.FailInvalid)
+			return
+		}
+		if u.intercepted() {
 			return
 		}
 		if u.connected && !u.sent { // an early answer: neither side can go on

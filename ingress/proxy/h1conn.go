@@ -421,6 +421,7 @@ func (hc *h1conn) forward() {
 			a = r
 		}
 	}
+	a = hc.s.errorPage(context.Background(), x, a)
 	if a == nil {
 		hc.answer()
 		return

@@ -75,6 +75,7 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else if rep := s.roundTripStd(r.Context(), x, bufferedBody{&st.body}); rep != nil {
 			a = rep
 		}
+		a = s.errorPage(r.Context(), x, a)
 		if a == nil {
 			writeAnswer(w, x, r.Method)
 			break

@@ -130,6 +130,7 @@ type Exchange struct {
 	held     *ConnLimit // the limit x's request is counted in, until End
 	heldBy   netip.Addr
 	peer     *peerCheck // the client's certificate, told upstream (clientcert.go)
+	errors   errorPlan  // errorpage.go
 }
 
 // Head is a request head to send upstream. Fields are the header fields
@@ -274,8 +275,10 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	}
 	up := cfg.Upstreams[x.Target]
 	if up == nil || len(up.Addrs) == 0 {
-		x.answer(503, "the backend service has no ready endpoint")
-		return
+		if up = x.fallback(cfg, r, req, to, tries, next); up == nil {
+			x.answer(503, "the backend service has no ready endpoint")
+			return
+		}
 	}
 	if max := x.Limits.MaxBodySize; max >= 0 && req.BodyLength > max {
 		x.answer(413, "the request body is larger than the limit")
@@ -309,8 +312,14 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if r != nil {
 		r.adjustHead(&x.Out)
 	}
+	switch {
+	case x.errors.used: // the route has no endpoint: the error backend answers
+		x.errorFields(503)
+	case x.Outcome == Forward && !to.Protocol.HTTP2():
+		x.armErrors(cfg, r, req, to, tries, next)
+	}
 	first := -1
-	if r != nil {
+	if r != nil && !x.errors.used {
 		first = x.choose(r, req, up, be.RulePath)
 	}
 	x.attempt.start(up, tries, next, first)
@@ -329,6 +338,7 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.cors, x.corsOK = nil, ""
 	x.sticky = sticky{}
 	x.peer = nil
+	x.errors = errorPlan{}
 	x.scratch = x.scratch[:0]
 	x.policy, x.method = p, req.Method
 	if req.Client != x.client.addr || x.client.ip == "" {

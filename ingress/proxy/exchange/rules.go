@@ -66,6 +66,9 @@ type Rules struct {
 	// the request (upstream-hash-by).
 	Affinity *Affinity
 	HashBy   *HashKey
+	// Errors, when set, are the route's error pages (custom-http-errors,
+	// default-backend; errorpage.go).
+	Errors *ErrorPages
 }
 
 // admitConn counts x's request from a in r's ConnLimit, reporting false
