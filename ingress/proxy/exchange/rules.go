@@ -55,6 +55,9 @@ type Rules struct {
 	// phase comes after its rewrites: credentials are never asked for
 	// over plain HTTP on a host that redirects to HTTPS.
 	Auth *BasicAuth
+	// ExternalAuth, when set, asks the route's authentication service
+	// about each request, after Auth (auth-url; extauth.go).
+	ExternalAuth *ExternalAuth
 	// ConnLimit, when set, limits the requests each client address has in
 	// flight (limit-connections); LimitExempt are not counted either.
 	ConnLimit *ConnLimit
