@@ -177,6 +177,10 @@ type authStep struct {
 	// closeAnswered is Close should it be an answer.
 	then          Outcome
 	closeAnswered bool
+	// The plan is held too: a front-end that took Authorize for Forward
+	// would find no endpoint to send the request to.
+	upstream *Upstream
+	attempt  attempt
 	// What the sign-in redirect is made of: views of the request.
 	scheme, host, target string
 	fields               []h1.Field // AuthOut's
@@ -225,6 +229,8 @@ func (p *Policy) authorize(req *Request, x *Exchange) {
 	add("X-Auth-Request-Redirect", cmpOr(ext.RequestRedirect, req.Target))
 	a.fields = out.Fields
 	x.Outcome = Authorize
+	a.upstream, a.attempt = x.Upstream, x.attempt
+	x.Upstream, x.attempt = nil, attempt{}
 }
 
 // authSets reports the fields the subrequest carries of the proxy's own.
@@ -257,6 +263,7 @@ func (x *Exchange) Authorized(status int, fields []h1.Field) {
 	switch {
 	case 200 <= status && status < 300:
 		x.Outcome = a.then
+		x.Upstream, x.attempt = a.upstream, a.attempt
 		if x.Outcome == Answer {
 			x.Close = a.closeAnswered
 			return

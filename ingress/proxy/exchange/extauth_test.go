@@ -45,6 +45,9 @@ func TestAuthorizeSubrequest(t *testing.T) {
 	if x.Outcome != Authorize {
 		t.Fatalf("outcome %d (status %d %q), want Authorize", x.Outcome, x.Status, x.Body)
 	}
+	if x.Upstream != nil {
+		t.Error("the plan's endpoints are given before the service said yes")
+	}
 	if x.AuthURL() != ext.URL {
 		t.Errorf("AuthURL %v", x.AuthURL())
 	}
@@ -149,8 +152,11 @@ func TestAuthorized(t *testing.T) {
 			}
 			x.Authorized(c.status, c.fields)
 			if c.want == 0 {
-				if x.Outcome != Forward {
+				if x.Outcome != Forward || x.Upstream == nil {
 					t.Fatalf("answer %d %q, want it forwarded", x.Status, x.Body)
+				}
+				if addr, _ := x.Endpoint(); addr != x.Record.Endpoint {
+					t.Errorf("endpoint %s, want the plan's %s", addr, x.Record.Endpoint)
 				}
 				for name, want := range c.upstream {
 					if got := value(x.Out.Fields, name); got != want {
