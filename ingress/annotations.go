@@ -83,7 +83,9 @@ type annotated struct {
 	permanent, temporal         string
 	permanentCode, temporalCode int
 	// auth: auth-type, auth-secret, auth-secret-type, auth-realm (auth.go).
-	auth  authSpec
+	auth authSpec
+	// ext: auth-url and its companions (extauth.go).
+	ext   extAuthSpec
 	probs []problem
 }
 
@@ -244,6 +246,13 @@ var annotations = map[string]annotation{
 	"auth-secret":      {parse: authSecret, access: true},
 	"auth-secret-type": {parse: authSecretType, access: true},
 	"auth-realm":       {parse: authRealm},
+	// External authentication: see extauth.go.
+	"auth-url":                   {parse: authURL, access: true},
+	"auth-method":                {parse: authMethod, access: true},
+	"auth-response-headers":      {parse: authResponseHeaders, access: true},
+	"auth-request-redirect":      {parse: authRequestRedirect, access: true},
+	"auth-signin":                {parse: authSignin, access: true},
+	"auth-signin-redirect-param": {parse: authSigninRedirectParam, access: true},
 	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -289,7 +298,7 @@ var annotations = map[string]annotation{
 // served and that Portico cannot enforce yet: any of them refuses the
 // Ingress's requests (403) rather than serving them unprotected.
 var accessUnsupported = []string{
-	"auth-url", "auth-tls-secret", "auth-tls-verify-client",
+	"auth-tls-secret", "auth-tls-verify-client",
 }
 
 // unsupported are the other ingress-nginx annotations, known and not
@@ -297,9 +306,8 @@ var accessUnsupported = []string{
 var unsupported = []string{
 	"affinity-canary-behavior", "auth-always-set-cookie",
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
-	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
-	"auth-request-redirect", "auth-response-headers", "auth-signin",
-	"auth-signin-redirect-param", "auth-tls-error-page", "auth-tls-match-cn",
+	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-proxy-set-headers",
+	"auth-tls-error-page", "auth-tls-match-cn",
 	"auth-tls-pass-certificate-to-upstream", "auth-tls-verify-depth",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "custom-http-errors", "default-backend", "disable-proxy-intercept-errors",
@@ -374,6 +382,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleCanary(spelled, warn)
 	a.settleCORS(spelled, warn)
 	a.settleAuth(key, spelled, warn)
+	a.settleExtAuth(spelled, warn)
 	a.settleAffinity(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
