@@ -277,3 +277,48 @@ func TestExternalAuth(t *testing.T) {
 }
 
 func jsonDecode(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// On HTTP/1.1 a refused request's body is read through, not taken for the
+// next request, and a client waiting for 100 Continue is not told to send
+// its body before the service said yes.
+func TestExternalAuthConnection(t *testing.T) {
+	auth := newAuthService(t)
+	web, hits := countingEcho(t)
+	u, _ := exchange.ParseAuthURL(auth.URL + "/forbid")
+	p := start(t, Options{})
+	p.Store(&exchange.Config{
+		Routes:    table(t, ingress("forbid", "forbid.example", prefix("/", "web"))),
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(web))},
+		Rules:     map[string]*exchange.Rules{"ns/forbid": {ExternalAuth: &exchange.ExternalAuth{URL: u}}},
+	})
+	c, err := net.Dial("tcp", p.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// A body that looks like a request: were it read as one, a third
+	// answer would come.
+	smuggled := "GET /x HTTP/1.1\r\nHost: forbid.example\r\n\r\n"
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: forbid.example\r\nContent-Length: %d\r\n\r\n%sGET / HTTP/1.1\r\nHost: forbid.example\r\nConnection: close\r\n\r\n", len(smuggled), smuggled)
+	all, _ := io.ReadAll(c)
+	if n := strings.Count(string(all), "HTTP/1.1 403"); n != 2 || strings.Count(string(all), "HTTP/1.1 ") != 2 {
+		t.Errorf("answers:\n%s\nwant two 403s", all)
+	}
+	if hits.Load() != 0 {
+		t.Error("the backend was sent a request")
+	}
+
+	c2, err := net.Dial("tcp", p.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c2, "PUT / HTTP/1.1\r\nHost: forbid.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	buf := make([]byte, 4096)
+	n, _ := c2.Read(buf)
+	if got := string(buf[:n]); !strings.HasPrefix(got, "HTTP/1.1 403") {
+		t.Errorf("first answer %q, want 403 without 100 Continue", got)
+	}
+}
