@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"strings"
@@ -226,7 +227,7 @@ func (p *Policy) authorize(req *Request, x *Exchange) {
 	add("X-Original-Method", req.Method)
 	add("X-Scheme", a.scheme)
 	add("X-Sent-From", "nginx-ingress-controller")
-	add("X-Auth-Request-Redirect", cmpOr(ext.RequestRedirect, req.Target))
+	add("X-Auth-Request-Redirect", cmp.Or(ext.RequestRedirect, req.Target))
 	a.fields = out.Fields
 	x.Outcome = Authorize
 	a.upstream, a.attempt = x.Upstream, x.attempt
@@ -241,13 +242,6 @@ func authSets(name string) bool {
 		}
 	}
 	return false
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Authorized gives x the authentication service's answer to AuthOut: its
@@ -285,13 +279,9 @@ func (x *Exchange) Authorized(status int, fields []h1.Field) {
 	case status == 0:
 		x.answer(500, "the authentication service did not answer")
 	default:
-		x.answer(500, "the authentication service answered "+statusWord(status))
+		x.answer(500, fmt.Sprintf("the authentication service answered %d, neither 2xx, 401 nor 403", status))
 	}
 	x.Close = a.closeAnswered
-}
-
-func statusWord(status int) string {
-	return fmt.Sprintf("%d, neither 2xx, 401 nor 403", status)
 }
 
 // copyAuthFields replaces the fields of the upstream request that the
@@ -339,7 +329,7 @@ func (x *Exchange) signinURL() string {
 		} else {
 			x.scratch = append(x.scratch, '?')
 		}
-		x.scratch = append(x.scratch, cmpOr(a.ext.SigninParam, "rd")...)
+		x.scratch = append(x.scratch, cmp.Or(a.ext.SigninParam, "rd")...)
 		x.scratch = append(x.scratch, '=')
 		x.scratch = append(x.scratch, a.scheme...)
 		x.scratch = append(x.scratch, "://"...)
