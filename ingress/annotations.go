@@ -91,7 +91,9 @@ type annotated struct {
 	// errors: custom-http-errors, default-backend,
 	// disable-proxy-intercept-errors (errorpages.go).
 	errors errorSpec
-	probs  []problem
+	// ext: auth-url and its companions (extauth.go).
+	ext   extAuthSpec
+	probs []problem
 }
 
 // annotation is one annotation Portico applies: parse reads a value into a.
@@ -259,6 +261,13 @@ var annotations = map[string]annotation{
 	"auth-tls-match-cn":                     {parse: clientTLSValue, access: true},
 	"auth-tls-error-page":                   {parse: clientTLSValue},
 	"auth-tls-pass-certificate-to-upstream": {parse: clientTLSValue},
+	// External authentication: see extauth.go.
+	"auth-url":                   {parse: authURL, access: true},
+	"auth-method":                {parse: authMethod, access: true},
+	"auth-response-headers":      {parse: authResponseHeaders, access: true},
+	"auth-request-redirect":      {parse: authRequestRedirect, access: true},
+	"auth-signin":                {parse: authSignin, access: true},
+	"auth-signin-redirect-param": {parse: authSigninRedirectParam, access: true},
 	"proxy-next-upstream-tries": {parse: func(a *annotated, _, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -307,18 +316,14 @@ var annotations = map[string]annotation{
 // accessUnsupported are the ingress-nginx annotations that restrict who is
 // served and that Portico cannot enforce yet: any of them refuses the
 // Ingress's requests (403) rather than serving them unprotected.
-var accessUnsupported = []string{
-	"auth-url",
-}
+var accessUnsupported = []string{}
 
 // unsupported are the other ingress-nginx annotations, known and not
 // implemented yet: each gets a Warning saying it has no effect.
 var unsupported = []string{
 	"affinity-canary-behavior", "auth-always-set-cookie",
 	"auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
-	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-method", "auth-proxy-set-headers",
-	"auth-request-redirect", "auth-response-headers", "auth-signin",
-	"auth-signin-redirect-param",
+	"auth-keepalive-share-vars", "auth-keepalive-timeout", "auth-proxy-set-headers",
 	"canary-by-header-pattern", "client-body-buffer-size", "connection-proxy-header",
 	"custom-headers", "enable-access-log", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
 	"enable-rewrite-log", "global-rate-limit", "http2-push-preload",
@@ -392,6 +397,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleCORS(spelled, warn)
 	a.settleAuth(key, spelled, warn)
 	a.settleClientTLS(key, spelled, warn)
+	a.settleExtAuth(spelled, warn)
 	a.settleAffinity(spelled, warn)
 	a.settleErrors(spelled, warn)
 	var policy strings.Builder

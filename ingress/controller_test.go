@@ -381,7 +381,7 @@ func TestAnnotationsServed(t *testing.T) {
 		annotated("elsewhere", "elsewhere.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "192.0.2.0/24"}),
 		annotated("denied", "denied.example", map[string]string{ingress.PorticoPrefix + "denylist-source-range": "127.0.0.1"}),
 		annotated("bad-list", "bad-list.example", map[string]string{ingress.NginxPrefix + "whitelist-source-range": "127.0.0.1/40"}),
-		annotated("auth", "auth.example", map[string]string{ingress.NginxPrefix + "auth-url": "http://auth.example/check"}),
+		annotated("auth", "auth.example", map[string]string{ingress.NginxPrefix + "auth-url": "https://$host/oauth2/auth"}), // invalid: refused
 		annotated("snippet", "snippet.example", map[string]string{ingress.NginxPrefix + "server-snippet": "location / { return 200; }"}),
 		annotated("typo", "typo.example", map[string]string{ingress.NginxPrefix + "proxy-body-sise": "8m"}),
 		annotated("moved", "moved.example", map[string]string{ingress.NginxPrefix + "permanent-redirect": "https://new.example/"}),

@@ -193,9 +193,10 @@ func (c *evClient) step() bool {
 	c.xreq = h1Request(&c.req, false, "", c.client, c.local)
 	x := &c.x
 	s.policy.Decide(s.cfg.Load(), &c.xreq, c.headStart, x)
-	if x.Outcome == exchange.Tunnel || x.Outcome == exchange.Forward && x.Target.Protocol != route.HTTP {
+	if x.Outcome == exchange.Tunnel || x.Outcome == exchange.Authorize || x.Outcome == exchange.Forward && x.Target.Protocol != route.HTTP {
 		// The goroutine loop joins the connections of a tunnel, and
-		// blocks on Go's client for the endpoints it speaks to.
+		// blocks on Go's client for the endpoints it speaks to and the
+		// authentication services.
 		c.migrate()
 		return true
 	}

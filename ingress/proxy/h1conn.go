@@ -272,6 +272,9 @@ func (hc *h1conn) serveRequest() bool {
 	s.policy.Decide(s.cfg.Load(), &hc.xreq, start, x)
 	hc.off += n
 	hc.reply.start(&hc.req, s.closing.Load())
+	if x.Outcome == exchange.Authorize {
+		s.authorize(context.Background(), x)
+	}
 	switch x.Outcome {
 	case exchange.Answer:
 		hc.answer()

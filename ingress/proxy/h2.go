@@ -52,6 +52,9 @@ func (h http2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.request(r)
 	x := &st.x
 	s.policy.Decide(s.cfg.Load(), &st.req, start, x)
+	if x.Outcome == exchange.Authorize {
+		s.authorize(r.Context(), x)
+	}
 	rc := http.NewResponseController(w)
 	switch x.Outcome {
 	case exchange.Forward:

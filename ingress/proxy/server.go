@@ -24,6 +24,7 @@ type Server struct {
 	cfg     atomic.Pointer[exchange.Config]
 	pool    *pool
 	std     *stdClients // the endpoints not spoken to in HTTP/1.1 in the clear
+	auth    authClient  // the authentication services of auth-url (extauth.go)
 	defCert *tls.Certificate
 	log     *slog.Logger
 
@@ -197,6 +198,7 @@ wait:
 	}
 	s.pool.closeIdle(true)
 	s.std.closeIdle(true)
+	s.authTransport().CloseIdleConnections()
 	return err
 }
 

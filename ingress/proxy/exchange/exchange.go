@@ -83,6 +83,10 @@ const (
 	// Tunnel: a WebSocket upgrade: Out goes to the Upstream, and on a
 	// 101 both connections are joined.
 	Tunnel
+	// Authorize: the route's authentication service is asked first
+	// (AuthOut, to AuthURL); its answer goes to Authorized, which makes
+	// the Outcome one of the others (extauth.go).
+	Authorize
 )
 
 // Exchange is one request's decision, plan and record. A front-end keeps
@@ -109,6 +113,9 @@ type Exchange struct {
 	BackendTLS *BackendTLS
 	// Out is the request head to send.
 	Out Head
+	// AuthOut is the subrequest to the authentication service, when
+	// Outcome is Authorize.
+	AuthOut Head
 	// Limits are this request's timeouts and body limit.
 	Limits Limits
 	// Continue: send the client 100 Continue before reading its body.
@@ -131,6 +138,7 @@ type Exchange struct {
 	heldBy   netip.Addr
 	peer     *peerCheck // the client's certificate, told upstream (clientcert.go)
 	errors   errorPlan  // errorpage.go
+	auth     authStep   // extauth.go
 }
 
 // Head is a request head to send upstream. Fields are the header fields
@@ -155,6 +163,9 @@ type clientCache struct {
 func (p *Policy) Decide(cfg *Config, req *Request, start time.Time, x *Exchange) {
 	x.begin(p, req, start)
 	p.decide(cfg, req, x)
+	if x.auth.ext != nil {
+		p.authorize(req, x) // what was decided waits for the service's word
+	}
 	if x.Outcome == Answer && req.BodyLength != 0 && (req.BodyLength < 0 || req.BodyLength > MaxDiscard || req.Continue) {
 		// The body is not forwarded. One of known, small length is read
 		// through to keep the connection; any other ends it (and a
@@ -257,6 +268,9 @@ func (p *Policy) decide(cfg *Config, req *Request, x *Exchange) {
 	if r != nil && r.Auth != nil && !p.authenticate(r.Auth, req, x) {
 		return
 	}
+	if r != nil && r.ExternalAuth != nil {
+		x.auth.ext = r.ExternalAuth // what follows is held back until it says yes
+	}
 	to := be
 	if c := be.Canary; c != nil && chooseCanary(req, c) {
 		// The canary takes the request's endpoints only: the route's
@@ -334,6 +348,8 @@ func (x *Exchange) begin(p *Policy, req *Request, start time.Time) {
 	x.Target, x.Upstream, x.BackendTLS, x.Continue = Target{}, nil, nil, false
 	x.Limits = p.s.Limits
 	x.Out = Head{Fields: x.Out.Fields[:0]}
+	x.AuthOut = Head{}
+	x.auth = authStep{fields: x.auth.fields[:0]}
 	x.fields = x.fields[:0]
 	x.cors, x.corsOK = nil, ""
 	x.sticky = sticky{}

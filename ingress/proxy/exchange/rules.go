@@ -58,6 +58,9 @@ type Rules struct {
 	// ClientAuth, when set, is the route's client-certificate
 	// authentication (auth-tls-*, clientcert.go), checked first.
 	ClientAuth *ClientAuth
+	// ExternalAuth, when set, asks the route's authentication service
+	// about each request, after Auth (auth-url; extauth.go).
+	ExternalAuth *ExternalAuth
 	// ConnLimit, when set, limits the requests each client address has in
 	// flight (limit-connections); LimitExempt are not counted either.
 	ConnLimit *ConnLimit
