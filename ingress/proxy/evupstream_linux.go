@@ -249,8 +249,8 @@ func (u *evUp) relay() {
 			}
 			continue
 		}
-		if !x.Accept(u.res.Status, u.res.Upgrade) {
-			c.upFailed(u, exchange.FailInvalid)
+		if f := x.Judge(u.res.Status, u.res.Upgrade); f != 0 {
+			c.upFailed(u, f)
 			return
 		}
 		if u.intercepted() {

@@ -458,6 +458,38 @@ func TestRetriesConnectionFailures(t *testing.T) {
 	}
 }
 
+// proxy-next-upstream http_502: a GET answered 502 goes to the next
+// endpoint, on the same connection to the client, on every front-end
+// (the HTTPS endpoint through Go's client too); a POST's 502 is the
+// client's.
+func TestNextUpstreamOnStatus(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "failing")
+	}))
+	t.Cleanup(failing.Close)
+	ok := echo(t, "ok")
+	p := start(t, Options{Policy: exchange.Settings{NextUpstream: exchange.NextOnError | exchange.NextOn502, Tries: 2}})
+	p.Store(&exchange.Config{
+		Routes:    table(t, ingress("web", "", prefix("/", "web"))),
+		Upstreams: map[exchange.Target]*exchange.Upstream{target("web"): exchange.NewUpstream(addr(failing), addr(ok))},
+	})
+	c := dial(t, p.plain)
+	for i := range 4 {
+		c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, body := c.read("GET"); res.StatusCode != 200 || res.Header.Get("X-Backend") != "ok" {
+			t.Fatalf("GET %d: %d %q, want the working endpoint's 200", i, res.StatusCode, body)
+		}
+	}
+	posts := map[int]int{}
+	for range 4 {
+		posts[raw(t, p.plain, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi").StatusCode]++
+	}
+	if posts[502] == 0 || posts[200] == 0 {
+		t.Errorf("POSTs over both endpoints got %v, want the failing one's 502 relayed as it came", posts)
+	}
+}
+
 // wsBackend switches to an echo protocol, as a WebSocket server would, on
 // a WebSocket upgrade, and answers 400 to anything else.
 func wsBackend(t *testing.T) *httptest.Server {

@@ -318,9 +318,9 @@ func (s *Server) tryStd(ctx context.Context, t *http.Transport, x *exchange.Exch
 		return nil, exchange.FailReset
 	}
 	r.res = res
-	if !x.Accept(res.StatusCode, "") {
+	if f := x.Judge(res.StatusCode, ""); f != 0 {
 		r.done(s, false, time.Time{})
-		return nil, exchange.FailInvalid
+		return nil, f
 	}
 	r.head = h1.Response{Status: res.StatusCode, Minor: 1, Length: res.ContentLength}
 	for k, vv := range res.Header {

@@ -446,8 +446,8 @@ func (c *upConn) receive(x *exchange.Exchange, timeout time.Duration) exchange.F
 				}
 				continue
 			}
-			if !x.Accept(c.res.Status, c.res.Upgrade) {
-				return exchange.FailInvalid
+			if f := x.Judge(c.res.Status, c.res.Upgrade); f != 0 {
+				return f
 			}
 			c.body.ResetResponse(x.Method(), &c.res)
 			return 0

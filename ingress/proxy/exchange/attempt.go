@@ -76,6 +76,9 @@ const (
 	// FailInvalid: the response head was malformed or too large, or
 	// switched protocols unasked.
 	FailInvalid
+	// FailStatus: the endpoint answered with a status the plan tries the
+	// next endpoint after (Judge said so); its answer is not relayed.
+	FailStatus
 )
 
 // Retry reports that the current attempt failed with f. It returns true
@@ -84,7 +87,7 @@ const (
 // x becomes the client's answer (502, 504).
 func (x *Exchange) Retry(f Failure) bool {
 	a := &x.attempt
-	idem := idempotent(x.method) && !a.once
+	idem := (idempotent(x.method) || a.next&NextNonIdempotent != 0) && !a.once
 	if f == FailStale {
 		if idem && !a.freshUsed {
 			a.fresh, a.freshUsed = true, true
@@ -103,6 +106,8 @@ func (x *Exchange) Retry(f Failure) bool {
 		again = next&NextOnTimeout != 0 && idem
 	case FailInvalid:
 		again = next&NextOnInvalidHeader != 0 && idem
+	case FailStatus:
+		again = true // Judge checked the rest
 	}
 	if again && next&NextOff == 0 && a.n+1 < a.tries {
 		a.n++
@@ -142,17 +147,26 @@ func idempotent(m string) bool {
 	return false
 }
 
-// Accept checks the endpoint's final response head against the plan:
-// a switch of protocols only to the one a tunnelled request asked for.
-// It returns false when the response must not reach the client: the
-// attempt failed (FailInvalid). A 1xx other than 101 is not final: a
-// front-end skips it.
-func (x *Exchange) Accept(status int, upgrade string) bool {
+// Judge checks the endpoint's final response head against the plan: a
+// switch of protocols only to the one a tunnelled request asked for. It
+// returns 0 when the response goes to the client, else how the attempt
+// failed: FailInvalid, or FailStatus when the status is one the plan
+// tries the next endpoint after (proxy-next-upstream http_*) and another
+// attempt is allowed; the last attempt's answer is relayed whatever its
+// status, as nginx does. A 1xx other than 101 is not final: a front-end
+// skips it.
+func (x *Exchange) Judge(status int, upgrade string) Failure {
 	if status == 101 && (x.Outcome != Tunnel || !h1.Is(upgrade, x.Out.upgrade())) {
-		return false
+		return FailInvalid
+	}
+	a := &x.attempt
+	if c := onStatus(status); c != 0 && a.next&c != 0 && a.next&NextOff == 0 && a.n+1 < a.tries &&
+		(idempotent(x.method) || a.next&NextNonIdempotent != 0) && !a.once {
+		x.Record.UpstreamStatus = status
+		return FailStatus
 	}
 	x.Record.Status, x.Record.UpstreamStatus = status, status
-	return true
+	return 0
 }
 
 // upgrade is the protocol a tunnelled request asks for.

@@ -91,7 +91,7 @@ func (x *Exchange) fallback(cfg *Config, r *Rules, req *Request, to route.Backen
 }
 
 // Intercept is called by a front-end when the endpoint's final response
-// head came with status (after Accept), or when the plan failed and x is
+// head came with status (after Judge), or when the plan failed and x is
 // the proxy's own answer (after Retry returned false), status then being
 // x.Status. It returns true when the answer is not the client's: the
 // front-end drops it (the response, its connection with it) and carries

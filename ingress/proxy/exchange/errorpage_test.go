@@ -49,7 +49,7 @@ func TestErrorPagesIntercept(t *testing.T) {
 			if x.Outcome != Forward || x.Target != target("web") {
 				t.Fatalf("outcome %d target %v", x.Outcome, x.Target)
 			}
-			if !x.Accept(c.status, "") {
+			if !(x.Judge(c.status, "") == 0) {
 				t.Fatalf("status %d not accepted", c.status)
 			}
 			if got := x.Intercept(c.status); got != c.intercept {
@@ -83,7 +83,7 @@ func TestErrorPagesIntercept(t *testing.T) {
 				t.Errorf("attempts %d, want 2", x.Record.Attempts)
 			}
 			// Once: the error backend's own 404 is the client's.
-			if !x.Accept(c.status, "") || x.Intercept(c.status) {
+			if !(x.Judge(c.status, "") == 0) || x.Intercept(c.status) {
 				t.Errorf("intercepted twice")
 			}
 		})
@@ -97,7 +97,7 @@ func TestErrorPagesOwnFailures(t *testing.T) {
 		cfg := errorConfig(t, ErrorPages{Codes: []int{404, 502}, NoIntercept: noIntercept})
 		var x Exchange
 		NewPolicy(Settings{}).Decide(cfg, get("plain.example", "/a"), time.Now(), &x)
-		if x.Accept(404, ""); x.Intercept(404) == noIntercept {
+		if x.Judge(404, ""); x.Intercept(404) == noIntercept {
 			t.Errorf("noIntercept %v: the endpoint's 404 intercepted %v", noIntercept, !noIntercept)
 		}
 		NewPolicy(Settings{}).Decide(cfg, get("plain.example", "/a"), time.Now(), &x)
@@ -144,7 +144,7 @@ func TestErrorPagesFallback(t *testing.T) {
 	if value(x.Out.Fields, "X-Code") != "503" || value(x.Out.Fields, "X-Service-Name") != "empty" || value(x.Out.Fields, "X-Ingress-Name") != "plain" {
 		t.Errorf("fields %v", x.Out.Fields)
 	}
-	if x.Accept(404, ""); x.Intercept(404) {
+	if x.Judge(404, ""); x.Intercept(404) {
 		t.Errorf("the fallback's answer was intercepted")
 	}
 	// No endpoint for the error backend either: the proxy's 503.
@@ -156,7 +156,7 @@ func TestErrorPagesFallback(t *testing.T) {
 	// Nor are answers intercepted then.
 	cfg.Rules["ns/plain"].Errors.Codes = []int{404}
 	NewPolicy(Settings{}).Decide(cfg, get("plain.example", "/"), time.Now(), &x)
-	if x.Accept(404, ""); x.Intercept(404) {
+	if x.Judge(404, ""); x.Intercept(404) {
 		t.Errorf("intercepted toward an error backend without endpoints")
 	}
 }
@@ -168,7 +168,7 @@ func TestErrorPagesLeftAlone(t *testing.T) {
 	var x Exchange
 	p.Decide(cfg, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "websocket",
 		Fields: []h1.Field{f("Connection", "upgrade"), f("Upgrade", "websocket")}}, time.Now(), &x)
-	if x.Outcome != Tunnel || x.Accept(404, "") && x.Intercept(404) {
+	if x.Outcome != Tunnel || (x.Judge(404, "") == 0) && x.Intercept(404) {
 		t.Errorf("a WebSocket handshake's 404 was intercepted")
 	}
 	tab, _ := route.Build([]route.Ingress{{Namespace: "ns", Name: "plain", Protocol: route.GRPC,
@@ -179,12 +179,12 @@ func TestErrorPagesLeftAlone(t *testing.T) {
 	if x.Outcome != Forward || x.Target.Protocol != route.GRPC {
 		t.Fatalf("outcome %d target %v", x.Outcome, x.Target)
 	}
-	if x.Accept(404, "") && x.Intercept(404) {
+	if (x.Judge(404, "") == 0) && x.Intercept(404) {
 		t.Errorf("a gRPC answer was intercepted")
 	}
 	// A route without error pages.
 	p.Decide(testConfig(t), get("plain.example", "/"), time.Now(), &x)
-	if x.Accept(404, "") && x.Intercept(404) {
+	if (x.Judge(404, "") == 0) && x.Intercept(404) {
 		t.Errorf("intercepted without error pages")
 	}
 }

@@ -310,22 +310,69 @@ func TestAttempts(t *testing.T) {
 	}
 }
 
+// proxy-next-upstream http_*: a listed status sends the request to the
+// next endpoint while another attempt is allowed (idempotent requests,
+// or any with non_idempotent); the last attempt's answer is the client's.
+func TestNextUpstreamOnStatus(t *testing.T) {
+	cfg := testConfig(t)
+	for _, c := range []struct {
+		name     string
+		method   string
+		next     NextUpstream
+		statuses []int
+		want     []Failure
+	}{
+		{"listed status goes on, the last is relayed", "GET", NextOnError | NextOn502 | NextOn503, []int{502, 503, 502}, []Failure{FailStatus, FailStatus, 0}},
+		{"unlisted status is relayed", "GET", NextOn502, []int{500}, []Failure{0}},
+		{"a POST is relayed", "POST", NextOn502, []int{502}, []Failure{0}},
+		{"non_idempotent", "POST", NextOn502 | NextNonIdempotent, []int{502, 200}, []Failure{FailStatus, 0}},
+		{"off wins", "GET", NextOn502 | NextOff, []int{502}, []Failure{0}},
+		{"4xx", "GET", NextOn404 | NextOn429 | NextOn403, []int{404, 429, 403}, []Failure{FailStatus, FailStatus, 0}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var x Exchange
+			NewPolicy(Settings{NextUpstream: c.next}).Decide(cfg, &Request{Method: c.method, Target: "/", Host: "plain.example", Proto: HTTP11, Client: client}, time.Now(), &x)
+			tried := map[string]bool{}
+			for i, st := range c.statuses {
+				addr, _ := x.Endpoint()
+				if tried[addr] {
+					t.Fatalf("attempt %d went to %s again", i, addr)
+				}
+				tried[addr] = true
+				f := x.Judge(st, "")
+				if f != c.want[i] {
+					t.Fatalf("attempt %d, status %d: %d, want %d", i, st, f, c.want[i])
+				}
+				if f == 0 {
+					if x.Record.Status != st || x.Outcome != Forward {
+						t.Errorf("the relayed answer: record status %d, outcome %d", x.Record.Status, x.Outcome)
+					}
+					return
+				}
+				if !x.Retry(f) {
+					t.Fatalf("attempt %d: Judge said go on, Retry refused", i)
+				}
+			}
+		})
+	}
+}
+
 func TestAccept(t *testing.T) {
 	cfg := testConfig(t)
 	p := NewPolicy(Settings{})
 	var x Exchange
 	p.Decide(cfg, get("plain.example", "/"), time.Now(), &x)
-	if x.Accept(101, "h2c") {
+	if x.Judge(101, "h2c") == 0 {
 		t.Errorf("a 101 to a request that asked for none was accepted")
 	}
 	p.Decide(cfg, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "websocket",
 		Fields: []h1.Field{f("Connection", "upgrade"), f("Upgrade", "websocket")}}, time.Now(), &x)
-	if x.Outcome != Tunnel || x.Accept(101, "h2c") {
+	if x.Outcome != Tunnel || (x.Judge(101, "h2c") == 0) {
 		t.Errorf("a switch to another protocol than asked was accepted")
 	}
 	p.Decide(cfg, &Request{Method: "GET", Target: "/", Host: "plain.example", Proto: HTTP11, Client: client, Upgrade: "websocket",
 		Fields: []h1.Field{f("Connection", "upgrade"), f("Upgrade", "websocket")}}, time.Now(), &x)
-	if !x.Accept(101, "WebSocket") || !x.Accept(200, "") || x.Record.Status != 200 {
+	if !(x.Judge(101, "WebSocket") == 0) || !(x.Judge(200, "") == 0) || x.Record.Status != 200 {
 		t.Errorf("a switch to WebSocket, or a plain answer, was refused")
 	}
 }

@@ -48,12 +48,20 @@ func ParseNextUpstream(s string) (NextUpstream, error) {
 			n |= NextOnInvalidHeader
 		case "off":
 			n |= NextOff
+		case "non_idempotent":
+			n |= NextNonIdempotent
 		default:
-			return 0, fmt.Errorf("%q in %q: want error, timeout, invalid_header or off", w, s)
+			code, ok := strings.CutPrefix(w, "http_")
+			st, err := strconv.Atoi(code)
+			if c := onStatus(st); ok && err == nil && c != 0 {
+				n |= c
+				continue
+			}
+			return 0, fmt.Errorf("%q in %q: want error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off", w, s)
 		}
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("%q names no failure: want error, timeout, invalid_header or off", s)
+		return 0, fmt.Errorf("%q names no failure: want error, timeout, invalid_header, http_5xx/403/404/429, non_idempotent or off", s)
 	}
 	return n, nil
 }

@@ -16,12 +16,14 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestParseNextUpstream(t *testing.T) {
-	for in, want := range map[string]NextUpstream{"error timeout": NextOnError | NextOnTimeout, "invalid_header": NextOnInvalidHeader, "off": NextOff} {
+	for in, want := range map[string]NextUpstream{"error timeout": NextOnError | NextOnTimeout, "invalid_header": NextOnInvalidHeader, "off": NextOff,
+		"error http_502 http_503 non_idempotent":       NextOnError | NextOn502 | NextOn503 | NextNonIdempotent,
+		"http_500 http_504 http_403 http_404 http_429": NextOn500 | NextOn504 | NextOn403 | NextOn404 | NextOn429} {
 		if got, err := ParseNextUpstream(in); err != nil || got != want {
 			t.Errorf("ParseNextUpstream(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "error http_502", "Error"} {
+	for _, in := range []string{"", "error http_501", "http_", "http_5022", "Error", "updating"} {
 		if _, err := ParseNextUpstream(in); err == nil {
 			t.Errorf("ParseNextUpstream(%q): want an error", in)
 		}

@@ -85,7 +85,7 @@ type Limits struct {
 
 // NextUpstream is a set of failures after which a request goes to the
 // next endpoint.
-type NextUpstream uint8
+type NextUpstream uint16
 
 const (
 	// NextOnError: the connection failed, or broke before the response
@@ -99,7 +99,40 @@ const (
 	NextOnInvalidHeader
 	// NextOff: no failure is retried on another endpoint ("off").
 	NextOff
+	// NextOn500 … NextOn429: the endpoint answered with that status
+	// ("http_500" …); the answer of the last attempt is the client's.
+	NextOn500
+	NextOn502
+	NextOn503
+	NextOn504
+	NextOn403
+	NextOn404
+	NextOn429
+	// NextNonIdempotent: requests that are not idempotent (POST, PATCH)
+	// are tried again too, after a failure once sent ("non_idempotent").
+	NextNonIdempotent
 )
+
+// onStatus is the condition of an endpoint's status, or 0.
+func onStatus(status int) NextUpstream {
+	switch status {
+	case 500:
+		return NextOn500
+	case 502:
+		return NextOn502
+	case 503:
+		return NextOn503
+	case 504:
+		return NextOn504
+	case 403:
+		return NextOn403
+	case 404:
+		return NextOn404
+	case 429:
+		return NextOn429
+	}
+	return 0
+}
 
 func (s *Settings) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
