@@ -230,7 +230,7 @@ func TestAnnotations(t *testing.T) {
 			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
 		{"CORS options without enable-cors", map[string]string{nginx + "cors-allow-origin": "*"}, false, false, nil, []string{ReasonInvalidAnnotation}},
 		{"bad limits keep the proxy's", map[string]string{nginx + "proxy-body-size": "8x", nginx + "proxy-read-timeout": "-1", nginx + "proxy-connect-timeout": "1.5s",
-			nginx + "proxy-next-upstream": "http_502", nginx + "proxy-next-upstream-tries": "many"}, false, false, nil,
+			nginx + "proxy-next-upstream": "http_501", nginx + "proxy-next-upstream-tries": "many"}, false, false, nil,
 			[]string{ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation, ReasonInvalidAnnotation}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
