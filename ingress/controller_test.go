@@ -421,7 +421,7 @@ func TestAnnotationsServed(t *testing.T) {
 
 	for _, w := range []struct{ ingress, reason string }{
 		{"bad-list", ingress.ReasonInvalidAnnotation},
-		{"auth", ingress.ReasonAccessRefused},
+		{"auth", ingress.ReasonInvalidAnnotation},
 		{"snippet", ingress.ReasonSnippetRefused},
 		{"typo", ingress.ReasonUnsupportedAnnotation},
 	} {
