@@ -241,6 +241,9 @@ type request struct {
 	headers []string
 	// body, when set, is sent as the request's body.
 	body string
+	// cert and key, over HTTPS, are PEM files of the client certificate
+	// to present.
+	cert, key string
 }
 
 // response is what the client got.
@@ -283,6 +286,9 @@ func (r request) curlArgs(addr string) []string {
 	host := cmp.Or(r.host, addr)
 	if !r.https {
 		return append(args, "-H", "Host: "+host, "http://"+addr+path)
+	}
+	if r.cert != "" {
+		args = append(args, "--cert", r.cert, "--key", r.key)
 	}
 	if r.ca != "" {
 		args = append(args, "--cacert", r.ca)

@@ -4,11 +4,17 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -387,4 +393,231 @@ spec:
 		}
 		return nil
 	})
+}
+
+// clientCA makes a CA, a client certificate it signs, and writes the
+// certificate and key to PEM files for curl. It returns the CA's PEM and
+// the files.
+func clientCA(t *testing.T, name string) (caPEM []byte, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name + " client"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, name+"-cert.pem"), filepath.Join(dir, name+"-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile
+}
+
+// TestIngressClientCertificates: auth-tls-* as ingress-nginx's users
+// write them, with curl from the client: no certificate or one from
+// another authority gets 400; the right one reaches the backend, which
+// is told who it is.
+func TestIngressClientCertificates(t *testing.T) {
+	f := newFeature(t)
+	caPEM, cert, key := clientCA(t, "trusted")
+	_, otherCert, otherKey := clientCA(t, "stranger")
+	apply(t, f.ns, fmt.Sprintf(`{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "client-ca"}, "type": "Opaque", "stringData": {"ca.crt": %q}}`, caPEM))
+	name := f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: mtls
+  annotations:
+    nginx.ingress.kubernetes.io/auth-tls-secret: client-ca
+    nginx.ingress.kubernetes.io/auth-tls-verify-client: "on"
+    nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream: "true"
+spec:
+  tls:
+  - hosts: [mtls.lab]
+  rules:
+  - host: mtls.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: mtls-app, port: {number: 8080}}}}
+`, false)
+	f.address(t, name)
+	r := f.scenario(t, "the right client certificate", request{https: true, host: "mtls.lab", cert: cert, key: key}, expect{status: 200, service: "mtls-app"})
+	if v := r.echo.Headers["Ssl-Client-Verify"]; len(v) != 1 || v[0] != "SUCCESS" {
+		t.Errorf("the backend was told ssl-client-verify %v, want SUCCESS", v)
+	}
+	if v := r.echo.Headers["Ssl-Client-Subject-Dn"]; len(v) != 1 || !strings.Contains(v[0], "CN=trusted client") {
+		t.Errorf("the backend was told ssl-client-subject-dn %v", v)
+	}
+	if len(r.echo.Headers["Ssl-Client-Cert"]) != 1 {
+		t.Errorf("the backend was not passed the certificate: %v", r.echo.Headers)
+	}
+	f.scenario(t, "no client certificate", request{https: true, host: "mtls.lab"}, expect{status: 400})
+	f.scenario(t, "another authority's certificate", request{https: true, host: "mtls.lab", cert: otherCert, key: otherKey}, expect{status: 400})
+	f.scenario(t, "a forged verification header without a certificate", request{https: true, host: "mtls.lab", headers: []string{"ssl-client-verify: SUCCESS"}}, expect{status: 400})
+}
+
+// TestIngressExternalAuth: auth-url with an authentication service in
+// the cluster, as oauth2-proxy is used: without a token the client is
+// sent to sign in, with it the request reaches the backend with the user
+// the service named.
+func TestIngressExternalAuth(t *testing.T) {
+	f := newFeature(t)
+	apply(t, f.ns, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: authserver}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: authserver}}
+  template:
+    metadata: {labels: {app: authserver}}
+    spec:
+      containers:
+      - name: auth
+        image: lab.portico.dev/authserver:e2e
+        env: [{name: TOKEN, value: good}, {name: USER_NAME, value: alice}]
+        ports: [{containerPort: 3000}]
+        readinessProbe: {httpGet: {path: /health, port: 3000}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: authsvc}
+spec:
+  selector: {app: authserver}
+  ports: [{port: 80, targetPort: 3000}]
+`)
+	readyPods(t, f.ns, "app=authserver", 1)
+	svc, err := cs.CoreV1().Services(f.ns).Get(context.Background(), "authsvc", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lab has no cluster DNS: the service is named by its cluster IP.
+	name := f.ingressOf(t, fmt.Sprintf(`
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: guarded
+  annotations:
+    nginx.ingress.kubernetes.io/auth-url: http://%s/oauth2/auth
+    nginx.ingress.kubernetes.io/auth-signin: https://login.example/start
+    nginx.ingress.kubernetes.io/auth-response-headers: X-Auth-User
+spec:
+  rules:
+  - host: guarded.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: guarded-app, port: {number: 8080}}}}
+`, svc.Spec.ClusterIP), false)
+	f.address(t, name)
+	f.ready(t, request{host: "guarded.lab", headers: []string{"Authorization: Bearer good"}}, expect{status: 200, service: "guarded-app"})
+	r := f.scenario(t, "with the token", request{host: "guarded.lab", path: "/page", headers: []string{"Authorization: Bearer good", "X-Auth-User: mallory"}},
+		expect{status: 200, service: "guarded-app"})
+	if v := r.echo.Headers["X-Auth-User"]; len(v) != 1 || v[0] != "alice" {
+		t.Errorf("the backend was told X-Auth-User %v, want the service's alice only", v)
+	}
+	r = send(t, f.addr, request{host: "guarded.lab", path: "/page"})
+	if len(r.redirects) == 0 || !strings.HasPrefix(r.redirects[0], "https://login.example/start?rd=") {
+		t.Errorf("without a token: status %d, redirects %v; want a redirect to sign in", r.status, r.redirects)
+	}
+}
+
+// TestIngressErrorPages: custom-http-errors with default-backend: an
+// error the app answers, and a Service with no pod, reach the error
+// backend with what it needs to render its page.
+func TestIngressErrorPages(t *testing.T) {
+	f := newFeature(t)
+	apply(t, f.ns, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain-nginx}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: plain-nginx}}
+  template:
+    metadata: {labels: {app: plain-nginx}}
+    spec:
+      containers:
+      - {name: nginx, image: "nginx:1.27", ports: [{containerPort: 80}], readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: site}
+spec:
+  selector: {app: plain-nginx}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: no-such-pod}
+  ports: [{port: 80, targetPort: 80}]
+`)
+	f.deployment["site"], f.deployment["nobody"] = "plain-nginx", "none"
+	f.pods["site"] = names(readyPods(t, f.ns, "app=plain-nginx", 1))
+	f.pods["nobody"] = map[string]bool{}
+	name := f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: pages
+  annotations:
+    nginx.ingress.kubernetes.io/custom-http-errors: "404,503"
+    nginx.ingress.kubernetes.io/default-backend: errpages
+spec:
+  rules:
+  - host: pages.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: site, port: {number: 80}}}}
+      - {path: /gone, pathType: Prefix, backend: {service: {name: nobody, port: {number: 80}}}}
+  - host: errpages.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: errpages, port: {number: 8080}}}}
+`, false)
+	f.address(t, name)
+	f.ready(t, request{host: "errpages.lab"}, expect{status: 200, service: "errpages"})
+	for _, c := range []struct {
+		path, code string
+	}{{"/missing", "404"}, {"/gone/away", "503"}} {
+		var r response
+		eventually(t, 30*time.Second, "the error page of "+c.path, func() error {
+			r = send(t, f.addr, request{host: "pages.lab", path: c.path})
+			if r.echo == nil || r.echo.Service != "errpages" {
+				return fmt.Errorf("status %d, body %.80q", r.status, r.body)
+			}
+			return nil
+		})
+		if v := r.echo.Headers["X-Code"]; len(v) != 1 || v[0] != c.code {
+			t.Errorf("%s: the error backend was told X-Code %v, want %s", c.path, v, c.code)
+		}
+		if v := r.echo.Headers["X-Original-Uri"]; len(v) != 1 || v[0] != c.path {
+			t.Errorf("%s: the error backend was told X-Original-URI %v", c.path, v)
+		}
+	}
 }

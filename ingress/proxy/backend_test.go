@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/portico-lb/portico/e2e/grpcecho"
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
 )
@@ -28,9 +29,10 @@ import (
 // without TLS, HTTPS with the proxy-ssl-* settings, h2c. Real gRPC
 // clients and servers (grpc-go) over real sockets.
 
-// grpcBackend is grpc-go's interop test service, with what it saw.
+// grpcBackend is the lab's gRPC service (grpc-go's interop service, its
+// streams), with calls of its own that say what they saw.
 type grpcBackend struct {
-	grpc_testing.UnimplementedTestServiceServer
+	grpcecho.Server
 	mu        sync.Mutex
 	deadline  time.Duration // the deadline EmptyCall saw, from its start
 	ended     chan error    // EmptyCall's context's end, as it saw it
@@ -59,47 +61,6 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, in *grpc_testing.SimpleRequ
 		return nil, status.Error(codes.Code(s.Code), s.Message)
 	}
 	return &grpc_testing.SimpleResponse{Payload: &grpc_testing.Payload{Body: make([]byte, in.ResponseSize)}}, nil
-}
-
-func (b *grpcBackend) StreamingOutputCall(in *grpc_testing.StreamingOutputCallRequest, s grpc.ServerStreamingServer[grpc_testing.StreamingOutputCallResponse]) error {
-	for _, p := range in.ResponseParameters {
-		if err := s.Send(&grpc_testing.StreamingOutputCallResponse{Payload: &grpc_testing.Payload{Body: make([]byte, p.Size)}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (b *grpcBackend) StreamingInputCall(s grpc.ClientStreamingServer[grpc_testing.StreamingInputCallRequest, grpc_testing.StreamingInputCallResponse]) error {
-	var n int32
-	for {
-		m, err := s.Recv()
-		if err == io.EOF {
-			return s.SendAndClose(&grpc_testing.StreamingInputCallResponse{AggregatedPayloadSize: n})
-		}
-		if err != nil {
-			return err
-		}
-		n += int32(len(m.GetPayload().GetBody()))
-	}
-}
-
-// FullDuplexCall answers every message as it comes: the client sends the
-// next only once it has the answer to the last, so a proxy that held
-// either direction back would hang it.
-func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[grpc_testing.StreamingOutputCallRequest, grpc_testing.StreamingOutputCallResponse]) error {
-	for {
-		m, err := s.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.Send(&grpc_testing.StreamingOutputCallResponse{Payload: m.Payload}); err != nil {
-			return err
-		}
-	}
 }
 
 // startGRPC serves the test service, over TLS when cert is set.
