@@ -15,7 +15,7 @@ export PATH := $(K8S_BINS):$(PATH)
 all: build
 
 # Debian packages the network tests and the lab use.
-DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl iproute2 nginx wrk nghttp2-client procps util-linux
+DEB_PACKAGES := frr bird2 iptables nftables conntrack iputils-arping ndisc6 curl openssl iproute2 nginx wrk nghttp2-client procps util-linux
 
 ## deps: installs the missing Debian packages (as root), without starting
 ## their services on the host: the tests run their own daemons in namespaces.

@@ -195,6 +195,33 @@ spec:
 	if code == 0 || !strings.Contains(out, "Unavailable") {
 		t.Errorf("a GRPCS route whose pods' certificate is not for its proxy-ssl-name: exit %d, %s; want Unavailable (502)", code, out)
 	}
+
+	// ssl-passthrough: the pods' own TLS, end to end.
+	f.ingressOf(t, `
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: grpc-pass
+  annotations:
+    nginx.ingress.kubernetes.io/ssl-passthrough: "true"
+spec:
+  rules:
+  - host: grpc-pass.lab
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: grpc-backend, port: {number: 50052}}}}
+`, false)
+	eventually(t, 30*time.Second, "every kind of gRPC call through ssl-passthrough", func() error {
+		out, code := labExec(t, "client", client, f.addr+":443", "grpc-pass.lab")
+		if code != 0 || !strings.HasPrefix(out, "ok pod grpcserver-") {
+			return fmt.Errorf("grpcclient exited %d: %s", code, out)
+		}
+		return nil
+	})
+	out, _ = labExec(t, "client", "sh", "-c", "openssl s_client -connect "+f.addr+":443 -servername grpc-pass.lab </dev/null 2>/dev/null | openssl x509 -noout -subject")
+	if !strings.Contains(out, "grpc-backend") {
+		t.Errorf("through ssl-passthrough the client saw the certificate of %q, want the pods' own (grpc-backend)", out)
+	}
 }
 
 // TestIngressNginxRewrite: ingress-nginx's classic example, as its users
