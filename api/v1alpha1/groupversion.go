@@ -1,7 +1,8 @@
 // Package v1alpha1 holds Portico's API: address pools and the advertisements
 // that tell speakers how to announce the addresses handed out from them.
 //
-// Every type is cluster-scoped. Validation lives in the CRD schema (OpenAPI
+// Every type is cluster-scoped but ServiceAnnouncement, which lives beside
+// its Service. Validation lives in the CRD schema (OpenAPI
 // and CEL rules) so that `kubectl apply` refuses a bad object with a message;
 // Portico runs no admission webhook.
 //

@@ -1,0 +1,78 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Announcement protocols.
+const (
+	ProtocolLayer2 = "layer2"
+	ProtocolBGP    = "bgp"
+)
+
+// Labels on every ServiceAnnouncement, to list one Service's or one
+// node's.
+const (
+	ServiceNameLabel = "portico.dev/service-name"
+	NodeNameLabel    = "portico.dev/node"
+)
+
+// ServiceAnnouncementStatus is what one speaker announces of one Service,
+// with one protocol: written by that node's speaker only, deleted when it
+// stops.
+type ServiceAnnouncementStatus struct {
+	// Service is the name of the Service (in the object's namespace).
+	Service string `json:"service"`
+	// Node is the node whose speaker announces.
+	Node string `json:"node"`
+	// Protocol is layer2 or bgp.
+	// +kubebuilder:validation:Enum=layer2;bgp
+	Protocol string `json:"protocol"`
+	// IPs are the Service's addresses this node announces.
+	// +listType=atomic
+	IPs []string `json:"ips"`
+	// Interfaces are the interfaces ARP and NDP answer on (layer2).
+	// +listType=atomic
+	// +optional
+	Interfaces []string `json:"interfaces,omitempty"`
+	// Peers are the BGPPeers the routes are advertised to (bgp).
+	// +listType=atomic
+	// +optional
+	Peers []string `json:"peers,omitempty"`
+	// Since is when this node began announcing them.
+	Since metav1.Time `json:"since"`
+}
+
+// ServiceAnnouncement says which node announces which addresses of a
+// Service, and how: the speakers' view as an object, as MetalLB's
+// ServiceL2Status and ServiceBGPStatus. It is owned by its Service, so it
+// goes with it. Named <service>-<node>-<protocol> (shortened with a hash
+// when too long); labelled portico.dev/service-name and portico.dev/node.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=announcement;announcements,categories=portico
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.status.service`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.node`
+// +kubebuilder:printcolumn:name="Protocol",type=string,JSONPath=`.status.protocol`
+// +kubebuilder:printcolumn:name="IPs",type=string,JSONPath=`.status.ips`
+// +kubebuilder:printcolumn:name="Since",type=date,JSONPath=`.status.since`
+type ServiceAnnouncement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Status ServiceAnnouncementStatus `json:"status,omitempty"`
+}
+
+// ServiceAnnouncementList is a list of ServiceAnnouncements.
+//
+// +kubebuilder:object:root=true
+type ServiceAnnouncementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceAnnouncement `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceAnnouncement{}, &ServiceAnnouncementList{})
+}
