@@ -437,3 +437,15 @@ func TestDecideAllocations(t *testing.T) {
 		t.Errorf("%v allocations per decision, want none", n)
 	}
 }
+
+func TestForwardTrailer(t *testing.T) {
+	for name, want := range map[string]bool{
+		"grpc-status": true, "Grpc-Message": true, "X-Checksum": true, "Server-Timing": true,
+		"Set-Cookie": false, "content-type": false, "Content-Length": false, "Location": false,
+		"Connection": false, "Transfer-Encoding": false, "WWW-Authenticate": false, "Cache-Control": false,
+	} {
+		if got := ForwardTrailer(name); got != want {
+			t.Errorf("ForwardTrailer(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -220,10 +220,28 @@ func validID(v string) bool {
 	return true
 }
 
-// ForwardTrailer reports whether a trailer field of an endpoint's chunked
-// answer is passed on: not one that belongs to a connection, nor framing.
+// ForwardTrailer reports whether a trailer field of an endpoint's answer
+// is passed on: not one that belongs to a connection, nor one RFC 9110
+// (6.5.1) forbids in trailers because clients act on it in the head only
+// or would read it there (framing, routing, authentication, caching,
+// cookies, the content's type and coding): a backend must not set a
+// cookie, or change what the answer is, after the head.
 func ForwardTrailer(name string) bool {
-	return !hopByHop(name) && !h1.Is(name, "Content-Length") && !h1.Is(name, "Host")
+	if hopByHop(name) {
+		return false
+	}
+	for _, f := range trailerForbidden {
+		if len(f) == len(name) && h1.Is(name, f) {
+			return false
+		}
+	}
+	return true
+}
+
+var trailerForbidden = []string{
+	"Content-Length", "Content-Type", "Content-Encoding", "Content-Range", "Trailer", "Host",
+	"Authorization", "WWW-Authenticate", "Proxy-Authenticate", "Set-Cookie", "Cookie",
+	"Cache-Control", "Expires", "Age", "Date", "Vary", "Location", "Retry-After",
 }
 
 // responseHopByHop reports the response fields that belong to one
