@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 	"github.com/portico-lb/portico/ingress/route"
+	"golang.org/x/net/http2"
 )
 
 // Review of the endpoints spoken to by Go's client (transport.go): each
@@ -124,9 +126,10 @@ func h2cServer(t *testing.T, h http.HandlerFunc) string {
 // none of them has the proxy hold 512 MiB per connection for as long as
 // ClientSendTimeout, and, the connection's window being shared, stalls
 // every other client's streams on that endpoint connection once the
-// stalled ones hold its 1 GiB. The pooled HTTP/1.1 path reads no more than
-// the client takes (a 32 KiB buffer and the sockets'). Here one stream:
-// the endpoint must not get far ahead of a client that reads nothing.
+// stalled ones hold its 1 GiB (TestReviewH2StalledStreamsIsolated). The
+// pooled HTTP/1.1 path reads no more than the client takes (a 32 KiB
+// buffer and the sockets'). Here one stream: the endpoint must not get
+// far ahead of a client that reads nothing.
 func TestReviewH2BackendBuffersAheadOfClient(t *testing.T) {
 	var written atomic.Int64
 	beAddr := h2cServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -363,4 +366,213 @@ func TestReviewBodyNotTaken(t *testing.T) {
 	if res.StatusCode != 504 || time.Since(start) > 5*time.Second {
 		t.Errorf("an endpoint that reads no body: %d after %v, want 504 after SendTimeout", res.StatusCode, time.Since(start))
 	}
+}
+
+// countedH2C is an h2c endpoint that counts its connections.
+type countedH2C struct {
+	addr     string
+	accepted atomic.Int64 // connections accepted so far
+	open     atomic.Int64 // connections open now
+}
+
+// h2cCounted serves h on an h2c endpoint that allows 1,000 streams on a
+// connection, as gRPC servers allow any number, and closes connections
+// idle for idle (0: never).
+func h2cCounted(t *testing.T, idle time.Duration, h http.HandlerFunc) *countedH2C {
+	t.Helper()
+	be := &countedH2C{}
+	srv := &http.Server{Handler: h, Protocols: new(http.Protocols), IdleTimeout: idle,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				be.accepted.Add(1)
+				be.open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				be.open.Add(-1)
+			}
+		}}
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	be.addr = ln.Addr().String()
+	return be
+}
+
+// h2cRoute has p send h2c.example to be, in h2c.
+func h2cRoute(t *testing.T, p *proxy, be *countedH2C) {
+	t.Helper()
+	p.Store(&exchange.Config{
+		Routes:    table(t, protoIngress("h2c", "h2c.example", "h2c", route.H2C)),
+		Upstreams: map[exchange.Target]*exchange.Upstream{protoTarget("h2c", route.H2C): exchange.NewUpstream(be.addr)},
+	})
+}
+
+// h2PoolConns is how many endpoint connections the HTTP/2 pools hold.
+func h2PoolConns(s *Server) int {
+	s.std.mu.Lock()
+	defer s.std.mu.Unlock()
+	n := 0
+	for _, c := range s.std.m {
+		if t, ok := c.rt.(*http2.Transport); ok {
+			p := t.ConnPool.(*h2Pool)
+			p.mu.Lock()
+			n += len(p.addr)
+			p.mu.Unlock()
+		}
+	}
+	return n
+}
+
+// eventually waits up to 5 s for ok.
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !ok(); {
+		if time.Now().After(end) {
+			t.Fatalf("after 5 s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An endpoint that allows any number of streams gets at most
+// h2StreamsPerConn on one connection: the streams of clients that stopped
+// reading hold no more than their connection's window can spare (see
+// h2pool.go), and the next client's stream goes on another connection and
+// completes. With every stream on one connection, 4,096 stalled streams
+// would freeze all others to the endpoint; here h2StreamsPerConn of them
+// show the mechanism.
+func TestReviewH2StalledStreamsIsolated(t *testing.T) {
+	be := h2cCounted(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		chunk := make([]byte, 16<<10)
+		w.WriteHeader(200)
+		for { // until the stream is reset or the endpoint closed
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})
+	p := start(t, Options{})
+	h2cRoute(t, p, be)
+	ok := func() {
+		req, _ := http.NewRequest("GET", "https://h2c.example/ok", nil)
+		res, err := rvH2Client(p, nil).Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || string(body) != "ok" {
+			t.Errorf("%d %q %v, want 200 ok", res.StatusCode, body, err)
+		}
+	}
+	ok() // the endpoint connection is made, and idle
+	// One client connection (the proxy allows it 128 streams) whose
+	// streams take 64 KiB each and then read nothing.
+	c := rvH2Client(p, &http.HTTP2Config{MaxReceiveBufferPerConnection: 16 << 20, MaxReceiveBufferPerStream: 64 << 10})
+	defer c.CloseIdleConnections()
+	stalled := make(chan *http.Response, h2StreamsPerConn)
+	for range h2StreamsPerConn {
+		go func() {
+			req, _ := http.NewRequest("GET", "https://h2c.example/stall", nil)
+			res, err := c.Do(req)
+			if err != nil {
+				t.Error(err)
+			}
+			stalled <- res
+		}()
+	}
+	for range h2StreamsPerConn {
+		if res := <-stalled; res != nil {
+			defer res.Body.Close()
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if n := be.accepted.Load(); n != 1 {
+		t.Errorf("%d stalled streams came on %d endpoint connections, want the one made before", h2StreamsPerConn, n)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ok()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("with %d streams stalled, another client's request had no answer in 10 s", h2StreamsPerConn)
+	}
+	if n := be.accepted.Load(); n != 2 {
+		t.Errorf("stream %d to the endpoint came on connection %d, want it on a second one", h2StreamsPerConn+1, n)
+	}
+}
+
+// Endpoint connections are reused, not one per request; a connection
+// the endpoint closes, or that stays idle, leaves the pool and is
+// counted out of MaxConnections.
+func TestReviewH2ConnectionsReused(t *testing.T) {
+	be := h2cCounted(t, time.Second, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})
+	p := start(t, Options{})
+	h2cRoute(t, p, be)
+	c := rvH2Client(p, nil)
+	get := func() error {
+		req, _ := http.NewRequest("GET", "https://h2c.example/", nil)
+		res, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 || string(body) != "ok" {
+			return fmt.Errorf("%d %q %v, want 200 ok", res.StatusCode, body, err)
+		}
+		return nil
+	}
+	for range 4 { // rounds of 50 at once, fewer than h2StreamsPerConn
+		errs := make(chan error, 50)
+		for range 50 {
+			go func() { errs <- get() }()
+		}
+		for range 50 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := be.accepted.Load(); n != 1 {
+		t.Errorf("200 requests, 50 at a time: %d endpoint connections, want 1", n)
+	}
+
+	// The endpoint closes its idle connection (after 1 s): the pool
+	// forgets it, and the next request makes another.
+	eventually(t, "the endpoint's idle connection is still open", func() bool { return be.open.Load() == 0 })
+	eventually(t, "the pool holds a connection the endpoint closed", func() bool { return h2PoolConns(p.Server) == 0 })
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if n := be.accepted.Load(); n != 2 || h2PoolConns(p.Server) != 1 {
+		t.Errorf("after the endpoint closed its connection: %d accepted, %d pooled, want 2 and 1", n, h2PoolConns(p.Server))
+	}
+
+	// closeIdle (the server's janitor) closes it from the proxy's side.
+	p.std.closeIdle(false)
+	if n := h2PoolConns(p.Server); n != 0 {
+		t.Errorf("after closeIdle the pool holds %d connections, want 0", n)
+	}
+	eventually(t, "closeIdle left the endpoint connection open", func() bool { return be.open.Load() == 0 })
+	c.CloseIdleConnections()
+	eventually(t, "connections still counted against MaxConnections", func() bool { return p.open.Load() == 0 })
 }

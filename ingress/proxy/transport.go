@@ -22,18 +22,19 @@ import (
 
 // Endpoints that are not spoken to in HTTP/1.1 in the clear — HTTPS,
 // HTTP/2 in the clear (h2c) and gRPC, with TLS or without
-// (backend-protocol) — are spoken to by Go's own client: net/http's
-// Transport and its HTTP/2, never a hand-written one. The exchange's plan
-// is carried out as for the other endpoints: the same head (the core's
-// header policy), the same attempts and retries, the same timeouts, and
-// the answer relayed by the same front-end code, piece by piece, trailers
-// included.
+// (backend-protocol) — are spoken to by Go's own clients, never a
+// hand-written one: net/http's Transport for HTTPS (HTTP/1.1), and
+// x/net's HTTP/2 Transport, with the connection pool of h2pool.go, for
+// the others. The exchange's plan is carried out as for the other
+// endpoints: the same head (the core's header policy), the same attempts
+// and retries, the same timeouts, and the answer relayed by the same
+// front-end code, piece by piece, trailers included.
 //
-// One Transport, with its own connections, serves each protocol and set
-// of TLS settings (exchange.BackendTLS.Key); the event loops hand such
+// One client, with its own connections, serves each protocol and set of
+// TLS settings (exchange.BackendTLS.Key); the event loops hand such
 // requests to the goroutine loop, which blocks on them.
 
-// stdClients are the Transports, by protocol and TLS settings.
+// stdClients are the clients, by protocol and TLS settings.
 type stdClients struct {
 	s  *Server
 	mu sync.Mutex
@@ -53,8 +54,9 @@ type stdKey struct {
 }
 
 type stdClient struct {
-	t    *http.Transport
-	used atomic.Int64 // when it last carried a request, Unix seconds
+	rt        http.RoundTripper
+	closeIdle func()       // closes the connections that carry no request
+	used      atomic.Int64 // when it last carried a request, Unix seconds
 }
 
 func newStdClients(s *Server) *stdClients {
@@ -62,8 +64,8 @@ func newStdClients(s *Server) *stdClients {
 	return &stdClients{s: s, m: map[stdKey]*stdClient{}, cut: ctx, cutThem: cancel}
 }
 
-// client returns the Transport for x's target, made when missing.
-func (cs *stdClients) client(x *exchange.Exchange) *http.Transport {
+// client returns the client for x's target, made when missing.
+func (cs *stdClients) client(x *exchange.Exchange) http.RoundTripper {
 	k := stdKey{proto: x.Target.Protocol}
 	if b := x.BackendTLS; b != nil {
 		k.tls = b.Key
@@ -74,33 +76,37 @@ func (cs *stdClients) client(x *exchange.Exchange) *http.Transport {
 	cs.mu.Lock()
 	c := cs.m[k]
 	if c == nil {
-		c = &stdClient{t: cs.s.newTransport(k.proto)}
+		c = cs.s.newStdClient(k.proto)
 		cs.m[k] = c
 	}
 	cs.mu.Unlock()
 	c.used.Store(time.Now().Unix())
-	return c.t
+	return c.rt
 }
 
-// closeIdle closes the idle connections of every Transport, and forgets
-// the Transports no request used for ten minutes (TLS settings that
+// closeIdle closes the idle connections of every client, and forgets
+// the clients no request used for ten minutes (TLS settings that
 // changed, Ingresses that went away), or all of them.
 func (cs *stdClients) closeIdle(all bool) {
 	old := time.Now().Add(-10 * time.Minute).Unix()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for k, c := range cs.m {
-		c.t.CloseIdleConnections()
+		c.closeIdle()
 		if all || c.used.Load() < old {
 			delete(cs.m, k)
 		}
 	}
 }
 
-// newTransport returns a Transport that speaks proto. Connections are
-// made by dialStd, which reads from the request's context which endpoint
-// and TLS settings they are for.
-func (s *Server) newTransport(proto route.Protocol) *http.Transport {
+// newStdClient returns a client that speaks proto. Connections are made
+// by dialStd, which reads from the request's context which endpoint and
+// TLS settings they are for.
+func (s *Server) newStdClient(proto route.Protocol) *stdClient {
+	if proto != route.HTTPS {
+		p := s.newH2Pool()
+		return &stdClient{rt: p.t, closeIdle: p.closeIdle}
+	}
 	t := &http.Transport{
 		DialContext:            s.dialStd,
 		DialTLSContext:         s.dialStd,
@@ -108,33 +114,11 @@ func (s *Server) newTransport(proto route.Protocol) *http.Transport {
 		IdleConnTimeout:        90 * time.Second,
 		DisableCompression:     true, // bodies are relayed as they come
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-		HTTP2: &http.HTTP2Config{
-			// A connection the endpoint stopped answering is found out
-			// between requests, not by the next one's timeout.
-			SendPingTimeout: 30 * time.Second,
-			PingTimeout:     15 * time.Second,
-			// What an endpoint sends ahead of a client that does not read
-			// is held here: 4 MiB a stream by default, 512 MiB for the
-			// 128 streams of one client connection.
-			MaxReceiveBufferPerStream: h2StreamWindow,
-		},
+		Protocols:              new(http.Protocols),
 	}
-	p := new(http.Protocols)
-	switch proto {
-	case route.HTTPS:
-		p.SetHTTP1(true) // as nginx's proxy_pass https://
-	case route.GRPCS:
-		p.SetHTTP2(true)
-	default: // GRPC, H2C: HTTP/2 with prior knowledge
-		p.SetUnencryptedHTTP2(true)
-	}
-	t.Protocols = p
-	return t
+	t.Protocols.SetHTTP1(true) // as nginx's proxy_pass https://
+	return &stdClient{rt: t, closeIdle: t.CloseIdleConnections}
 }
-
-// h2StreamWindow is how much of an HTTP/2 endpoint's answer the proxy
-// takes ahead of its client.
-const h2StreamWindow = 256 << 10
 
 // stdDial is what a request's context tells dialStd.
 type stdDial struct {
@@ -270,9 +254,9 @@ func (f readerAt) ReadAt(p []byte, off int64) (int, error) { return f(p, off) }
 func (s *Server) roundTripStd(ctx context.Context, x *exchange.Exchange, body stdBody) *stdReply {
 	start := time.Now()
 	defer func() { x.Record.UpstreamTime = time.Since(start) }()
-	t := s.std.client(x)
+	rt := s.std.client(x)
 	for {
-		r, f := s.tryStd(ctx, t, x, body)
+		r, f := s.tryStd(ctx, rt, x, body)
 		if f == 0 {
 			return r
 		}
@@ -287,7 +271,7 @@ func (s *Server) roundTripStd(ctx context.Context, x *exchange.Exchange, body st
 }
 
 // tryStd makes one attempt of x's plan.
-func (s *Server) tryStd(ctx context.Context, t *http.Transport, x *exchange.Exchange, body stdBody) (*stdReply, exchange.Failure) {
+func (s *Server) tryStd(ctx context.Context, rt http.RoundTripper, x *exchange.Exchange, body stdBody) (*stdReply, exchange.Failure) {
 	addr, _ := x.Endpoint()
 	lim := &x.Limits
 	rctx, cancel := context.WithCancel(context.WithValue(ctx, stdDialKey{}, &stdDial{
@@ -304,7 +288,7 @@ func (s *Server) tryStd(ctx context.Context, t *http.Transport, x *exchange.Exch
 	// The head must come within ReadTimeout of the request, or of the
 	// last bytes of a body still being sent.
 	w.kick(lim.ReadTimeout)
-	res, err := t.RoundTrip(req)
+	res, err := rt.RoundTrip(req)
 	if err != nil {
 		r.done(s, false, time.Time{})
 		var de *dialError
