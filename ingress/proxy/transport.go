@@ -232,7 +232,37 @@ func (b bufferedBody) reader() io.ReadCloser {
 	if b.b == nil || b.b.size == 0 {
 		return http.NoBody
 	}
-	return io.NopCloser(io.NewSectionReader(readerAt(b.b.readAt), 0, b.b.size))
+	return &bufferedReader{r: io.NewSectionReader(readerAt(b.b.readAt), 0, b.b.size), closed: make(chan struct{})}
+}
+
+// bufferedReader reads a body received whole. Go's client may close it
+// from another goroutine while a read of it is under way: Close waits for
+// that read, later reads fail, and closed says when the body's buffers are
+// the front-end's again (see stdReply.done).
+type bufferedReader struct {
+	mu     sync.Mutex
+	r      io.Reader
+	done   bool
+	closed chan struct{}
+}
+
+func (b *bufferedReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, io.ErrClosedPipe
+	}
+	return b.r.Read(p)
+}
+
+func (b *bufferedReader) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		b.done = true
+		close(b.closed)
+	}
+	return nil
 }
 
 func (b bufferedBody) length() int64 {
@@ -370,10 +400,9 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 			return nil, errors.New("the body was sent already")
 		}
 		if req.ContentLength = body.length(); req.ContentLength != 0 {
-			k := &kickReader{ReadCloser: rd, w: r.w, send: x.Limits.SendTimeout, read: x.Limits.ReadTimeout, closed: make(chan struct{})}
-			req.Body = k
-			if _, buffered := body.(bufferedBody); buffered {
-				r.sent = k.closed // see stdReply.done; a stream guards itself
+			req.Body = &kickReader{ReadCloser: rd, w: r.w, send: x.Limits.SendTimeout, read: x.Limits.ReadTimeout}
+			if b, ok := rd.(*bufferedReader); ok {
+				r.sent = b.closed // see stdReply.done; a stream guards itself
 			}
 		}
 	}
@@ -448,21 +477,16 @@ func (w *watchdog) stop() {
 	w.t.Stop()
 }
 
-// kickReader tells the watchdog of the body's progress, and says when
-// the client is done with it: Go's client may read a body after RoundTrip
-// returned, until it closes it.
+// kickReader tells the watchdog of the body's progress.
 type kickReader struct {
 	io.ReadCloser
 	w          *watchdog
 	send, read time.Duration // SendTimeout, ReadTimeout
-	once       sync.Once
-	closed     chan struct{}
 }
 
 func (k *kickReader) Close() error {
 	k.w.sending(0, 0)
-	k.once.Do(func() { close(k.closed) })
-	return nil
+	return k.ReadCloser.Close()
 }
 
 func (k *kickReader) Read(p []byte) (int, error) {
