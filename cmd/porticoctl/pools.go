@@ -173,6 +173,9 @@ func printPools(out io.Writer, rep *PoolsReport, wide bool) error {
 		if p.Problem != "" {
 			notes = append(notes, fmt.Sprintf("pool %s: %s", p.Name, p.Problem))
 		}
+		if p.Ready == string(metav1.ConditionUnknown) {
+			notes = append(notes, fmt.Sprintf("pool %s: the controller has not reported on this version of it yet, so its counts may be old; is it running? kubectl -n portico-system logs deploy/portico-controller", p.Name))
+		}
 		if len(p.Advertisements) == 0 {
 			notes = append(notes, fmt.Sprintf("pool %s: no L2Advertisement or BGPAdvertisement selects it, so its addresses are not announced", p.Name))
 		}
