@@ -103,8 +103,10 @@ func name() string {
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	e := &env{out: stdout, kube: genericclioptions.NewConfigFlags(true)}
 	root := &cobra.Command{
-		Use:   name(),
-		Short: "Tell what Portico did with LoadBalancer Services, and why",
+		Use: "porticoctl",
+		// Help says "kubectl portico status" when run as the plugin.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name()},
+		Short:       "Tell what Portico did with LoadBalancer Services, and why",
 		Long: `Tell what Portico did with LoadBalancer Services, and why.
 
   status                 who announces what: addresses, pool, announcing nodes
