@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -477,7 +478,7 @@ func (x *cluster) choosePool(svc *corev1.Service, req pools.Service, reqErr erro
 		if err != nil {
 			pc.Why = "none: " + err.Error()
 			ex.Problems = append(ex.Problems, "no address: "+err.Error())
-			if pe, ok := err.(*pools.Error); ok && pe.Reason == pools.UnknownPool && len(x.poolObjs) == 0 {
+			if pe := (*pools.Error)(nil); errors.As(err, &pe) && pe.Reason == pools.UnknownPool && len(x.poolObjs) == 0 {
 				ex.Problems = append(ex.Problems, "there is no AddressPool at all: create one, e.g.\n"+poolExample)
 			}
 			return pc
