@@ -7,6 +7,7 @@ GO             ?= go
 K8S_VERSION    := v1.36.3
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
@@ -29,9 +30,11 @@ deps:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; rc=$$?; \
 	if [ -n "$$ours" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc
 
-## build: every binary of cmd/ into bin/, static.
+## build: every binary of cmd/ into bin/, static; bin/kubectl-portico is
+## porticoctl as a kubectl plugin (`kubectl portico` with bin/ on PATH).
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/ ./cmd/...
+	ln -sf porticoctl bin/kubectl-portico
 
 ## generate: deepcopy functions and CRD YAML from api/.
 generate:

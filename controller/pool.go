@@ -12,11 +12,11 @@ import (
 	"github.com/portico-lb/portico/pools"
 )
 
-// poolConfig converts an AddressPool into the allocator's plain form. An
+// PoolConfig converts an AddressPool into the allocator's plain form. An
 // error means the object got past admission but still cannot be used (an
 // object stored before a validation rule existed, say); the pool is then
 // reported not Ready and left out.
-func poolConfig(p *v1alpha1.AddressPool) (pools.Pool, error) {
+func PoolConfig(p *v1alpha1.AddressPool) (pools.Pool, error) {
 	out := pools.Pool{
 		Name:          p.Name,
 		AutoAssign:    p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,

@@ -96,7 +96,7 @@ func (c *Controller) applyPoolsLocked(ctx context.Context) (bool, error) {
 	configs := make([]pools.Pool, 0, len(list.Items))
 	invalid := map[string]string{}
 	for i := range list.Items {
-		cfg, err := poolConfig(&list.Items[i])
+		cfg, err := PoolConfig(&list.Items[i])
 		if err != nil {
 			invalid[list.Items[i].Name] = err.Error()
 			continue

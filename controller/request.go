@@ -45,6 +45,14 @@ var otherKnownAnnotations = map[string]bool{
 	AnnotationAllocatedFrom: true,
 }
 
+// RequestAnnotation tells whether key is one of the Service annotations
+// the controller reads, in any of its spellings, and returns the Portico
+// key it stands for.
+func RequestAnnotation(key string) (canonical string, ok bool) {
+	canonical, ok = requestAnnotations[key]
+	return canonical, ok
+}
+
 // Managed reports whether Portico is the load balancer of svc.
 func Managed(svc *corev1.Service) bool {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {

@@ -386,3 +386,39 @@ func (a *Allocator) unusablePoolOf(ip netip.Addr) *poolState {
 	}
 	return found
 }
+
+// AutoAssignOrder returns the names of the usable auto-assign pools in the
+// order Allocate tries them for a Service that names no pool and no
+// address: best priority first, then name. The first is the default pool.
+func (a *Allocator) AutoAssignOrder() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.order))
+	for _, p := range a.order {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// Admits tells whether the named pool may give addresses to svc: nil when
+// it may, else an *Error saying which restriction (namespaces, namespace
+// or Service selectors) keeps it out (NotAllowed), or that the pool is
+// unknown (UnknownPool) or not usable (PoolUnusable). It changes nothing; porticoctl explains choices with it.
+func (a *Allocator) Admits(pool string, svc Service) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.pools[pool]
+	if !ok {
+		return errorf(UnknownPool, "address pool %q does not exist", pool)
+	}
+	if !p.usable {
+		return errorf(PoolUnusable, "address pool %q is not usable: %s", pool, p.why)
+	}
+	if svc.Namespace == "" {
+		svc.Namespace, _, _ = strings.Cut(svc.Key, "/")
+	}
+	if err := p.admits(&svc); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,83 +1,75 @@
-// Command porticoctl shows what Portico did. `porticoctl status` lists
-// every LoadBalancer Service Portico serves: its addresses, the pool they
-// came from, and which node announces each address by which protocol.
+// Command porticoctl tells what Portico did and why. Installed as
+// kubectl-portico it is the kubectl plugin `kubectl portico`.
 //
-// Who announces is read from the speakers' Announced and Withdrawn Events
-// on the Service: the speakers keep no other record in the API, so an
-// announcement older than the Events' lifetime (an hour by default) shows
-// as unknown, and a node that died without withdrawing shows until another
-// node announces the address.
+//	status                who announces what: each LoadBalancer Service's
+//	                      addresses, pool, and the nodes announcing them
+//	pools                 usage of every address pool, per family
+//	explain service NAME  the whole decision chain for one Service
+//	version               the build's version
+//
+// It reads the API only: the speakers' ServiceAnnouncement objects, the
+// pools' status, the advertisements, Nodes, speaker Pods and Ingresses.
+// Choices are explained with the controller's and the allocator's own code
+// (controller.Request, pools.Allocator), not a copy of their rules.
 package main
 
 import (
-	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
-	"time"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 
+	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
 )
 
-const usage = `usage: porticoctl [--kubeconfig FILE] status [-n NAMESPACE]
-
-  status   for each LoadBalancer Service Portico serves: its addresses,
-           their pool, and the node announcing each one, by which protocol
-`
+// version is the release, set at build time with
+// -ldflags "-X main.version=v1.2.3"; without it the module's build info
+// says what it can.
+var version = ""
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "porticoctl:", err)
-		os.Exit(1)
-	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, out io.Writer) error {
-	global := flag.NewFlagSet("porticoctl", flag.ContinueOnError)
-	kubeconfig := global.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)")
-	global.Usage = func() { fmt.Fprint(global.Output(), usage); global.PrintDefaults() }
-	if err := global.Parse(args); err != nil {
-		return err
+// usageError is a command line that cannot be run as typed: exit code 2,
+// with the usage, as getopt-style tools do.
+type usageError struct{ error }
+
+// run runs porticoctl with args and returns the exit code: 0 on success,
+// 1 when the command failed, 2 when the command line is wrong.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return 0
 	}
-	if global.NArg() == 0 {
-		global.Usage()
-		return fmt.Errorf("no command given")
+	if ue := (usageError{}); errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "error: %v\n\n%s", ue.error, cmd.UsageString())
+		return 2
 	}
-	switch cmd, rest := global.Arg(0), global.Args()[1:]; cmd {
-	case "status":
-		fs := flag.NewFlagSet("status", flag.ContinueOnError)
-		ns := fs.String("n", "", "only this namespace (default: all)")
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		c, err := newClient(*kubeconfig)
-		if err != nil {
-			return err
-		}
-		rows, err := Status(context.Background(), c, *ns)
-		if err != nil {
-			return err
-		}
-		sessions, err := Sessions(context.Background(), c)
-		if err != nil {
-			return err
-		}
-		return print(out, rows, sessions)
-	default:
-		global.Usage()
-		return fmt.Errorf("unknown command %q", cmd)
-	}
+	fmt.Fprintf(stderr, "error: %v\n", err)
+	return 1
 }
 
-func newClient(kubeconfig string) (client.Client, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+// env is what every command needs: where to write, and the kubectl flags.
+type env struct {
+	out  io.Writer
+	kube *genericclioptions.ConfigFlags
+}
+
+// client connects with the kubectl flags' configuration.
+func (e *env) client() (client.Client, error) {
+	cfg, err := e.kube.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
@@ -85,33 +77,112 @@ func newClient(kubeconfig string) (client.Client, error) {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-func print(out io.Writer, rows []Row, sessions []Session) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAMESPACE\tNAME\tIP\tPOOL\tANNOUNCED BY\tPROTOCOL\tVIA")
-	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Name, dash(r.IP), dash(r.Pool), dash(r.Node), dash(r.Protocol), dash(r.Via))
+// namespace is -n, else the kubeconfig context's namespace, else default.
+func (e *env) namespace() (string, error) {
+	ns, _, err := e.kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", fmt.Errorf("kubeconfig: %w", err)
 	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if len(sessions) == 0 {
-		return nil
-	}
-	fmt.Fprintln(out)
-	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "BGP PEER\tNODE\tADDRESS\tSTATE\tSINCE")
-	for _, s := range sessions {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Peer, s.Node, s.Address, s.State, s.Since.Format(time.RFC3339))
-	}
-	return w.Flush()
+	return ns, nil
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
+// name is how the user called us: "kubectl portico" as a plugin.
+func name() string {
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-portico") {
+		return "kubectl portico"
 	}
-	return s
+	return "porticoctl"
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	e := &env{out: stdout, kube: genericclioptions.NewConfigFlags(true)}
+	root := &cobra.Command{
+		Use: "porticoctl",
+		// Help says "kubectl portico status" when run as the plugin.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: name()},
+		Short:       "Tell what Portico did with LoadBalancer Services, and why",
+		Long: `Tell what Portico did with LoadBalancer Services, and why.
+
+  status                 who announces what: addresses, pool, announcing nodes
+  pools                  usage of every address pool, per family
+  explain service NAME   the whole decision chain for one Service
+  version                the build's version
+
+The kubectl flags (--kubeconfig, --context, -n, ...) work as in kubectl.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// A word that is no command is a usage error, not a silent help.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true
+	e.kube.AddFlags(root.PersistentFlags())
+	root.AddCommand(statusCommand(e), poolsCommand(e), explainCommand(e), versionCommand(stdout))
+	return root
+}
+
+func versionCommand(out io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this build",
+		Args:  exactArgs(0),
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintf(out, "%s %s\n", name(), buildVersion())
+		},
+	}
+}
+
+// buildVersion is the -X version, else the module version and VCS
+// revision the Go toolchain recorded.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev + dirty
+	}
+	return v + " " + bi.GoVersion
+}
+
+// exactArgs is cobra.ExactArgs as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
 }

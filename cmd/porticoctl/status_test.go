@@ -1,144 +1,116 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/e2e/apitest"
-	"github.com/portico-lb/portico/speaker"
 )
 
-var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-
-func ev(verb, ip, protocol, node string, via []string, at time.Duration) eventsv1.Event {
-	reason := speaker.ReasonAnnounced
-	if verb == "withdrawn" {
-		reason = speaker.ReasonWithdrawn
-	}
-	a := speaker.Announcement{IP: netip.MustParseAddr(ip), Protocol: protocol, Via: via}
-	return eventsv1.Event{Reason: reason, Note: speaker.Note(verb, a, node), EventTime: metav1.NewMicroTime(t0.Add(at))}
-}
-
-func TestAnnouncers(t *testing.T) {
-	eth0 := []string{"eth0"}
-	tests := []struct {
-		name   string
-		events []eventsv1.Event
-		want   map[string]string // ip → "node/protocol" list, comma-separated
-	}{
-		{"one owner", []eventsv1.Event{ev("announcing", "192.0.2.1", "layer2", "n1", eth0, 0)}, map[string]string{"192.0.2.1": "n1/layer2"}},
-		{"owner moved; the old one died silently", []eventsv1.Event{
-			ev("announcing", "192.0.2.1", "layer2", "n1", eth0, 0),
-			ev("announcing", "192.0.2.1", "layer2", "n2", eth0, time.Second),
-		}, map[string]string{"192.0.2.1": "n2/layer2"}},
-		{"owner moved back", []eventsv1.Event{
-			ev("announcing", "192.0.2.1", "layer2", "n1", eth0, 0),
-			ev("announcing", "192.0.2.1", "layer2", "n2", eth0, time.Second),
-			ev("withdrawn", "192.0.2.1", "layer2", "n2", eth0, 2*time.Second),
-			ev("announcing", "192.0.2.1", "layer2", "n1", eth0, 2*time.Second),
-		}, map[string]string{"192.0.2.1": "n1/layer2"}},
-		{"withdrawn, nobody else", []eventsv1.Event{
-			ev("announcing", "192.0.2.1", "layer2", "n1", eth0, 0),
-			ev("withdrawn", "192.0.2.1", "layer2", "n1", eth0, time.Second),
-		}, map[string]string{}},
-		{"BGP: every node still announcing", []eventsv1.Event{
-			ev("announcing", "192.0.2.1", "bgp", "n1", []string{"router"}, 0),
-			ev("announcing", "192.0.2.1", "bgp", "n2", []string{"router"}, time.Second),
-			ev("announcing", "192.0.2.1", "bgp", "n3", []string{"router"}, time.Second),
-			ev("withdrawn", "192.0.2.1", "bgp", "n3", []string{"router"}, 2*time.Second),
-		}, map[string]string{"192.0.2.1": "n2/bgp,n1/bgp"}},
-		{"a note from something else is ignored", []eventsv1.Event{{Reason: speaker.ReasonAnnounced, Note: "hello"}}, map[string]string{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := map[string]string{}
-			for ip, list := range Announcers(tt.events) {
-				var s []string
-				for _, a := range list {
-					s = append(s, a.Node+"/"+a.Protocol)
-				}
-				got[ip] = strings.Join(s, ",")
-			}
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %v, want %v", got, tt.want)
-			}
-			for ip, w := range tt.want {
-				if got[ip] != w {
-					t.Fatalf("%s: got %q, want %q", ip, got[ip], w)
-				}
-			}
-		})
-	}
-}
-
-// TestStatusCommand runs `porticoctl status` against a real API server
-// holding a Service, its address and a speaker's Event.
-func TestStatusCommand(t *testing.T) {
-	env, err := apitest.Start()
-	apitest.Need(t, err)
-	defer env.Stop()
+// TestStatus: who announces what comes from the ServiceAnnouncements, an
+// address without one says "not announced" and points to explain, a
+// stale announcement (another Service of that name, an address gone) is
+// left out, and other classes are not listed.
+func TestStatus(t *testing.T) {
+	apitest.Require(t)
 	ctx := context.Background()
-	mk := func(name string, class *string, ip string) *corev1.Service {
-		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Annotations: map[string]string{speaker.AnnotationAllocatedFrom: "lan"}},
-			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: class, Ports: []corev1.ServicePort{{Port: 80}}},
-		}
-		if err := env.Client.Create(ctx, svc); err != nil {
+	namespace(t, "status-a", nil)
+	namespace(t, "status-b", nil)
+
+	web := lbService("status-a", "web", "status-pool", "198.51.100.10")
+	dual := lbService("status-a", "routed", "status-pool", "198.51.100.11")
+	quiet := lbService("status-b", "quiet", "status-pool", "198.51.100.12")
+	pending := lbService("status-b", "waiting", "")
+	other := lbService("status-b", "not-ours", "")
+	class := "example.com/other"
+	other.Spec.LoadBalancerClass = &class
+	create(t, web, dual, quiet, pending, other)
+	// Objects read back, for their UIDs.
+	for _, s := range []*corev1.Service{web, dual, quiet} {
+		if err := api.Client.Get(ctx, client.ObjectKeyFromObject(s), s); err != nil {
 			t.Fatal(err)
 		}
-		if ip != "" {
-			svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
-			if err := env.Client.Status().Update(ctx, svc); err != nil {
-				t.Fatal(err)
+	}
+	stale := announcement(quiet, "n9", v1alpha1.ProtocolLayer2, []string{"eth0"}, "198.51.100.12")
+	stale.OwnerReferences[0].UID = "an-older-service"
+	gone := announcement(web, "n8", v1alpha1.ProtocolLayer2, []string{"eth0"}, "198.51.100.99")
+	gone.Name = "web-gone"
+	create(t,
+		announcement(web, "n1", v1alpha1.ProtocolLayer2, []string{"eth0"}, "198.51.100.10"),
+		announcement(dual, "n1", v1alpha1.ProtocolBGP, []string{"router"}, "198.51.100.11"),
+		announcement(dual, "n2", v1alpha1.ProtocolBGP, []string{"router"}, "198.51.100.11"),
+		stale, gone,
+	)
+
+	out := mustRun(t, "status", "-A")
+	rows := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 6 && strings.HasPrefix(f[0], "status-") {
+			rows[f[1]] = strings.Join(f, " ")
+		}
+	}
+	want := map[string]string{
+		"web":     "status-a web 198.51.100.10 status-pool layer2 n1",
+		"routed":  "status-a routed 198.51.100.11 status-pool bgp n1,n2",
+		"quiet":   "status-b quiet 198.51.100.12 status-pool - not announced",
+		"waiting": "status-b waiting <pending> - - -",
+	}
+	for n, w := range want {
+		if rows[n] != w {
+			t.Errorf("row %s: %q, want %q", n, rows[n], w)
+		}
+	}
+	if _, ok := rows["not-ours"]; ok {
+		t.Errorf("a Service of another class is listed")
+	}
+	if !strings.Contains(out, "198.51.100.12 of status-b/quiet is not announced by any node: see `porticoctl explain service -n status-b quiet`") {
+		t.Errorf("no pointer to explain for the unannounced address")
+	}
+
+	// -n limits to one namespace; wide adds where.
+	out = mustRun(t, "status", "-n", "status-a", "-o", "wide")
+	if strings.Contains(out, "status-b") || !strings.Contains(out, "n1:eth0") || !strings.Contains(out, "VIA") {
+		t.Errorf("status -n status-a -o wide:\n%s", out)
+	}
+
+	for _, format := range []string{"json", "yaml"} {
+		var rep StatusReport
+		decode(t, format, mustRun(t, "status", "-A", "-o", format), &rep)
+		got := map[string]ServiceStatus{}
+		for _, s := range rep.Services {
+			if strings.HasPrefix(s.Namespace, "status-") {
+				got[s.Name] = s
 			}
 		}
-		return svc
-	}
-	web := mk("web", nil, "192.0.2.10")
-	mk("waiting", nil, "")
-	other := "example.com/other"
-	mk("not-ours", &other, "")
-	a := speaker.Announcement{IP: netip.MustParseAddr("192.0.2.10"), Protocol: speaker.ProtocolL2, Via: []string{"eth0"}}
-	e := &eventsv1.Event{
-		ObjectMeta:          metav1.ObjectMeta{Namespace: "default", Name: "web.announced"},
-		EventTime:           metav1.NewMicroTime(time.Now()),
-		ReportingController: "portico.dev/speaker",
-		ReportingInstance:   "n1",
-		Action:              "Announce",
-		Reason:              speaker.ReasonAnnounced,
-		Type:                corev1.EventTypeNormal,
-		Regarding:           corev1.ObjectReference{Kind: "Service", Namespace: "default", Name: "web", UID: web.UID, APIVersion: "v1"},
-		Note:                speaker.Note("announcing", a, "n1"),
-	}
-	if err := env.Client.Create(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := run([]string{"--kubeconfig", env.Kubeconfig, "status"}, &out); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", out.String())
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want a header and 2 rows (web, waiting; not-ours is another class), got:\n%s", out.String())
-	}
-	wantRows := map[string][]string{
-		"web":     {"default", "web", "192.0.2.10", "lan", "n1", "layer2", "eth0"},
-		"waiting": {"default", "waiting", "<pending>", "lan", "-", "-", "-"},
-	}
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		want, ok := wantRows[f[1]]
-		if !ok || strings.Join(f, " ") != strings.Join(want, " ") {
-			t.Errorf("row %q, want %q", strings.Join(f, " "), strings.Join(want, " "))
+		if len(got) != 4 {
+			t.Fatalf("-o %s: %d Services, want 4: %+v", format, len(got), rep)
 		}
+		if a := got["web"].Addresses; len(a) != 1 || !a[0].Announced || len(a[0].Announcers) != 1 || a[0].Announcers[0].Node != "n1" || a[0].Announcers[0].Interfaces[0] != "eth0" {
+			t.Errorf("-o %s web: %+v", format, got["web"])
+		}
+		if a := got["routed"].Addresses; len(a) != 1 || len(a[0].Announcers) != 2 || a[0].Announcers[1].Peers[0] != "router" {
+			t.Errorf("-o %s routed: %+v", format, got["routed"])
+		}
+		if a := got["quiet"].Addresses; len(a) != 1 || a[0].Announced {
+			t.Errorf("-o %s quiet: %+v", format, got["quiet"])
+		}
+		if !got["waiting"].Pending {
+			t.Errorf("-o %s waiting is not pending: %+v", format, got["waiting"])
+		}
+	}
+}
+
+func TestStatusEmptyNamespace(t *testing.T) {
+	apitest.Require(t)
+	namespace(t, "status-empty", nil)
+	out := mustRun(t, "status", "-n", "status-empty")
+	if !strings.Contains(out, `No LoadBalancer Service of Portico in namespace "status-empty"`) {
+		t.Fatalf("got %q", out)
 	}
 }
