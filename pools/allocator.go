@@ -290,6 +290,27 @@ func (a *Allocator) Counters(pool string) map[Family]Counts {
 	return out
 }
 
+// Size returns how many addresses of each family the pool has (avoided
+// .0 and .255 addresses left out, the ingress address counted), or nil if
+// the pool does not exist or is not usable. Sizes saturate at
+// math.MaxUint64.
+func (a *Allocator) Size(pool string) map[Family]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.init()
+	p := a.pools[pool]
+	if p == nil || !p.usable {
+		return nil
+	}
+	out := map[Family]uint64{}
+	for _, s := range p.spaces {
+		if s != nil {
+			out[s.fam] = s.total.sat()
+		}
+	}
+	return out
+}
+
 // normalize checks a Service and fills in its defaults.
 func normalize(in Service) (Service, *Error) {
 	svc := in

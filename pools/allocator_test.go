@@ -2,6 +2,7 @@ package pools
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -878,6 +879,23 @@ func TestCounters(t *testing.T) {
 	mustAllocate(t, a, svc("ns/5", stack(SingleStack, IPv6), fromPool("b")), "2001:db8:1::1")
 	if got := a.Counters("b")[IPv6]; got != (Counts{2, math.MaxUint64 - 1}) {
 		t.Errorf("Counters(b) = %+v, want exact figures below 2^64", got)
+	}
+}
+
+func TestSize(t *testing.T) {
+	a := newAllocator(t, pool("a", "10.0.0.0/24", "2001:db8::/120"), pool("b", "2001:db8:1::/64"), avoiding(pool("buggy", "10.1.0.0/23")))
+	mustAllocate(t, a, svc("ns/1"), "10.0.0.1")
+	for name, want := range map[string]map[Family]uint64{
+		"a":     {IPv4: 256, IPv6: 256}, // the reserved ingress address and held ones count
+		"b":     {IPv6: math.MaxUint64},
+		"buggy": {IPv4: 508}, // .0 and .255 of each /24 are not part of it
+	} {
+		if got := a.Size(name); !maps.Equal(got, want) {
+			t.Errorf("Size(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if got := a.Size("nope"); got != nil {
+		t.Errorf("Size of an unknown pool = %v", got)
 	}
 }
 
