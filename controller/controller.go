@@ -224,11 +224,12 @@ func (c *Controller) ReconcileService(ctx context.Context, req reconcile.Request
 
 	request, err := Request(&svc, c.namespaceLabels(ctx, svc.Namespace), c.isIngress(&svc))
 	if err != nil {
-		return reconcile.Result{}, c.failed(ctx, &svc, "invalid request: "+err.Error())
+		return reconcile.Result{}, c.failed(ctx, &svc, "invalid request: "+err.Error(), reasonInvalidAnnotation, "")
 	}
 	a, err := c.alloc.Allocate(request)
 	if err != nil {
-		return reconcile.Result{}, c.failed(ctx, &svc, err.Error())
+		reason, pool := failureLabels(request.Pool, err)
+		return reconcile.Result{}, c.failed(ctx, &svc, err.Error(), reason, pool)
 	}
 	return reconcile.Result{}, c.assigned(ctx, &svc, a)
 }
@@ -271,7 +272,8 @@ func (c *Controller) assigned(ctx context.Context, svc *corev1.Service, a pools.
 
 // failed reports an allocation that could not be made. A Service that still
 // holds a valid address keeps it; one whose address is gone is cleared.
-func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why string) error {
+// reason and pool label the failure in the metrics.
+func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why, reason, pool string) error {
 	key := client.ObjectKeyFromObject(svc)
 	cur, holds := c.alloc.Lookup(key.String())
 
@@ -283,6 +285,9 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why string
 	last, wasPending := c.pending[key]
 	c.pending[key] = why
 	c.mu.Unlock()
+	if !wasPending || last != why {
+		allocationFailures.WithLabelValues(pool, reason).Inc()
+	}
 
 	if holds {
 		if err := c.writeStatus(ctx, svc, cur.IPs, cur.Pool); err != nil {

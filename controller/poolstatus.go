@@ -48,8 +48,13 @@ func (c *Controller) ReconcilePool(ctx context.Context, req reconcile.Request) (
 
 	var pool v1alpha1.AddressPool
 	if err := c.client.Get(ctx, req.NamespacedName, &pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetPoolMetrics(req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	// Cheap, so at every reconcile; only the status write is throttled.
+	c.setPoolMetrics(pool.Name)
 	// While Services pour in, counters change on every allocation; one
 	// write a second per pool is plenty. Spec changes are written at once.
 	if wait := c.statusDelay(pool.Name, changed); wait > 0 {

@@ -190,6 +190,7 @@ func (s *Speaker) announce(ctx context.Context, st *State) error {
 		}
 	}
 	s.announced = now
+	countAnnouncements(now)
 	return errors.Join(errs...)
 }
 
@@ -221,6 +222,7 @@ func (s *Speaker) withdraw() {
 		}
 	}
 	s.announced = map[announceKey]Announcement{}
+	countAnnouncements(s.announced)
 }
 
 // State reads the cluster from the cache.

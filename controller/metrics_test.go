@@ -1,0 +1,121 @@
+package controller_test
+
+import (
+	"fmt"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/controller"
+)
+
+// series reads one series from the registry the controller's /metrics
+// serves; ok is false when it does not exist.
+func series(t testing.TB, name string, labels map[string]string) (v float64, ok bool) {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if !labelsAre(m.GetLabel(), labels) {
+				continue
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func labelsAre(got []*dto.LabelPair, want map[string]string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, l := range got {
+		if v, ok := want[l.GetName()]; !ok || v != l.GetValue() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitSeries waits until the series has the value, or, for want < 0, is gone.
+func waitSeries(t testing.TB, name string, labels map[string]string, want float64) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("%s%v = %v", name, labels, want), func() (bool, string) {
+		v, ok := series(t, name, labels)
+		if want < 0 {
+			return !ok, fmt.Sprint(v)
+		}
+		return ok && v == want, fmt.Sprint(v, ok)
+	})
+}
+
+func TestPoolMetrics(t *testing.T) {
+	runController(t, false)
+	cleanup(t)
+	v4 := map[string]string{"pool": "metered", "family": "ipv4"}
+	v6 := map[string]string{"pool": "metered", "family": "ipv6"}
+	makePool(t, "metered", []string{"192.0.2.0/24", "2001:db8::/126"}, avoidBuggy)
+	waitSeries(t, "portico_pool_addresses_total", v4, 254) // .0 and .255 avoided
+	waitSeries(t, "portico_pool_addresses_total", v6, 4)
+	waitSeries(t, "portico_pool_addresses_in_use", v4, 0)
+
+	a := makeService(t, "metered-a")
+	waitAnyIP(t, a)
+	waitSeries(t, "portico_pool_addresses_in_use", v4, 1)
+	waitSeries(t, "portico_pool_addresses_in_use", v6, 0)
+	b := makeService(t, "metered-b", annotate(controller.AnnotationIPs, "2001:db8::2"),
+		dualStack("SingleStack", "IPv6"))
+	waitIPs(t, b, "2001:db8::2")
+	waitSeries(t, "portico_pool_addresses_in_use", v6, 1)
+
+	// Failures, by reason, once per Service and reason however often it
+	// is retried.
+	inUse := map[string]string{"pool": "metered", "reason": "in_use"}
+	unknown := map[string]string{"pool": "", "reason": "unknown_pool"}
+	invalid := map[string]string{"pool": "", "reason": "invalid_annotation"}
+	before := map[string]float64{}
+	for name, l := range map[string]map[string]string{"in_use": inUse, "unknown": unknown, "invalid": invalid} {
+		before[name], _ = series(t, "portico_allocation_failures_total", l)
+	}
+	c := makeService(t, "metered-taken", annotate(controller.AnnotationPool, "metered"),
+		annotate(controller.AnnotationIPs, "2001:db8::2"), dualStack("SingleStack", "IPv6"), ports(81))
+	waitEvent(t, c, controller.ReasonAllocationFailed, "2001:db8::2")
+	d := makeService(t, "metered-nowhere", annotate(controller.AnnotationPool, "no-such-pool"))
+	waitEvent(t, d, controller.ReasonAllocationFailed, "no-such-pool")
+	e := makeService(t, "metered-typo", annotate(controller.AnnotationIPs, "192.0.2.300"))
+	waitEvent(t, e, controller.ReasonAllocationFailed, "not an IP address")
+	// Retried: a new Service in the pool kicks every pending one.
+	waitAnyIP(t, makeService(t, "metered-kick"))
+	waitSeries(t, "portico_pool_addresses_in_use", v4, 2)
+	waitSeries(t, "portico_allocation_failures_total", inUse, before["in_use"]+1)
+	waitSeries(t, "portico_allocation_failures_total", unknown, before["unknown"]+1)
+	waitSeries(t, "portico_allocation_failures_total", invalid, before["invalid"]+1)
+
+	// Releasing lowers the gauge; a family the pool loses loses its series.
+	deleteObject(t, a)
+	waitSeries(t, "portico_pool_addresses_in_use", v4, 1)
+	p := getPool(t, "metered")
+	update(t, p, func(p *v1alpha1.AddressPool) { p.Spec.Addresses = p.Spec.Addresses[:1] })
+	waitSeries(t, "portico_pool_addresses_total", v6, -1)
+	waitSeries(t, "portico_pool_addresses_in_use", v6, -1)
+	waitSeries(t, "portico_pool_addresses_total", v4, 254)
+
+	// A pool that is gone has no series at all.
+	deleteObject(t, p)
+	waitSeries(t, "portico_pool_addresses_total", v4, -1)
+	waitSeries(t, "portico_pool_addresses_in_use", v4, -1)
+	waitSeries(t, "portico_allocation_failures_total", inUse, -1)
+}
