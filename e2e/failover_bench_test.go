@@ -186,7 +186,7 @@ func settle(b testing.TB, p *prober, want string, plan lab.Plan, nodes []string)
 // monitoring system would, that every speaker sees every node: after a cut
 // link comes back the two sides must have merged before the next trial.
 func allMembers(plan lab.Plan, nodes []string) error {
-	want := fmt.Sprintf("portico_speaker_members %d", len(nodes))
+	want := fmt.Sprintf(`portico_speaker_memberlist_members{state="alive"} %d`, len(nodes))
 	for _, n := range nodes {
 		out, err := exec.Command("ip", "netns", "exec", plan.Prefix+n, "curl", "-sS", "-m", "2", "http://127.0.0.1:7474/metrics").CombinedOutput()
 		if err != nil {

@@ -140,7 +140,7 @@ func TestSpeakerBinary(t *testing.T) {
 		m := string(b)
 		for _, want := range []string{
 			`portico_l2_owned_addresses{interface="` + hostIf + `"} 1`,
-			`portico_speaker_members 1`,
+			`portico_speaker_memberlist_members{state="alive"} 1`,
 			`portico_l2_responses_sent_total{interface="` + hostIf + `",protocol="arp"}`,
 		} {
 			if !strings.Contains(m, want) {

@@ -33,6 +33,9 @@ type Announcer struct {
 	// cannot be listed the responders are left as they are, and so is
 	// the report: the addresses are still answered.
 	last []speaker.Announcement
+	// owns is the addresses this node answered for after the previous
+	// Announce, to count owner changes.
+	owns map[netip.Addr]bool
 
 	// LocalInterfaces, Listen and time.Now, replaced in tests.
 	interfaces func() (map[string][]netip.Prefix, error)
@@ -166,7 +169,31 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 		}
 	}
 	a.last = slices.Clone(out)
+	a.owns = countOwnerChanges(a.owns, out)
 	return out, errors.Join(errs...)
+}
+
+// countOwnerChanges counts each address this node starts or stops
+// answering for, from what it answered for before (was) and what it
+// announces now, and returns the addresses it answers for now.
+func countOwnerChanges(was map[netip.Addr]bool, now []speaker.Announcement) map[netip.Addr]bool {
+	owns := make(map[netip.Addr]bool, len(now))
+	for _, an := range now {
+		owns[an.IP] = true
+	}
+	changes := 0
+	for ip := range owns {
+		if !was[ip] {
+			changes++
+		}
+	}
+	for ip := range was {
+		if !owns[ip] {
+			changes++
+		}
+	}
+	ownerChanges.Add(float64(changes))
+	return owns
 }
 
 // mayReopen reports whether the responder on ifname, which lacks a

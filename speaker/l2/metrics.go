@@ -5,8 +5,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Metrics, labelled by interface and protocol (arp or ndp), on
-// controller-runtime's registry so the speaker's one endpoint serves them.
+// Metrics on controller-runtime's registry, so the speaker's one endpoint
+// serves them. The request and response counters are labelled by interface
+// and protocol (arp or ndp).
 var (
 	requestsReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "portico", Subsystem: "l2", Name: "requests_received_total",
@@ -16,10 +17,16 @@ var (
 		Namespace: "portico", Subsystem: "l2", Name: "responses_sent_total",
 		Help: "ARP replies and neighbor advertisements sent in answer to a request.",
 	}, []string{"interface", "protocol"})
+	// Labelled by family (ipv4, ipv6), not interface: what an alert asks
+	// is whether failovers announce, not where.
 	gratuitousSent = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "portico", Subsystem: "l2", Name: "gratuitous_sent_total",
-		Help: "Gratuitous ARP packets and unsolicited neighbor advertisements sent.",
-	}, []string{"interface", "protocol"})
+		Name: "portico_speaker_gratuitous_sent_total",
+		Help: "Gratuitous ARP packets (ipv4) and unsolicited neighbor advertisements (ipv6) sent.",
+	}, []string{"family"})
+	ownerChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "portico_speaker_l2_owner_changes_total",
+		Help: "Times this node became or stopped being the layer 2 owner of an address.",
+	})
 	ownedAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "portico", Subsystem: "l2", Name: "owned_addresses",
 		Help: "Addresses this node answers for, per interface.",
@@ -27,5 +34,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsReceived, responsesSent, gratuitousSent, ownedAddresses)
+	metrics.Registry.MustRegister(requestsReceived, responsesSent, gratuitousSent, ownerChanges, ownedAddresses)
 }

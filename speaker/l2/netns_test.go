@@ -349,18 +349,18 @@ func (l *lab) waitNeighbour(t *testing.T, mac string, ips ...netip.Addr) {
 // TestRefresh: with a refresh period, the owner keeps announcing.
 func TestRefresh(t *testing.T) {
 	l := newLab(t)
-	before := counter(gratuitousSent.WithLabelValues("va", "arp"))
+	before := counter(gratuitousSent.WithLabelValues("ipv4"))
 	a := l.listen(t, "va", ResponderOptions{Gratuitous: []time.Duration{0}, Refresh: 100 * time.Millisecond})
 	a.SetAddresses([]netip.Addr{vipA})
 	time.Sleep(550 * time.Millisecond)
 	a.SetAddresses(nil)
-	sent := counter(gratuitousSent.WithLabelValues("va", "arp")) - before
+	sent := counter(gratuitousSent.WithLabelValues("ipv4")) - before
 	// Two forms per announcement, at 0, 100, ..., 500 ms.
 	if sent < 8 {
 		t.Fatalf("%v gratuitous ARP packets in 550ms with a 100ms refresh, want at least 8", sent)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if after := counter(gratuitousSent.WithLabelValues("va", "arp")) - before; after > sent+2 {
+	if after := counter(gratuitousSent.WithLabelValues("ipv4")) - before; after > sent+2 {
 		t.Fatalf("gratuitous ARP kept going after the address was dropped: %v then %v", sent, after)
 	}
 }
@@ -450,10 +450,14 @@ func TestAnnouncerReopens(t *testing.T) {
 		t.Fatalf("after ReopenEvery: %d opens (want 2), err %v", opens, err)
 	}
 
+	changes := counter(ownerChanges)
 	run(t, "ip", "-n", l.node, "addr", "add", "192.0.2.12/24", "dev", "vb")
 	got, err := announce()
 	if err != nil || opens != 3 || len(got) != 1 || got[0].IP != vipB {
 		t.Fatalf("with IPv4 back on vb: %v, %v after %d opens; want %s announced after 3", got, err, opens, vipB)
+	}
+	if n := counter(ownerChanges) - changes; n != 1 {
+		t.Errorf("becoming the owner of %s counted %v owner changes, want 1", vipB, n)
 	}
 	if macs := l.arping(t, vipB); !allOf(macs, macB) {
 		t.Fatalf("arping %s: answers from %v, want only from %s", vipB, macs, macB)

@@ -332,7 +332,7 @@ func (r *Responder) announce(a netip.Addr) {
 				r.log.Error("gratuitous ARP failed", "ip", a, "err", err)
 				continue
 			}
-			gratuitousSent.WithLabelValues(r.ifi.Name, "arp").Inc()
+			gratuitousSent.WithLabelValues("ipv4").Inc()
 		}
 	}
 	if a.Is6() && r.ndp != nil {
@@ -345,7 +345,7 @@ func (r *Responder) announce(a netip.Addr) {
 			r.log.Error("unsolicited neighbor advertisement failed", "ip", a, "err", err)
 			return
 		}
-		gratuitousSent.WithLabelValues(r.ifi.Name, "ndp").Inc()
+		gratuitousSent.WithLabelValues("ipv6").Inc()
 	}
 }
 

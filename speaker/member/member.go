@@ -72,12 +72,15 @@ const (
 	DefaultGossipInterval = 50 * time.Millisecond
 )
 
-var membersGauge = prometheus.NewGauge(prometheus.GaugeOpts{
-	Namespace: "portico", Subsystem: "speaker", Name: "members",
-	Help: "Live speakers this speaker sees, itself included.",
-})
+// members counts the speakers this one takes as live (Members: memberlist's
+// alive and suspect ones) under state="alive"; dead and left ones are
+// dropped from memberlist's list, so they have no series.
+var members = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "portico_speaker_memberlist_members",
+	Help: "Speakers this speaker sees in memberlist, itself included; state=\"alive\" counts those it may hand addresses to (alive or not yet declared dead).",
+}, []string{"state"})
 
-func init() { metrics.Registry.MustRegister(membersGauge) }
+func init() { metrics.Registry.MustRegister(members) }
 
 // List is this node's membership of the speakers' cluster.
 type List struct {
@@ -241,10 +244,10 @@ func (l *List) notify() {
 		case <-l.stop:
 			return
 		case <-l.changed:
-			members := l.Members()
-			membersGauge.Set(float64(len(members)))
+			live := l.Members()
+			members.WithLabelValues("alive").Set(float64(len(live)))
 			if l.cfg.OnChange != nil && l.joined.Load() {
-				l.cfg.OnChange(members)
+				l.cfg.OnChange(live)
 			}
 		}
 	}

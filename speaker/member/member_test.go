@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -135,6 +137,10 @@ func TestLeaveSeenAtOnce(t *testing.T) {
 	}
 	left := time.Since(start)
 	w.wait(t, all[:2], all[:2], 5*time.Second)
+	// The gauge is the process's: all three set it, the last two to 2.
+	if got := testutil.ToFloat64(members.WithLabelValues("alive")); got != 2 {
+		t.Errorf(`portico_speaker_memberlist_members{state="alive"} = %v, want 2`, got)
+	}
 	t.Logf("a leaving member was seen gone by both others %v after Leave began (Leave returned after %v)", time.Since(start).Round(time.Millisecond), left.Round(time.Millisecond))
 }
 
