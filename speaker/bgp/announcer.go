@@ -70,8 +70,11 @@ type Announcer struct {
 	sessions map[string]*session
 	spare    []*server.BgpServer
 
-	statusMu sync.Mutex // guards status; taken by GoBGP's watch goroutines
+	statusMu sync.Mutex // guards status and running; taken by GoBGP's watch goroutines
 	status   map[string]*SessionStatus
+	// running is sessions by name, for the metrics to read GoBGP's
+	// counters without waiting for an Apply.
+	running map[string]*session
 }
 
 type session struct {
@@ -100,6 +103,7 @@ func NewAnnouncer(opts Options) *Announcer {
 		log:      opts.Logger.With("protocol", "bgp"),
 		sessions: map[string]*session{},
 		status:   map[string]*SessionStatus{},
+		running:  map[string]*session{},
 	}
 }
 
@@ -196,6 +200,7 @@ func (a *Announcer) openSession(ctx context.Context, cfg Session) (*session, err
 
 	a.statusMu.Lock()
 	a.status[cfg.Name] = &SessionStatus{Name: cfg.Name, Address: cfg.Address, State: "idle", Since: time.Now()}
+	a.running[cfg.Name] = s
 	a.statusMu.Unlock()
 	watchCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -225,6 +230,7 @@ func (a *Announcer) closeSession(ctx context.Context, s *session, withdraw bool)
 	a.statusMu.Lock()
 	st := a.status[s.cfg.Name]
 	delete(a.status, s.cfg.Name)
+	delete(a.running, s.cfg.Name)
 	a.statusMu.Unlock()
 	if st != nil && st.Up && a.opts.OnChange != nil {
 		st.Up, st.State, st.Since, st.Prefixes = false, "idle", time.Now(), 0

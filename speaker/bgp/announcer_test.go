@@ -32,12 +32,15 @@ func TestAnnouncerWithoutPeer(t *testing.T) {
 		t.Errorf("status = %+v, want only down, not up, 0 prefixes", st)
 	}
 	want := `
-# HELP portico_bgp_prefixes_advertised Prefixes advertised to the peer; 0 while the session is down.
-# TYPE portico_bgp_prefixes_advertised gauge
-portico_bgp_prefixes_advertised{address="127.0.0.1",peer="down"} 0
-# HELP portico_bgp_session_up 1 when the BGP session to the peer is established, 0 otherwise.
-# TYPE portico_bgp_session_up gauge
-portico_bgp_session_up{address="127.0.0.1",peer="down"} 0
+# HELP portico_speaker_bgp_prefixes_advertised Prefixes advertised to the BGPPeer; 0 while the session is down (metallb_bgp_announced_prefixes_total).
+# TYPE portico_speaker_bgp_prefixes_advertised gauge
+portico_speaker_bgp_prefixes_advertised{peer="down"} 0
+# HELP portico_speaker_bgp_sessions_up 1 when the BGP session to the BGPPeer is established, 0 otherwise (metallb_bgp_session_up).
+# TYPE portico_speaker_bgp_sessions_up gauge
+portico_speaker_bgp_sessions_up{peer="down"} 0
+# HELP portico_speaker_bgp_updates_sent_total BGP UPDATE messages sent to the BGPPeer, as GoBGP counts them; starts again from 0 when the session is reset for a configuration change (metallb_bgp_updates_total).
+# TYPE portico_speaker_bgp_updates_sent_total counter
+portico_speaker_bgp_updates_sent_total{peer="down"} 0
 `
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(a)

@@ -88,8 +88,9 @@ func TestFRREBGP(t *testing.T) {
 	if st := rep.Status; len(st) != 1 || !st[0].Up || st[0].State != "established" || st[0].Prefixes != 1 {
 		t.Errorf("speaker status = %+v, want edge up with 1 prefix", st)
 	}
-	if m := rep.Metrics; m["portico_bgp_session_up{edge}"] != 1 || m["portico_bgp_prefixes_advertised{edge}"] != 1 {
-		t.Errorf("metrics = %v, want edge up with 1 prefix", m)
+	if m := rep.Metrics; m["portico_speaker_bgp_sessions_up{edge}"] != 1 || m["portico_speaker_bgp_prefixes_advertised{edge}"] != 1 ||
+		m["portico_speaker_bgp_updates_sent_total{edge}"] < 1 {
+		t.Errorf("metrics = %v, want edge up with 1 prefix and at least 1 UPDATE sent", m)
 	}
 	if ev := rep.Events; len(ev) != 1 || ev[0].Name != "edge" || !ev[0].Up {
 		t.Errorf("events = %+v, want one: edge up", ev)

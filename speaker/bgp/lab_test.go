@@ -57,7 +57,7 @@ type helperReply struct {
 	Status []SessionStatus
 	// Events are the OnChange calls so far.
 	Events []SessionStatus
-	// Metrics are the Announcer's gauges as "name{peer}" → value.
+	// Metrics are the Announcer's series as "name{peer}" → value.
 	Metrics map[string]float64
 }
 
@@ -121,7 +121,11 @@ func gather(reg *prometheus.Registry) map[string]float64 {
 					peer = l.GetValue()
 				}
 			}
-			out[mf.GetName()+"{"+peer+"}"] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if c := m.GetCounter(); c != nil {
+				v = c.GetValue()
+			}
+			out[mf.GetName()+"{"+peer+"}"] = v
 		}
 	}
 	return out
