@@ -171,6 +171,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	for {
 		start := time.Now()
 		if err := c.sync(ctx); err != nil {
+			configReloads.WithLabelValues("failure").Inc()
 			c.log.Error("compiling the ingress configuration", "err", err)
 		}
 		last := time.Now()
@@ -254,7 +255,7 @@ func (c *Controller) sync(ctx context.Context) error {
 
 	cfg, probs := c.compiler.compile(cl)
 	c.proxy.Store(cfg)
-	configReloads.Inc()
+	configReloads.WithLabelValues("success").Inc()
 	configCompileSeconds.Observe(time.Since(start).Seconds())
 	if !c.Ready() { // only the compile loop stores, so only it closes
 		close(c.loaded)

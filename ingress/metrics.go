@@ -1,7 +1,8 @@
 package ingress
 
 import (
-	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,25 +14,42 @@ import (
 )
 
 // Metrics are registered with controller-runtime's registry, which the
-// manager serves on its metrics address.
+// manager serves on its metrics address. Request metrics are labelled by
+// the Ingress's namespace and name, the Service, the status class (1xx to
+// 5xx) and the method (the standard ones or "other"): never by path, host
+// or client, so their number stays that of the routes. Unrouted requests
+// have empty namespace, ingress and service.
 var (
 	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_ingress_requests_total",
-		Help: "Requests answered, by Ingress (namespace/name), Service and status code. Unrouted requests have empty ingress and service.",
-	}, []string{"ingress", "service", "code"})
+		Help: "Requests answered, by Ingress (namespace, ingress), Service, status class and method (nginx_ingress_controller_requests).",
+	}, []string{"namespace", "ingress", "service", "status", "method"})
 	requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "portico_ingress_request_duration_seconds",
-		Help:    "Time from the request's arrival to the end of its response, by Ingress and Service.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"ingress", "service"})
+		Help:    "Time from the request's arrival to the end of its response, by Ingress, Service and status class (nginx_ingress_controller_request_duration_seconds).",
+		Buckets: durationBuckets,
+	}, []string{"namespace", "ingress", "service", "status"})
+	upstreamSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portico_ingress_upstream_duration_seconds",
+		Help:    "Time from the first attempt to an endpoint to its response head, for requests sent to one, by Ingress, Service and status class (nginx_ingress_controller_response_duration_seconds).",
+		Buckets: durationBuckets,
+	}, []string{"namespace", "ingress", "service", "status"})
+	bytesReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_ingress_bytes_received_total",
+		Help: "Request body bytes received from clients, by Ingress and Service (nginx_ingress_controller_request_size, summed).",
+	}, []string{"namespace", "ingress", "service"})
+	bytesSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portico_ingress_bytes_sent_total",
+		Help: "Bytes sent to clients, heads and bodies, by Ingress and Service (nginx_ingress_controller_response_size, summed).",
+	}, []string{"namespace", "ingress", "service"})
 	upstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_ingress_upstream_errors_total",
-		Help: "Failures talking to endpoints, by Ingress, Service and kind (connect, timeout, protocol, body).",
-	}, []string{"ingress", "service", "kind"})
-	configReloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Help: "Failures talking to endpoints, by Ingress, Service and kind (connect, timeout, protocol, body, canceled, client).",
+	}, []string{"namespace", "ingress", "service", "kind"})
+	configReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portico_ingress_config_reloads_total",
-		Help: "Configurations compiled and swapped into the proxy.",
-	})
+		Help: "Configurations compiled, by result: success (swapped into the proxy) or failure (the cluster could not be read; the proxy keeps the last one).",
+	}, []string{"result"})
 	configCompileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "portico_ingress_config_compile_seconds",
 		Help:    "Time to compile the cluster's Ingresses into a proxy configuration.",
@@ -39,18 +57,32 @@ var (
 	})
 )
 
+const connectionsHelp = "Connections the proxy holds now: state=active counts clients' and endpoints', those --max-connections limits (nginx_ingress_controller_nginx_process_connections{state=\"active\"}); state=event_loop the clients' an event loop serves."
+
+var durationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
 // served is the proxy whose connections the connection metrics count.
 var served atomic.Pointer[proxy.Server]
 
 var (
 	connectionsOpen = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "portico_ingress_connections",
-		Help: "Client connections the proxy holds now (nginx_ingress_controller_nginx_process_connections{state=\"active\"}).",
+		Name:        "portico_ingress_connections",
+		Help:        connectionsHelp,
+		ConstLabels: prometheus.Labels{"state": "active"},
 	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Open) }) })
+	connectionsLoop = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "portico_ingress_connections",
+		Help:        connectionsHelp,
+		ConstLabels: prometheus.Labels{"state": "event_loop"},
+	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Loop) }) })
 	connectionsRefused = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portico_ingress_connections_refused_total",
 		Help: "Client connections closed as soon as accepted because --max-connections were open.",
 	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.Refused) }) })
+	tlsHandshakeErrors = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "portico_ingress_tls_handshake_errors_total",
+		Help: "TLS handshakes with clients that failed or timed out (ingress-nginx logs these only).",
+	}, func() float64 { return stat(func(s proxy.Stats) float64 { return float64(s.TLSHandshakeErrors) }) })
 	accessLogDropped = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "portico_ingress_access_log_dropped_total",
 		Help: "Access log lines dropped because the log's output could not keep up.",
@@ -73,17 +105,146 @@ func stat(f func(proxy.Stats) float64) float64 {
 }
 
 func init() {
-	metrics.Registry.MustRegister(requests, requestSeconds, upstreamErrors, configReloads, configCompileSeconds, connectionsOpen, connectionsRefused, accessLogDropped)
+	metrics.Registry.MustRegister(requests, requestSeconds, upstreamSeconds, bytesReceived, bytesSent, upstreamErrors,
+		configReloads, configCompileSeconds, connectionsOpen, connectionsLoop, connectionsRefused, tlsHandshakeErrors, accessLogDropped)
 }
 
-// codes holds the label of every status code, so that counting a request
-// does not format one.
-var codes = func() (c [600]string) {
-	for i := range c {
-		c[i] = strconv.Itoa(i)
+// Status classes and methods, as label values and indexes into a route's
+// children: class 0 is anything outside 100-599, method 0 any method not
+// standard.
+var (
+	classes = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+	methods = [...]string{"other", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+func classOf(status int) int {
+	if status < 100 || status > 599 {
+		return 0
 	}
+	return status / 100
+}
+
+func methodOf(m string) int {
+	switch m {
+	case "GET":
+		return 1
+	case "HEAD":
+		return 2
+	case "POST":
+		return 3
+	case "PUT":
+		return 4
+	case "DELETE":
+		return 5
+	case "CONNECT":
+		return 6
+	case "OPTIONS":
+		return 7
+	case "TRACE":
+		return 8
+	case "PATCH":
+		return 9
+	}
+	return 0
+}
+
+// routeKey is what a request's series are resolved by.
+type routeKey struct{ route, service string }
+
+// routeSeries holds one route's series, resolved once: the label values
+// are looked up and hashed on a route's first request of a class and
+// method, and later requests only load a pointer. Children are created on
+// first use so that a route exports only the series it has seen.
+type routeSeries struct {
+	labels   [3]string // namespace, ingress, service
+	received prometheus.Counter
+	sent     prometheus.Counter
+	requests [len(classes)][len(methods)]atomic.Pointer[prometheus.Counter]
+	duration [len(classes)]atomic.Pointer[prometheus.Observer]
+	upstream [len(classes)]atomic.Pointer[prometheus.Observer]
+}
+
+// series is the routes' series by routeKey: a map copied on write, so that
+// the per-request lookup takes no lock and boxes nothing. Routes that go
+// away keep their series, as in ingress-nginx, until the process restarts.
+var (
+	series   atomic.Pointer[map[routeKey]*routeSeries]
+	seriesMu sync.Mutex // serializes writers
+)
+
+func seriesOf(r *exchange.Record) *routeSeries {
+	k := routeKey{r.Route, r.Target.Service}
+	if m := series.Load(); m != nil {
+		if rs := (*m)[k]; rs != nil {
+			return rs
+		}
+	}
+	seriesMu.Lock()
+	defer seriesMu.Unlock()
+	old := series.Load()
+	if old != nil {
+		if rs := (*old)[k]; rs != nil {
+			return rs
+		}
+	}
+	ns, name, _ := strings.Cut(r.Route, "/")
+	rs := &routeSeries{labels: [3]string{ns, name, r.Target.Service}}
+	rs.received = bytesReceived.WithLabelValues(rs.labels[:]...)
+	rs.sent = bytesSent.WithLabelValues(rs.labels[:]...)
+	next := make(map[routeKey]*routeSeries, 1+len(ptrMap(old)))
+	for k, v := range ptrMap(old) {
+		next[k] = v
+	}
+	// The key's strings are the Record's, copied off the front-end's
+	// buffers by exchange.Finish: safe to keep.
+	next[k] = rs
+	series.Store(&next)
+	return rs
+}
+
+func ptrMap(m *map[routeKey]*routeSeries) map[routeKey]*routeSeries {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
+
+// child returns the child in p, creating it with make on first use.
+func child[T any](p *atomic.Pointer[T], make func() T) T {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := make()
+	p.Store(&c) // a race stores the same child twice: harmless
 	return c
-}()
+}
+
+// observe counts one request in the metrics.
+func observe(r *exchange.Record) {
+	rs := seriesOf(r)
+	class, method := classOf(r.Status), methodOf(r.Method)
+	ns, ing, svc := rs.labels[0], rs.labels[1], rs.labels[2]
+	child(&rs.requests[class][method], func() prometheus.Counter {
+		return requests.WithLabelValues(ns, ing, svc, classes[class], methods[method])
+	}).Inc()
+	child(&rs.duration[class], func() prometheus.Observer {
+		return requestSeconds.WithLabelValues(ns, ing, svc, classes[class])
+	}).Observe(r.Duration.Seconds())
+	if r.Attempts > 0 {
+		child(&rs.upstream[class], func() prometheus.Observer {
+			return upstreamSeconds.WithLabelValues(ns, ing, svc, classes[class])
+		}).Observe(r.UpstreamTime.Seconds())
+	}
+	if r.BytesIn > 0 {
+		rs.received.Add(float64(r.BytesIn))
+	}
+	if r.BytesOut > 0 {
+		rs.sent.Add(float64(r.BytesOut))
+	}
+	if r.UpstreamError != "" {
+		upstreamErrors.WithLabelValues(ns, ing, svc, r.UpstreamError).Inc()
+	}
+}
 
 // Observer returns the proxy's per-request hook: it counts the request in
 // the metrics and, when log is not nil, writes its access log line.
@@ -92,15 +253,7 @@ func Observer(log *accesslog.Log) func(exchange.Record) {
 		logged.Store(log)
 	}
 	return func(r exchange.Record) {
-		code := "other"
-		if r.Status >= 0 && r.Status < len(codes) {
-			code = codes[r.Status]
-		}
-		requests.WithLabelValues(r.Route, r.Target.Service, code).Inc()
-		requestSeconds.WithLabelValues(r.Route, r.Target.Service).Observe(r.Duration.Seconds())
-		if r.UpstreamError != "" {
-			upstreamErrors.WithLabelValues(r.Route, r.Target.Service, r.UpstreamError).Inc()
-		}
+		observe(&r)
 		if log != nil {
 			log.Log(&r)
 		}

@@ -159,6 +159,7 @@ func (hc *h1conn) handshake() bool {
 	hc.conn, hc.tls = tc, true
 	_ = tc.SetDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
 	if err := tc.Handshake(); err != nil {
+		s.tlsFailed.Add(1)
 		s.log.Debug("TLS handshake failed", "client", hc.client.String(), "err", err)
 		return false
 	}

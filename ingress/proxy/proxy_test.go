@@ -597,8 +597,18 @@ func TestTLS(t *testing.T) {
 		}
 		conn.Close()
 	}
+	if got := p.Stats().TLSHandshakeErrors; got != 0 {
+		t.Errorf("%d TLS handshake errors counted after good handshakes", got)
+	}
 	if _, err := tls.Dial("tcp", p.secure, &tls.Config{ServerName: "a.example", InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
 		t.Error("TLS 1.1 handshake succeeded, want TLS 1.2 or newer only")
+	}
+	// The server learns of the failure as it sends its alert.
+	for end := time.Now().Add(2 * time.Second); p.Stats().TLSHandshakeErrors == 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := p.Stats().TLSHandshakeErrors; got != 1 {
+		t.Errorf("%d TLS handshake errors counted, want 1 (the TLS 1.1 client)", got)
 	}
 
 	// HTTP/2 by ALPN, with a verified certificate; the backend still gets

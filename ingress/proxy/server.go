@@ -45,7 +45,8 @@ type Server struct {
 	open        atomic.Int64
 	inLoops     atomic.Int64 // of them, those an event loop serves
 	refused     atomic.Uint64
-	refusedLogs atomic.Int64 // the second of the last log line about it
+	tlsFailed   atomic.Uint64 // TLS handshakes with clients that failed
+	refusedLogs atomic.Int64  // the second of the last log line about it
 }
 
 // New returns a Server that serves an empty Config (every request 404)
@@ -100,11 +101,13 @@ type Stats struct {
 	// Refused counts the connections refused because MaxConnections were
 	// open: clients' closed as soon as accepted, endpoints' not opened.
 	Refused uint64
+	// TLSHandshakeErrors counts client handshakes that failed or timed out.
+	TLSHandshakeErrors uint64
 }
 
 // Stats returns the connection counts.
 func (s *Server) Stats() Stats {
-	return Stats{Open: s.open.Load(), Loop: s.inLoops.Load(), Refused: s.refused.Load()}
+	return Stats{Open: s.open.Load(), Loop: s.inLoops.Load(), Refused: s.refused.Load(), TLSHandshakeErrors: s.tlsFailed.Load()}
 }
 
 // TLSConfig returns the TLS settings of the HTTPS listener: TLS 1.2 or
