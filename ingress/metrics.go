@@ -166,7 +166,8 @@ type routeSeries struct {
 
 // series is the routes' series by routeKey: a map copied on write, so that
 // the per-request lookup takes no lock and boxes nothing. Routes that go
-// away keep their series, as in ingress-nginx, until the process restarts.
+// away keep their series until the process restarts (ingress-nginx drops
+// them on reload; not done here yet).
 var (
 	series   atomic.Pointer[map[routeKey]*routeSeries]
 	seriesMu sync.Mutex // serializes writers
