@@ -256,6 +256,11 @@ func (c *Controller) sync(ctx context.Context) error {
 	cfg, probs := c.compiler.compile(cl)
 	c.proxy.Store(cfg)
 	configReloads.WithLabelValues("success").Inc()
+	live := make(map[string]bool, len(cl.ingresses))
+	for _, ing := range cl.ingresses {
+		live[ing.Namespace+"/"+ing.Name] = true
+	}
+	forgetRoutes(func(ingress string) bool { return live[ingress] })
 	configCompileSeconds.Observe(time.Since(start).Seconds())
 	if !c.Ready() { // only the compile loop stores, so only it closes
 		close(c.loaded)

@@ -165,9 +165,9 @@ type routeSeries struct {
 }
 
 // series is the routes' series by routeKey: a map copied on write, so that
-// the per-request lookup takes no lock and boxes nothing. Routes that go
-// away keep their series until the process restarts (ingress-nginx drops
-// them on reload; not done here yet).
+// the per-request lookup takes no lock and boxes nothing. The series of an
+// Ingress that is gone are dropped at the next compile (forgetRoutes), as
+// ingress-nginx drops them on reload.
 var (
 	series   atomic.Pointer[map[routeKey]*routeSeries]
 	seriesMu sync.Mutex // serializes writers
@@ -201,6 +201,30 @@ func seriesOf(r *exchange.Record) *routeSeries {
 	next[k] = rs
 	series.Store(&next)
 	return rs
+}
+
+// forgetRoutes drops the series of the routes whose Ingress ("namespace/
+// name") live says is gone, so that churn (namespaces made and deleted by
+// CI, say) does not grow the metrics without end. A request still in
+// flight for such a route may bring one of its series back, once.
+func forgetRoutes(live func(ingress string) bool) {
+	seriesMu.Lock()
+	defer seriesMu.Unlock()
+	old := ptrMap(series.Load())
+	next := make(map[routeKey]*routeSeries, len(old))
+	for k, rs := range old {
+		if k.route == "" || live(k.route) {
+			next[k] = rs
+			continue
+		}
+		gone := prometheus.Labels{"namespace": rs.labels[0], "ingress": rs.labels[1]}
+		for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{requests, requestSeconds, upstreamSeconds, bytesReceived, bytesSent, upstreamErrors} {
+			v.DeletePartialMatch(gone)
+		}
+	}
+	if len(next) != len(old) {
+		series.Store(&next)
+	}
 }
 
 func ptrMap(m *map[routeKey]*routeSeries) map[routeKey]*routeSeries {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/portico-lb/portico/ingress/accesslog"
 	"github.com/portico-lb/portico/ingress/proxy"
@@ -128,5 +129,42 @@ func BenchmarkObserve(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		observe(recs[i&3])
+	}
+}
+
+// The series of an Ingress that is gone leave the metrics at the next
+// compile; the others stay.
+func TestForgetRoutes(t *testing.T) {
+	observe := Observer(nil)
+	for _, ing := range []string{"churn/gone", "churn/kept"} {
+		ns, name, _ := strings.Cut(ing, "/")
+		observe(exchange.Record{Route: ing, Target: exchange.Target{Namespace: ns, Service: name}, Status: 200, Method: "GET", Duration: time.Millisecond, BytesOut: 1})
+	}
+	series := func(ingress string) int {
+		n := 0
+		ms, err := ctrlmetrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range ms {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "ingress" && l.GetValue() == ingress {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	if series("gone") == 0 || series("kept") == 0 {
+		t.Fatalf("before: %d series of gone, %d of kept", series("gone"), series("kept"))
+	}
+	forgetRoutes(func(ingress string) bool { return ingress != "churn/gone" })
+	if n := series("gone"); n != 0 {
+		t.Errorf("%d series of the Ingress that is gone remain", n)
+	}
+	if series("kept") == 0 {
+		t.Error("the live Ingress's series went too")
 	}
 }
