@@ -11,7 +11,7 @@ VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || ec
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify test fuzz e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build generate verify monitoring promtool test fuzz e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
@@ -40,13 +40,43 @@ build:
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=manifests/crd
 
-## verify: formatting, vet, and generated files up to date.
-verify: generate
+## verify: formatting, vet, generated files up to date, and the
+## monitoring component's rules and dashboard (make monitoring).
+verify: generate monitoring
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 	@git diff --exit-code -- api manifests/crd || { echo 'generated files are stale: run make generate and commit'; exit 1; }
 	@test -z "$$(git status --porcelain -- api manifests/crd)" || { git status --porcelain -- api manifests/crd; echo 'generated files are not committed'; exit 1; }
+
+## promtool: Prometheus's promtool, built (a few minutes the first time)
+## from the Prometheus module version manifests/monitoring/check/go.mod
+## pins with its tool directive, cached in .cache/bin.
+PROMTOOL := $(CURDIR)/.cache/bin/promtool
+promtool: $(PROMTOOL)
+
+$(PROMTOOL): manifests/monitoring/check/go.mod manifests/monitoring/check/go.sum
+	mkdir -p $(@D)
+	cd manifests/monitoring/check && $(GO) build -ldflags "-X github.com/prometheus/common/version.Version=$$($(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)" -o $@ github.com/prometheus/prometheus/cmd/promtool
+
+## monitoring: the monitoring component's alert rules through promtool
+## (check rules on the PrometheusRule's spec, on the lines it has in
+## prometheusrule.yaml, two columns left; test rules with
+## check/alerts_test.yaml on the same rules less their annotations), then
+## its Go test: the rules and the dashboard's queries parse, every alert has
+## its annotations, and every metric they read is listed in metrics.txt.
+monitoring: $(PROMTOOL)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	awk '/^spec:/ {on = 1; print ""; next} on && /^[^ #]/ {on = 0} on {sub(/^  /, ""); print; next} {print ""}' \
+	  manifests/monitoring/prometheusrule.yaml > $$tmp/full.yaml; \
+	echo "promtool check rules manifests/monitoring/prometheusrule.yaml (its spec)"; \
+	$(PROMTOOL) check rules $$tmp/full.yaml; \
+	awk 'skip && match($$0, /^ */) && RLENGTH > ind {next} {skip = 0} \
+	  /^ *annotations:$$/ {skip = 1; ind = index($$0, "a") - 1; next} {print}' $$tmp/full.yaml > $$tmp/rules.yaml; \
+	cp manifests/monitoring/check/alerts_test.yaml $$tmp/; \
+	echo "promtool test rules manifests/monitoring/check/alerts_test.yaml"; \
+	$(PROMTOOL) test rules $$tmp/alerts_test.yaml
+	cd manifests/monitoring/check && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## k8s-bins: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 ## kube-proxy and kubectl built from the Go module proxy, cached.
