@@ -296,3 +296,54 @@ func TestNames(t *testing.T) {
 		t.Error("an unbalanced expression was accepted")
 	}
 }
+
+// The component names files that exist, and puts the dashboard in a
+// ConfigMap labelled for Grafana's sidecar. (kustomize itself is not run
+// here: the lab has no Prometheus Operator CRDs to apply it to.)
+func TestComponent(t *testing.T) {
+	b, err := os.ReadFile("../kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		APIVersion         string   `json:"apiVersion"`
+		Kind               string   `json:"kind"`
+		Resources          []string `json:"resources"`
+		ConfigMapGenerator []struct {
+			Name      string   `json:"name"`
+			Namespace string   `json:"namespace"`
+			Files     []string `json:"files"`
+			Options   struct {
+				DisableNameSuffixHash bool              `json:"disableNameSuffixHash"`
+				Labels                map[string]string `json:"labels"`
+				Annotations           map[string]string `json:"annotations"`
+			} `json:"options"`
+		} `json:"configMapGenerator"`
+	}
+	if err := yaml.UnmarshalStrict(b, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	if k.Kind != "Component" {
+		t.Errorf("kustomization.yaml is a %q, want a Component", k.Kind)
+	}
+	files := slices.Clone(k.Resources)
+	dashboard := false
+	for _, g := range k.ConfigMapGenerator {
+		for _, f := range g.Files {
+			_, file, _ := strings.Cut(f, "=")
+			if file == "" {
+				file = f
+			}
+			files = append(files, file)
+			dashboard = dashboard || (file == "dashboard.json" && g.Options.Labels["grafana_dashboard"] == "1" && g.Options.DisableNameSuffixHash)
+		}
+	}
+	for _, f := range files {
+		if _, err := os.Stat("../" + f); err != nil {
+			t.Errorf("kustomization.yaml names %s: %v", f, err)
+		}
+	}
+	if !dashboard {
+		t.Error("no ConfigMap generated from dashboard.json with the label grafana_dashboard: \"1\" and a stable name")
+	}
+}
