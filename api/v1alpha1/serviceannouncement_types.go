@@ -1,7 +1,12 @@
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Announcement protocols.
@@ -75,4 +80,38 @@ type ServiceAnnouncementList struct {
 
 func init() {
 	SchemeBuilder.Register(&ServiceAnnouncement{}, &ServiceAnnouncementList{})
+}
+
+// ServiceAnnouncementName is the name of the ServiceAnnouncement of a
+// Service announced by node with protocol: <service>-<node>-<protocol>,
+// or, when that is longer than 253 characters or not a DNS-1123 subdomain,
+// a prefix of it and a hash of the whole, so that every (service, node,
+// protocol) has its own valid name.
+func ServiceAnnouncementName(service, node, protocol string) string {
+	name := service + "-" + node + "-" + protocol
+	if len(name) <= validation.DNS1123SubdomainMaxLength && len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(service + "\x00" + node + "\x00" + protocol))
+	hash := hex.EncodeToString(sum[:])[:16]
+	// Keep what is readable of the name: lower case letters, digits and
+	// dashes, starting with a letter or digit.
+	prefix := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, name)
+	prefix = strings.TrimLeft(prefix, "-")
+	if max := validation.DNS1123SubdomainMaxLength - len(hash) - 1; len(prefix) > max {
+		prefix = prefix[:max]
+	}
+	prefix = strings.TrimRight(prefix, "-")
+	if prefix == "" {
+		return hash
+	}
+	return prefix + "-" + hash
 }
