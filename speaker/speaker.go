@@ -20,6 +20,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/speaker/member"
+	"github.com/portico-lb/portico/speaker/status"
 )
 
 // Annotations and class the speaker reads; the controller writes them.
@@ -36,7 +37,10 @@ type Options struct {
 	// RetryAfter is how long to wait before calling the announcers again
 	// after one failed.
 	RetryAfter time.Duration
-	Log        logr.Logger
+	// Status, if set, is told what this node announces after every
+	// change, and writes it as ServiceAnnouncements. Start runs it.
+	Status *status.Announcements
+	Log    logr.Logger
 }
 
 // Speaker keeps this node's announcements in line with the cluster. One
@@ -119,10 +123,23 @@ func (s *Speaker) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.opts.Status != nil {
+		// The status writer reads ServiceAnnouncements through the same
+		// cache: synced here, it never waits on an informer at shutdown.
+		if _, err := s.cache.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{}); err != nil {
+			return err
+		}
+	}
 	if !s.cache.WaitForCacheSync(ctx) {
 		return errors.New("the cache did not sync")
 	}
 	s.log.Info("watching the cluster", "node", s.opts.Node)
+	if w := s.opts.Status; w != nil {
+		// Its own goroutine: writing to the API never holds up announcing.
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		defer func() { <-done }()
+	}
 
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
@@ -191,7 +208,43 @@ func (s *Speaker) announce(ctx context.Context, st *State) error {
 	}
 	s.announced = now
 	countAnnouncements(now)
+	s.publish(st, now, svcs)
 	return errors.Join(errs...)
+}
+
+// publish hands what this node announces, by Service and protocol, to the
+// status writer.
+func (s *Speaker) publish(st *State, now map[announceKey]Announcement, svcs map[types.NamespacedName]*corev1.Service) {
+	if s.opts.Status == nil {
+		return
+	}
+	type key struct {
+		service  types.NamespacedName
+		protocol string
+	}
+	byKey := map[key]*status.Announcement{}
+	for k, an := range now {
+		svc := svcs[k.service]
+		if svc == nil {
+			continue
+		}
+		sa := byKey[key{k.service, k.protocol}]
+		if sa == nil {
+			sa = &status.Announcement{Service: k.service, ServiceUID: svc.UID, Protocol: k.protocol}
+			byKey[key{k.service, k.protocol}] = sa
+		}
+		sa.IPs = append(sa.IPs, an.IP.String())
+		sa.Via = append(sa.Via, an.Via...)
+	}
+	anns := make([]status.Announcement, 0, len(byKey))
+	for _, sa := range byKey {
+		anns = append(anns, *sa)
+	}
+	members := make([]string, 0, len(st.Members))
+	for _, m := range st.Members {
+		members = append(members, m.Name)
+	}
+	s.opts.Status.Set(anns, members)
 }
 
 func (s *Speaker) event(svc *corev1.Service, typ, reason, note string) {

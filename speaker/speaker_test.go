@@ -33,6 +33,7 @@ import (
 	"github.com/portico-lb/portico/speaker"
 	"github.com/portico-lb/portico/speaker/l2"
 	"github.com/portico-lb/portico/speaker/member"
+	"github.com/portico-lb/portico/speaker/status"
 )
 
 // The integration tests run the glue against a real API server. The
@@ -112,6 +113,7 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 	rec := &recorder{}
 	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
 		Node: node, Announcers: []speaker.Announcer{rec}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond,
+		Status: status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond}),
 	})
 	if err := mgr.Add(sp); err != nil {
 		t.Fatal(err)
@@ -406,5 +408,78 @@ func TestManifestRBACIsEnough(t *testing.T) {
 	})
 	waitUntil(t, "its Announced Event", func() (bool, string) {
 		return len(events(t, svc, speaker.ReasonAnnounced)) > 0, "none"
+	})
+	waitUntil(t, "its ServiceAnnouncement", func() (bool, string) {
+		got := announcements(t, svc)
+		return slices.Equal(got, []string{"n1 layer2 192.0.2.13 eth0"}), fmt.Sprintf("%q", got)
+	})
+}
+
+// announcements lists a Service's ServiceAnnouncements as "node protocol
+// ips via".
+func announcements(t *testing.T, svc *corev1.Service) []string {
+	t.Helper()
+	var list v1alpha1.ServiceAnnouncementList
+	if err := api.Client.List(context.Background(), &list, client.InNamespace(svc.Namespace), client.MatchingLabels{v1alpha1.ServiceNameLabel: svc.Name}); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, sa := range list.Items {
+		st := sa.Status
+		out = append(out, fmt.Sprintf("%s %s %s %s", st.Node, st.Protocol, strings.Join(st.IPs, ","), strings.Join(append(st.Interfaces, st.Peers...), ",")))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestServiceAnnouncementFollowsOwner: two speakers; the owner's
+// ServiceAnnouncement names it; when it is excluded, the other takes the
+// address and the object names the other, the first one's gone; when the
+// Service loses its address, no object is left.
+func TestServiceAnnouncementFollowsOwner(t *testing.T) {
+	apitest.Need(t, envErr)
+	ctx := context.Background()
+	svc := seed(t, api.Client, "192.0.2.14", false)
+	_, rec1 := runSpeaker(t, api, "n1", "n1", "n2")
+	_, rec2 := runSpeaker(t, api, "n2", "n1", "n2")
+	owner := ""
+	waitUntil(t, "one ServiceAnnouncement naming the owner", func() (bool, string) {
+		one, two := rec1.announced(), rec2.announced()
+		switch {
+		case len(one) == 1 && len(two) == 0:
+			owner = "n1"
+		case len(one) == 0 && len(two) == 1:
+			owner = "n2"
+		default:
+			return false, fmt.Sprintf("n1 announces %v, n2 %v", one, two)
+		}
+		got := announcements(t, svc)
+		return slices.Equal(got, []string{owner + " layer2 192.0.2.14 eth0"}), fmt.Sprintf("%q", got)
+	})
+	other := map[string]string{"n1": "n2", "n2": "n1"}[owner]
+
+	var n corev1.Node
+	if err := api.Client.Get(ctx, types.NamespacedName{Name: owner}, &n); err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[l2.ExcludeLabel] = ""
+	if err := api.Client.Update(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the ServiceAnnouncement to name the new owner", func() (bool, string) {
+		got := announcements(t, svc)
+		return slices.Equal(got, []string{other + " layer2 192.0.2.14 eth0"}), fmt.Sprintf("%q", got)
+	})
+
+	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Status.LoadBalancer.Ingress = nil
+	if err := api.Client.Status().Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "no ServiceAnnouncement", func() (bool, string) {
+		got := announcements(t, svc)
+		return len(got) == 0, fmt.Sprintf("%q", got)
 	})
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/portico-lb/portico/speaker/bgp"
 	"github.com/portico-lb/portico/speaker/l2"
 	"github.com/portico-lb/portico/speaker/member"
+	"github.com/portico-lb/portico/speaker/status"
 )
 
 func main() {
@@ -194,6 +195,7 @@ func run() error {
 	sp := speaker.New(mgr.GetCache(), recorder, speaker.Options{
 		Node:       *node,
 		Announcers: []speaker.Announcer{announcer, bgpProtocol},
+		Status:     status.NewAnnouncements(mgr.GetClient(), *node, status.Options{Log: log.WithName("status")}),
 		Log:        log.WithName("speaker"),
 	})
 	if err := mgr.Add(sp); err != nil {
