@@ -4,8 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// AdvertisementStatus is the status shared by the advertisement kinds and
-// BGPPeer: the speakers report problems they find as conditions.
+// AdvertisementStatus is the status of a BGPAdvertisement: conditions.
 type AdvertisementStatus struct {
 	// +listType=map
 	// +listMapKey=type
@@ -41,6 +40,28 @@ type L2AdvertisementSpec struct {
 	Interfaces []InterfaceName `json:"interfaces,omitempty"`
 }
 
+// L2AdvertisementStatus says what an L2Advertisement selects, written by
+// the controller.
+type L2AdvertisementStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Pools are the AddressPools it selects.
+	// +listType=set
+	// +optional
+	Pools []string `json:"pools,omitempty"`
+	// Nodes are the nodes that may announce for it: those its node
+	// selectors match, less those excluded from external load balancers.
+	// +listType=set
+	// +optional
+	Nodes []string `json:"nodes,omitempty"`
+	// Conditions: Ready, or why not (NoPoolSelected, NoNodeSelected).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
 // L2Advertisement announces pool addresses at layer 2.
 //
 // +kubebuilder:object:root=true
@@ -48,13 +69,15 @@ type L2AdvertisementSpec struct {
 // +kubebuilder:resource:scope=Cluster,shortName=l2adv,categories=portico
 // +kubebuilder:printcolumn:name="Pools",type=string,JSONPath=`.spec.addressPools`
 // +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.spec.interfaces`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type L2Advertisement struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   L2AdvertisementSpec `json:"spec,omitempty"`
-	Status AdvertisementStatus `json:"status,omitempty"`
+	Spec   L2AdvertisementSpec   `json:"spec,omitempty"`
+	Status L2AdvertisementStatus `json:"status,omitempty"`
 }
 
 // L2AdvertisementList is a list of L2Advertisements.

@@ -80,6 +80,40 @@ type BGPPeerSpec struct {
 	GracefulRestart bool `json:"gracefulRestart,omitempty"`
 }
 
+// BGPPeerStatus is what the speakers report of their sessions to the peer.
+type BGPPeerStatus struct {
+	// Nodes has one entry per node whose speaker has a session to the
+	// peer, written by that node's speaker only (server-side apply with a
+	// field manager of its own), so that no speaker overwrites another's.
+	// +listType=map
+	// +listMapKey=node
+	// +optional
+	Nodes []BGPPeerNodeStatus `json:"nodes,omitempty"`
+}
+
+// BGPPeerNodeStatus is one node's session to a peer.
+type BGPPeerNodeStatus struct {
+	// Node is the node whose speaker opens the session.
+	Node string `json:"node"`
+	// State is the BGP state of the session: Idle, Connect, Active,
+	// OpenSent, OpenConfirm or Established.
+	State string `json:"state"`
+	// PrefixesSent is the number of prefixes advertised on the session
+	// while it is established.
+	PrefixesSent int32 `json:"prefixesSent"`
+	// LastError is the last problem configuring the session (a password
+	// Secret that cannot be read, a neighbour GoBGP refused), if any.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// Since is when the session last went up or down.
+	Since metav1.Time `json:"since"`
+	// Conditions of the session: Established.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
 // BGPPeer is a router that speakers open BGP sessions to.
 //
 // +kubebuilder:object:root=true
@@ -88,13 +122,14 @@ type BGPPeerSpec struct {
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
 // +kubebuilder:printcolumn:name="My ASN",type=integer,JSONPath=`.spec.myASN`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
+// +kubebuilder:printcolumn:name="Sessions",type=string,JSONPath=`.status.nodes[*].state`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   BGPPeerSpec         `json:"spec"`
-	Status AdvertisementStatus `json:"status,omitempty"`
+	Spec   BGPPeerSpec   `json:"spec"`
+	Status BGPPeerStatus `json:"status,omitempty"`
 }
 
 // BGPPeerList is a list of BGPPeers.
