@@ -120,7 +120,7 @@ func (a *Announcer) Apply(ctx context.Context, plan Plan) error {
 	for _, cfg := range plan.Sessions {
 		want[cfg.Name] = true
 		if err := a.applySession(ctx, cfg, plan.Paths[cfg.Name]); err != nil {
-			errs = append(errs, fmt.Errorf("session %q: %w", cfg.Name, err))
+			errs = append(errs, &PeerError{Peer: cfg.Name, Err: fmt.Errorf("session: %w", err)})
 		}
 	}
 	for name, s := range a.sessions {

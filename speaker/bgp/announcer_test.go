@@ -24,7 +24,7 @@ func TestAnnouncerWithoutPeer(t *testing.T) {
 	bad := down
 	bad.Name, bad.RouterID = "bad", netip.Addr{}
 	err := a.Apply(ctx, Plan{Sessions: []Session{bad, down}, Paths: map[string][]Path{"down": {path("198.51.100.1/32"), path("2001:db8::1/128")}}})
-	if err == nil || !strings.Contains(err.Error(), `session "bad"`) {
+	if err == nil || !strings.Contains(err.Error(), `BGPPeer "bad": session`) {
 		t.Errorf("Apply error = %v, want one naming session bad", err)
 	}
 	st := a.Status()

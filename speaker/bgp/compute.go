@@ -63,6 +63,15 @@ func communityStrings(cs []uint32) []string {
 	return out
 }
 
+// PeerError is a problem with one BGPPeer's session on this node.
+type PeerError struct {
+	Peer string
+	Err  error
+}
+
+func (e *PeerError) Error() string { return fmt.Sprintf("BGPPeer %q: %v", e.Peer, e.Err) }
+func (e *PeerError) Unwrap() error { return e.Err }
+
 // Plan is what this node should do: the sessions it opens and, per session
 // name, the paths it advertises on it (sorted by prefix). A session with
 // nothing to advertise is still opened.
@@ -94,7 +103,7 @@ func Compute(in Input) Plan {
 			continue
 		}
 		if other, dup := byAddr[p.Address]; dup {
-			plan.Problems = append(plan.Problems, fmt.Errorf("BGPPeer %q: node %q already has a session to %s from BGPPeer %q; only one session per router address is opened", p.Name, in.Node.Name, p.Address, other))
+			plan.Problems = append(plan.Problems, &PeerError{Peer: p.Name, Err: fmt.Errorf("node %q already has a session to %s from BGPPeer %q; only one session per router address is opened", in.Node.Name, p.Address, other)})
 			continue
 		}
 		s := p.Session
@@ -102,7 +111,7 @@ func Compute(in Input) Plan {
 			s.RouterID = in.Node.RouterID
 		}
 		if !s.RouterID.Is4() {
-			plan.Problems = append(plan.Problems, fmt.Errorf("BGPPeer %q: node %q has no IPv4 address to use as router ID; set routerID", s.Name, in.Node.Name))
+			plan.Problems = append(plan.Problems, &PeerError{Peer: s.Name, Err: fmt.Errorf("node %q has no IPv4 address to use as router ID; set routerID", in.Node.Name)})
 			continue
 		}
 		byAddr[p.Address] = p.Name

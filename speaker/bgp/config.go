@@ -214,7 +214,7 @@ func ParseCommunity(s string) (standard uint32, large *LargeCommunity, err error
 // PeerFromAPI converts a BGPPeer; password is the content of its
 // passwordSecret, read by the caller.
 func PeerFromAPI(p *v1alpha1.BGPPeer, password string) (Peer, error) {
-	wrap := func(err error) error { return fmt.Errorf("BGPPeer %q: %w", p.Name, err) }
+	wrap := func(err error) error { return &PeerError{Peer: p.Name, Err: err} }
 	s := p.Spec
 	out := Peer{Session: Session{
 		Name:            p.Name,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +42,28 @@ type Protocol struct {
 	// that a session keeps its password while the API server is
 	// unreachable. Only Announce's caller touches it.
 	last map[v1alpha1.SecretKeyRef]password
+
+	mu sync.Mutex // guards peers, which Peers reads from another goroutine
+	// peers are the BGPPeers that select this node, as of the last
+	// Announce.
+	peers map[string]peerReport
+}
+
+type peerReport struct {
+	generation int64
+	problem    string
+	since      time.Time // of the problem
+}
+
+// PeerStatus is this node's session to one BGPPeer, for its status.
+type PeerStatus struct {
+	SessionStatus
+	// Generation is the BGPPeer's generation the session follows.
+	Generation int64
+	// Problem is why the session is not as configured (a password that
+	// cannot be read, a bad address, a neighbour GoBGP refused), if it is
+	// not.
+	Problem string
 }
 
 type password struct {
@@ -52,7 +76,7 @@ var _ speaker.Announcer = (*Protocol)(nil)
 // NewProtocol returns a Protocol driving ann; passwords may be nil when no
 // BGPPeer uses one.
 func NewProtocol(ann *Announcer, passwords PasswordFunc) *Protocol {
-	return &Protocol{ann: ann, passwords: passwords, last: map[v1alpha1.SecretKeyRef]password{}}
+	return &Protocol{ann: ann, passwords: passwords, last: map[v1alpha1.SecretKeyRef]password{}, peers: map[string]peerReport{}}
 }
 
 // Announce implements speaker.Announcer. Configuration problems (a bad
@@ -65,7 +89,70 @@ func (p *Protocol) Announce(ctx context.Context, st *speaker.State) ([]speaker.A
 	if err := p.ann.Apply(ctx, plan); err != nil {
 		problems = append(problems, err)
 	}
+	p.report(st, problems)
 	return announcements(in, plan), errors.Join(problems...)
+}
+
+// report remembers which BGPPeers select this node and their problems.
+func (p *Protocol) report(st *speaker.State, problems []error) {
+	byPeer := map[string][]string{}
+	var walk func(error)
+	walk = func(err error) {
+		if pe, ok := err.(*PeerError); ok {
+			byPeer[pe.Peer] = append(byPeer[pe.Peer], pe.Err.Error())
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	for _, err := range problems {
+		walk(err)
+	}
+	var labels map[string]string
+	if n := st.Nodes[st.Node]; n != nil {
+		labels = n.Labels
+	}
+	peers := map[string]peerReport{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, bp := range st.BGPPeers {
+		if !Selector(speaker.NodeSelectors(bp.Spec.NodeSelectors)).Matches(labels) {
+			continue
+		}
+		r := peerReport{generation: bp.Generation, problem: strings.Join(byPeer[bp.Name], "; ")}
+		if old, ok := p.peers[bp.Name]; ok && old.problem == r.problem {
+			r.since = old.since
+		} else {
+			r.since = time.Now()
+		}
+		peers[bp.Name] = r
+	}
+	p.peers = peers
+}
+
+// Peers returns this node's session to each BGPPeer that selects it, as
+// of the last Announce, sorted by name; a peer whose configuration failed
+// has a session in state idle. Safe to call from any goroutine.
+func (p *Protocol) Peers() []PeerStatus {
+	sessions := map[string]SessionStatus{}
+	for _, s := range p.ann.Status() {
+		sessions[s.Name] = s
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]PeerStatus, 0, len(p.peers))
+	for name, r := range p.peers {
+		s, ok := sessions[name]
+		if !ok {
+			s = SessionStatus{Name: name, State: "idle", Since: r.since}
+		}
+		out = append(out, PeerStatus{SessionStatus: s, Generation: r.generation, Problem: r.problem})
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func (p *Protocol) input(ctx context.Context, st *speaker.State) (Input, []error) {
@@ -82,7 +169,7 @@ func (p *Protocol) input(ctx context.Context, st *speaker.State) (Input, []error
 	for _, bp := range st.BGPPeers {
 		password, err := p.password(ctx, bp)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("BGPPeer %q: %w", bp.Name, err))
+			problems = append(problems, &PeerError{Peer: bp.Name, Err: err})
 			continue
 		}
 		peer, err := PeerFromAPI(bp, password)

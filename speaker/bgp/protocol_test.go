@@ -124,3 +124,41 @@ func TestProtocolPassword(t *testing.T) {
 		t.Fatalf("with the Secret gone: peers %+v, problems %v", ps, problems)
 	}
 }
+
+// TestProtocolPeers: a BGPPeer that selects the node and whose password
+// cannot be read is reported with the problem and an idle session; one
+// that selects other nodes is not reported; once the password is there,
+// the problem goes.
+func TestProtocolPeers(t *testing.T) {
+	ann := NewAnnouncer(Options{})
+	defer ann.Close(context.Background())
+	missing := true
+	p := NewProtocol(ann, func(_ context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
+		if missing {
+			return "", fmt.Errorf("secret %q: %w", ref.Name, ErrNoPassword)
+		}
+		return "s3cret", nil
+	})
+	st := protocolState()
+	st.BGPPeers[0].Generation = 4
+	other := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}, Spec: v1alpha1.BGPPeerSpec{
+		MyASN: 64513, PeerASN: 64512, PeerAddress: "192.0.2.2",
+		NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "b"}}},
+	}}
+	st.BGPPeers = append(st.BGPPeers, other)
+	if _, err := p.Announce(context.Background(), st); err == nil {
+		t.Fatal("no error for the missing password")
+	}
+	got := p.Peers()
+	if len(got) != 1 || got[0].Name != "router" || got[0].State != "idle" || got[0].Up || got[0].Generation != 4 || !strings.Contains(got[0].Problem, "no such Secret") {
+		t.Fatalf("peers = %+v, want router idle with the password problem", got)
+	}
+	missing = false
+	if _, err := p.Announce(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	got = p.Peers()
+	if len(got) != 1 || got[0].Name != "router" || got[0].Problem != "" || got[0].State == "" {
+		t.Fatalf("peers = %+v, want router without a problem", got)
+	}
+}
