@@ -413,6 +413,27 @@ func TestManifestRBACIsEnough(t *testing.T) {
 		got := announcements(t, svc)
 		return slices.Equal(got, []string{"n1 layer2 192.0.2.13 eth0"}), fmt.Sprintf("%q", got)
 	})
+
+	// Its entry in a BGPPeer's status, by server-side apply.
+	bp := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "rbac-router"}, Spec: v1alpha1.BGPPeerSpec{MyASN: 64512, PeerASN: 64500, PeerAddress: "192.0.2.1"}}
+	if err := api.Client.Create(ctx, bp); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Client.Delete(ctx, bp) })
+	src := []status.PeerSession{{Peer: "rbac-router", State: "active", Since: time.Now()}}
+	peers := status.NewPeers(c, "n1", func() []status.PeerSession { return src }, status.Options{})
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- peers.Start(pctx) }()
+	peers.Poke()
+	waitUntil(t, "the speaker's BGPPeer status entry", func() (bool, string) {
+		if err := api.Client.Get(ctx, client.ObjectKeyFromObject(bp), bp); err != nil {
+			return false, err.Error()
+		}
+		return len(bp.Status.Nodes) == 1 && bp.Status.Nodes[0].State == "Active", fmt.Sprintf("%+v", bp.Status)
+	})
+	stop()
+	<-done
 }
 
 // announcements lists a Service's ServiceAnnouncements as "node protocol

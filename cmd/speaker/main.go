@@ -162,6 +162,19 @@ func run() error {
 	// while the speaker restarts, and without it the router drops them as
 	// the connection goes anyway.
 	recorder := mgr.GetEventRecorderFor("portico-speaker") //nolint:staticcheck // see speaker.Speaker.events
+	// This node's entry in each BGPPeer's status, read from the sessions
+	// on the writer's own goroutine.
+	var bgpProtocol *bgp.Protocol
+	peerStatus := status.NewPeers(mgr.GetClient(), *node, func() []status.PeerSession {
+		var out []status.PeerSession
+		for _, p := range bgpProtocol.Peers() {
+			out = append(out, status.PeerSession{
+				Peer: p.Name, Generation: p.Generation, State: p.State, Up: p.Up,
+				Prefixes: p.Prefixes, Problem: p.Problem, Since: p.Since,
+			})
+		}
+		return out
+	}, status.Options{Log: log.WithName("status")})
 	sessions := bgp.NewAnnouncer(bgp.Options{
 		Logger:     slogger.With("component", "bgp"),
 		ListenPort: *bgpListen,
@@ -175,10 +188,11 @@ func run() error {
 			peer := &v1alpha1.BGPPeer{}
 			peer.Name = st.Name
 			recorder.Event(peer, typ, reason, note)
+			peerStatus.Poke()
 		},
 	})
 	metrics.Registry.MustRegister(sessions)
-	bgpProtocol := bgp.NewProtocol(sessions, func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
+	bgpProtocol = bgp.NewProtocol(sessions, func(ctx context.Context, ref v1alpha1.SecretKeyRef) (string, error) {
 		var s corev1.Secret
 		if err := direct.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -201,6 +215,9 @@ func run() error {
 	if err := mgr.Add(sp); err != nil {
 		return err
 	}
+	if err := mgr.Add(peerStatus); err != nil {
+		return err
+	}
 
 	members, err := member.Start(member.Config{
 		Node:           *node,
@@ -212,8 +229,15 @@ func run() error {
 		ProbeTimeout:   *probeTimeout,
 		SuspicionMult:  *suspicionMult,
 		GossipInterval: *gossipInterval,
-		OnChange:       sp.SetMembers,
-		Log:            slogger.With("component", "memberlist"),
+		OnChange: func(ms []member.Member) {
+			sp.SetMembers(ms)
+			names := make([]string, len(ms))
+			for i, m := range ms {
+				names[i] = m.Name
+			}
+			peerStatus.SetMembers(names)
+		},
+		Log: slogger.With("component", "memberlist"),
 	})
 	if err != nil {
 		return err
