@@ -105,7 +105,8 @@ func New(c client.Client, rec record.EventRecorder, opts Options) *Controller {
 	}
 }
 
-// Setup registers the Service and AddressPool reconcilers with mgr.
+// Setup registers the Service, AddressPool and L2Advertisement status
+// reconcilers with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c := New(mgr.GetClient(), mgr.GetEventRecorderFor("portico-controller"), opts) //nolint:staticcheck // see Controller.events
 	if err := mgr.Add(c.serviceKicks); err != nil {
@@ -131,6 +132,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Complete(reconcile.Func(c.ReconcilePool))
 	if err != nil {
 		return fmt.Errorf("addresspool controller: %w", err)
+	}
+	if err := setupL2Status(mgr); err != nil {
+		return fmt.Errorf("l2advertisement controller: %w", err)
 	}
 	return nil
 }
