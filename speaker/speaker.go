@@ -126,7 +126,11 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if s.opts.Status != nil {
 		// The status writer reads ServiceAnnouncements through the same
 		// cache: synced here, it never waits on an informer at shutdown.
-		if _, err := s.cache.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{}); err != nil {
+		inf, err := s.cache.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{})
+		if err != nil {
+			return err
+		}
+		if _, err := inf.AddEventHandler(s.opts.Status.Handler()); err != nil {
 			return err
 		}
 	}

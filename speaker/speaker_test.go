@@ -492,6 +492,22 @@ func TestServiceAnnouncementFollowsOwner(t *testing.T) {
 		return slices.Equal(got, []string{other + " layer2 192.0.2.14 eth0"}), fmt.Sprintf("%q", got)
 	})
 
+	// Deleted by someone else (a node that took over while this one was
+	// cut off): written again at once, not at the next resync.
+	sa := &v1alpha1.ServiceAnnouncement{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: v1alpha1.ServiceAnnouncementName(svc.Name, other, v1alpha1.ProtocolLayer2)}}
+	if err := api.Client.Delete(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitUntil(t, "the ServiceAnnouncement back", func() (bool, string) {
+		got := announcements(t, svc)
+		return slices.Equal(got, []string{other + " layer2 192.0.2.14 eth0"}), fmt.Sprintf("%q", got)
+	})
+	t.Logf("the deleted ServiceAnnouncement came back after %v", time.Since(start))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the deleted ServiceAnnouncement came back after %v, want at once", took)
+	}
+
 	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
@@ -100,6 +101,8 @@ type Announcements struct {
 
 	mu   sync.Mutex
 	want *wanted // latest Set; nil until the first
+	// gone are this node's objects someone else deleted, by UID.
+	gone map[types.NamespacedName]types.UID
 	kick chan struct{}
 
 	// Owned by Run: what the API holds of this node's objects, as last
@@ -154,6 +157,33 @@ func (w *Announcements) Set(anns []Announcement, members []string) {
 	}
 }
 
+// Handler is the event handler for the ServiceAnnouncement informer of
+// the cache the writer reads: it tells the writer when one of this node's
+// objects is deleted by someone else (a node that took the addresses over
+// while this one was cut off, a user), so that it writes it again at once
+// if this node still announces it.
+func (w *Announcements) Handler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		sa, ok := obj.(*v1alpha1.ServiceAnnouncement)
+		if !ok || sa.Labels[v1alpha1.NodeNameLabel] != w.node {
+			return
+		}
+		w.mu.Lock()
+		if w.gone == nil {
+			w.gone = map[types.NamespacedName]types.UID{}
+		}
+		w.gone[client.ObjectKeyFromObject(sa)] = sa.UID
+		w.mu.Unlock()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}}
+}
+
 // Run writes until ctx ends, then deletes this node's objects, best effort:
 // the speaker is going away and another node takes its addresses.
 func (w *Announcements) Run(ctx context.Context) {
@@ -174,8 +204,14 @@ func (w *Announcements) Run(ctx context.Context) {
 			full = true
 		}
 		w.mu.Lock()
-		want := w.want
+		want, gone := w.want, w.gone
+		w.gone = nil
 		w.mu.Unlock()
+		for k, uid := range gone {
+			if h, ok := w.have[k]; ok && h.objectUID == uid {
+				delete(w.have, k)
+			}
+		}
 		if want == nil {
 			continue // nothing said yet: deleting now would only flap
 		}
