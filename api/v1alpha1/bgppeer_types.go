@@ -82,13 +82,6 @@ type BGPPeerSpec struct {
 
 // BGPPeerStatus is what the speakers report of their sessions to the peer.
 type BGPPeerStatus struct {
-	// Conditions are cluster-wide conditions of the peer. Nothing writes
-	// them yet: each node's session is in Nodes. Kept for the readers
-	// built against the earlier status (porticoctl explain).
-	// +listType=map
-	// +listMapKey=type
-	// +optional
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// Nodes has one entry per node whose speaker has a session to the
 	// peer, written by that node's speaker only (server-side apply with a
 	// field manager of its own), so that no speaker overwrites another's.

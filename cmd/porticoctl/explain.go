@@ -123,11 +123,12 @@ type NodeEligibility struct {
 	WhyNot []string `json:"whyNot,omitempty"`
 }
 
-// PeerInfo is a BGPPeer and its conditions.
+// PeerInfo is a BGPPeer and each node's session to it, as the speakers
+// report them in its status.
 type PeerInfo struct {
-	Name       string   `json:"name"`
-	Address    string   `json:"address"`
-	Conditions []string `json:"conditions,omitempty"`
+	Name     string   `json:"name"`
+	Address  string   `json:"address"`
+	Sessions []string `json:"sessions,omitempty"`
 }
 
 // IngressRoute is an Ingress sending traffic to the Service.
@@ -660,8 +661,12 @@ func (x *cluster) peersOf(matched []advertisement) []PeerInfo {
 			continue
 		}
 		pi := PeerInfo{Name: p.Name, Address: p.Spec.PeerAddress}
-		for _, c := range p.Status.Conditions {
-			pi.Conditions = append(pi.Conditions, fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message))
+		for _, n := range p.Status.Nodes {
+			sess := fmt.Sprintf("%s %s, %d prefixes sent", n.Node, n.State, n.PrefixesSent)
+			if n.LastError != "" {
+				sess += ", last error: " + n.LastError
+			}
+			pi.Sessions = append(pi.Sessions, sess)
 		}
 		out = append(out, pi)
 	}

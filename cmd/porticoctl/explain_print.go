@@ -96,7 +96,7 @@ func printExplanation(out io.Writer, ex *Explanation, wide bool) error {
 	if len(ex.BGPPeers) > 0 {
 		w.line(0, "BGP peers:")
 		for _, p := range ex.BGPPeers {
-			w.line(1, "%s (%s): %s", p.Name, p.Address, orNone(strings.Join(p.Conditions, "; ")))
+			w.line(1, "%s (%s): %s", p.Name, p.Address, orNone(strings.Join(p.Sessions, "; ")))
 		}
 	}
 	w.line(0, "Ingress routes to it (class %s):", "portico")

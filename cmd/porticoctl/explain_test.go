@@ -269,3 +269,38 @@ func TestExplainNotPortico(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A BGP-announced Service's explanation shows each node's session to the
+// peers its advertisement sends to, as the speakers write them.
+func TestExplainBGPSessions(t *testing.T) {
+	apitest.Require(t)
+	ctx := context.Background()
+	namespace(t, "explain-bgp", nil)
+	create(t, pool("bgp-pool", "198.51.100.0/28"))
+	create(t, &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "bgp-adv"}, Spec: v1alpha1.BGPAdvertisementSpec{AddressPools: []string{"bgp-pool"}}})
+	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPPeerSpec{MyASN: 64512, PeerASN: 64513, PeerAddress: "192.0.2.254"}}
+	create(t, peer)
+	peer.Status.Nodes = []v1alpha1.BGPPeerNodeStatus{
+		{Node: "node-a", State: "Established", PrefixesSent: 3, Since: metav1.Now()},
+		{Node: "node-b", State: "Active", LastError: "connection refused", Since: metav1.Now()},
+	}
+	if err := api.Client.Status().Update(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	create(t, lbService("explain-bgp", "web", "bgp-pool", "198.51.100.1"))
+
+	ex := explainJSON(t, "explain-bgp", "web")
+	var sessions []string
+	for _, p := range ex.BGPPeers {
+		if p.Name == "tor" {
+			sessions = p.Sessions
+		}
+	}
+	want := []string{"node-a Established, 3 prefixes sent", "node-b Active, 0 prefixes sent, last error: connection refused"}
+	if !slices.Equal(sessions, want) {
+		t.Errorf("sessions of peer tor: %q, want %q", sessions, want)
+	}
+	if out := mustRun(t, "explain", "service", "-n", "explain-bgp", "web"); !strings.Contains(out, "tor (192.0.2.254): node-a Established, 3 prefixes sent; node-b Active") {
+		t.Errorf("explain does not show the sessions:\n%s", out)
+	}
+}
