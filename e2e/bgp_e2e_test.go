@@ -88,18 +88,35 @@ func TestBGPFromOutside(t *testing.T) {
 	want := names(readyPods(t, ns, "app=echo", 3))
 	ip := bgpService(t, ns, nodes, want)
 
-	// porticoctl status: every node's session up, every node announcing.
-	eventually(t, 30*time.Second, "porticoctl status", func() error {
-		out, err := exec.Command(filepath.Join(cfg.Repo, "bin", "porticoctl"), "--kubeconfig", cfg.Dirs().Kubeconfig(), "status", "-n", ns).CombinedOutput()
+	// porticoctl: every node announcing (status, from the speakers'
+	// ServiceAnnouncements), every node's session up (explain, from the
+	// BGPPeer's status).
+	porticoctl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(cfg.Repo, "bin", "porticoctl"), append([]string{"--kubeconfig", cfg.Dirs().Kubeconfig()}, args...)...).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return "", fmt.Errorf("porticoctl %v: %v: %s", args, err, out)
 		}
-		for _, n := range []string{"node-1", "node-2", "node-3"} {
-			if !regexp.MustCompile(`(?m)^lab-router\s+` + n + `\s+172\.31\.0\.1\s+established`).Match(out) {
-				return fmt.Errorf("no established session from %s:\n%s", n, out)
-			}
-			if !regexp.MustCompile(`(?m)^` + ns + `\s+echo-bgp\s+` + regexp.QuoteMeta(ip) + `\s+lab\s+` + n + `\s+bgp\s+lab-router`).Match(out) {
-				return fmt.Errorf("%s not shown announcing %s:\n%s", n, ip, out)
+		return string(out), nil
+	}
+	eventually(t, 30*time.Second, "porticoctl status and explain", func() error {
+		out, err := porticoctl("status", "-n", ns)
+		if err != nil {
+			return err
+		}
+		m := regexp.MustCompile(`(?m)^` + ns + `\s+echo-bgp\s+` + regexp.QuoteMeta(ip) + `\s+lab\s+bgp\s+(\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			return fmt.Errorf("%s not shown announced by BGP:\n%s", ip, out)
+		}
+		if ex, err := porticoctl("explain", "service", "-n", ns, "echo-bgp"); err != nil {
+			return err
+		} else {
+			for _, n := range []string{"node-1", "node-2", "node-3"} {
+				if !strings.Contains(","+m[1]+",", ","+n+",") {
+					return fmt.Errorf("%s not shown announcing %s:\n%s", n, ip, out)
+				}
+				if !regexp.MustCompile(`lab-router \(172\.31\.0\.1\): .*` + n + ` Established`).MatchString(ex) {
+					return fmt.Errorf("no established session from %s:\n%s", n, ex)
+				}
 			}
 		}
 		return nil
