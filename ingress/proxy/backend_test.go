@@ -131,9 +131,14 @@ func TestGRPCBackend(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 		defer cancel()
+		start := time.Now()
 		_, err := c.EmptyCall(ctx, &grpc_testing.Empty{})
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Errorf("EmptyCall past its deadline: %v, want DeadlineExceeded", err)
+		// The backend has the same deadline (grpc-timeout): whether the
+		// client's expires first (DeadlineExceeded) or the backend's reset
+		// reaches the proxy first (a 502, Unavailable) is a race; either
+		// way the call ends at its deadline, not before.
+		if took := time.Since(start); status.Code(err) != codes.DeadlineExceeded && (status.Code(err) != codes.Unavailable || took < 600*time.Millisecond) {
+			t.Errorf("EmptyCall past its deadline: %v after %v, want DeadlineExceeded at the deadline", err, took)
 		}
 		if err := waitEnd(t, be); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			t.Errorf("the backend's call ended with %v", err)
