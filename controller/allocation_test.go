@@ -15,6 +15,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controller"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 func TestAllocatesFromPool(t *testing.T) {
@@ -38,7 +39,7 @@ func TestAllocatesFromPool(t *testing.T) {
 		if err := apiClient.Get(context.Background(), client.ObjectKeyFromObject(svc), &cur); err != nil {
 			return false, err.Error()
 		}
-		got := cur.Annotations[controller.AnnotationAllocatedFrom]
+		got := cur.Annotations[lbservice.AnnotationAllocatedFrom]
 		return got == "lan", "allocated-from-pool = " + strconv.Quote(got) + ", want lan"
 	})
 	waitEvent(t, &cur, controller.ReasonAllocated, "192.0.2.11", `"lan"`)
@@ -65,11 +66,11 @@ func TestRequestedAddress(t *testing.T) {
 		opts []svcOpt
 		want string
 	}{
-		{"portico-annotation", []svcOpt{annotate(controller.AnnotationIPs, "192.0.2.7")}, "192.0.2.7"},
+		{"portico-annotation", []svcOpt{annotate(lbservice.AnnotationIPs, "192.0.2.7")}, "192.0.2.7"},
 		{"metallb-io", []svcOpt{annotate("metallb.io/loadBalancerIPs", "192.0.2.8")}, "192.0.2.8"},
 		{"metallb-universe", []svcOpt{annotate("metallb.universe.tf/loadBalancerIPs", "192.0.2.9")}, "192.0.2.9"},
 		{"spec-field", []svcOpt{func(s *corev1.Service) { s.Spec.LoadBalancerIP = "192.0.2.11" }}, "192.0.2.11"},
-		{"in-manual-pool", []svcOpt{annotate(controller.AnnotationIPs, "2001:db8::53"), dualStack(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)}, "2001:db8::53"},
+		{"in-manual-pool", []svcOpt{annotate(lbservice.AnnotationIPs, "2001:db8::53"), dualStack(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)}, "2001:db8::53"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,11 +83,11 @@ func TestRequestedAddress(t *testing.T) {
 		opts []svcOpt
 		frag []string
 	}{
-		{"outside-pools", []svcOpt{annotate(controller.AnnotationIPs, "198.51.100.1")}, []string{"198.51.100.1", "not in any address pool"}},
-		{"in-use", []svcOpt{annotate(controller.AnnotationIPs, "192.0.2.7")}, []string{"192.0.2.7", "default/portico-annotation"}},
-		{"not-an-ip", []svcOpt{annotate(controller.AnnotationIPs, "192.0.2.300")}, []string{"192.0.2.300", "not an IP address"}},
+		{"outside-pools", []svcOpt{annotate(lbservice.AnnotationIPs, "198.51.100.1")}, []string{"198.51.100.1", "not in any address pool"}},
+		{"in-use", []svcOpt{annotate(lbservice.AnnotationIPs, "192.0.2.7")}, []string{"192.0.2.7", "default/portico-annotation"}},
+		{"not-an-ip", []svcOpt{annotate(lbservice.AnnotationIPs, "192.0.2.300")}, []string{"192.0.2.300", "not an IP address"}},
 		{"typo-annotation", []svcOpt{annotate("portico.dev/adress-pool", "lan")}, []string{"unknown annotation", "portico.dev/adress-pool"}},
-		{"disagreeing", []svcOpt{annotate(controller.AnnotationPool, "lan"), annotate("metallb.io/address-pool", "v6")}, []string{"disagree"}},
+		{"disagreeing", []svcOpt{annotate(lbservice.AnnotationPool, "lan"), annotate("metallb.io/address-pool", "v6")}, []string{"disagree"}},
 	}
 	for _, c := range bad {
 		t.Run(c.name, func(t *testing.T) {
@@ -107,16 +108,16 @@ func TestRequestedPool(t *testing.T) {
 	makePool(t, "team-a-only", []string{"203.0.113.0/28"}, notAuto, namespaces("team-a"))
 
 	waitIPs(t, makeService(t, "plain"), "192.0.2.1") // .0 is the ingress's
-	waitIPs(t, makeService(t, "manual", annotate(controller.AnnotationPool, "manual")), "198.51.100.0")
+	waitIPs(t, makeService(t, "manual", annotate(lbservice.AnnotationPool, "manual")), "198.51.100.0")
 	waitIPs(t, makeService(t, "old-spelling", annotate("metallb.universe.tf/address-pool", "manual")), "198.51.100.1")
-	waitIPs(t, makeService(t, "team-a", namespace("team-a"), annotate(controller.AnnotationPool, "team-a-only")), "203.0.113.0")
+	waitIPs(t, makeService(t, "team-a", namespace("team-a"), annotate(lbservice.AnnotationPool, "team-a-only")), "203.0.113.0")
 
-	s := makeService(t, "unknown", annotate(controller.AnnotationPool, "nope"))
+	s := makeService(t, "unknown", annotate(lbservice.AnnotationPool, "nope"))
 	waitEvent(t, s, controller.ReasonAllocationFailed, `"nope"`, "does not exist")
 	// A second, different reason shows too: not merged into the first.
-	updateService(t, s, func(s *corev1.Service) { s.Annotations[controller.AnnotationPool] = "nope-either" })
+	updateService(t, s, func(s *corev1.Service) { s.Annotations[lbservice.AnnotationPool] = "nope-either" })
 	waitEvent(t, s, controller.ReasonAllocationFailed, `"nope-either"`, "does not exist")
-	s = makeService(t, "wrong-namespace", annotate(controller.AnnotationPool, "team-a-only"))
+	s = makeService(t, "wrong-namespace", annotate(lbservice.AnnotationPool, "team-a-only"))
 	waitEvent(t, s, controller.ReasonAllocationFailed, "team-a-only")
 	if got := ips(t, s); len(got) != 0 {
 		t.Fatalf("service outside the pool's namespaces got %v", got)
@@ -145,20 +146,20 @@ func TestSharing(t *testing.T) {
 	runController(t, false)
 	cleanup(t)
 	makePool(t, "lan", []string{"192.0.2.0/28"}) // 192.0.2.0 waits for the ingress
-	key := controller.AnnotationSharing
+	key := lbservice.AnnotationSharing
 	http := makeService(t, "http", annotate(key, "front"), ports(80))
 	waitIPs(t, http, "192.0.2.1")
 	waitIPs(t, makeService(t, "https", annotate(key, "front"), ports(443)), "192.0.2.1")
 	waitIPs(t, makeService(t, "dns-udp", annotate("metallb.io/allow-shared-ip", "front"), ports(80), udp), "192.0.2.1")
 
 	// Refused: a port clash on the requested address.
-	clash := makeService(t, "clash", annotate(key, "front"), ports(443), annotate(controller.AnnotationIPs, "192.0.2.1"))
+	clash := makeService(t, "clash", annotate(key, "front"), ports(443), annotate(lbservice.AnnotationIPs, "192.0.2.1"))
 	waitEvent(t, clash, controller.ReasonAllocationFailed, "192.0.2.1")
 	// Refused: another key.
-	other := makeService(t, "other-key", annotate(key, "back"), ports(8080), annotate(controller.AnnotationIPs, "192.0.2.1"))
+	other := makeService(t, "other-key", annotate(key, "back"), ports(8080), annotate(lbservice.AnnotationIPs, "192.0.2.1"))
 	waitEvent(t, other, controller.ReasonAllocationFailed, "192.0.2.1")
 	// Refused: Local never shares with Cluster.
-	loc := makeService(t, "local", annotate(key, "front"), ports(8443), local, annotate(controller.AnnotationIPs, "192.0.2.1"))
+	loc := makeService(t, "local", annotate(key, "front"), ports(8443), local, annotate(lbservice.AnnotationIPs, "192.0.2.1"))
 	waitEvent(t, loc, controller.ReasonAllocationFailed, "192.0.2.1")
 	for _, s := range []*corev1.Service{clash, other, loc} {
 		if got := ips(t, s); len(got) != 0 {
@@ -190,7 +191,7 @@ func TestLoadBalancerClass(t *testing.T) {
 	cleanup(t)
 	makePool(t, "lan", []string{"192.0.2.0/28"})
 	foreign := makeService(t, "foreign", class("example.com/other"))
-	ours := makeService(t, "ours", class(controller.LoadBalancerClass))
+	ours := makeService(t, "ours", class(lbservice.Class))
 	waitIPs(t, ours, "192.0.2.1")
 	plain := makeService(t, "plain")
 	waitIPs(t, plain, "192.0.2.2")
@@ -216,7 +217,7 @@ func TestReleasePaths(t *testing.T) {
 	waitEvent(t, retyped, controller.ReasonReleased, "192.0.2.2", "no longer of type LoadBalancer")
 	var cur corev1.Service
 	_ = apiClient.Get(context.Background(), client.ObjectKeyFromObject(retyped), &cur)
-	if _, ok := cur.Annotations[controller.AnnotationAllocatedFrom]; ok {
+	if _, ok := cur.Annotations[lbservice.AnnotationAllocatedFrom]; ok {
 		t.Errorf("allocated-from-pool annotation left on a ClusterIP service")
 	}
 
@@ -231,7 +232,7 @@ func TestReleasePaths(t *testing.T) {
 	// Class change. The API server makes loadBalancerClass immutable on a
 	// LoadBalancer, so a user goes through another type, often in quick
 	// succession; whichever state the controller sees, the address goes.
-	moved := makeService(t, "moved", class(controller.LoadBalancerClass))
+	moved := makeService(t, "moved", class(lbservice.Class))
 	movedIPs := waitAnyIP(t, moved)
 	updateService(t, moved, func(s *corev1.Service) {
 		s.Spec.Type = corev1.ServiceTypeClusterIP
@@ -286,7 +287,7 @@ func TestOverlappingPools(t *testing.T) {
 		t.Fatalf("older pool not ready: %s", fmtConds(p))
 	}
 	// The conflicting pool is not used even when asked for.
-	s := makeService(t, "wants-newer", annotate(controller.AnnotationPool, "newer"))
+	s := makeService(t, "wants-newer", annotate(lbservice.AnnotationPool, "newer"))
 	waitEvent(t, s, controller.ReasonAllocationFailed, "newer")
 
 	// Removing the older pool resolves the conflict.
@@ -345,15 +346,15 @@ func TestDualStack(t *testing.T) {
 	waitIPs(t, makeService(t, "require", dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)), "192.0.2.1", "2001:db8::1") // the first of each waits for the ingress
 	waitIPs(t, makeService(t, "prefer-v6-first", dualStack(corev1.IPFamilyPolicyPreferDualStack, corev1.IPv6Protocol, corev1.IPv4Protocol)), "2001:db8::2", "192.0.2.2")
 	waitIPs(t, makeService(t, "single-v6", dualStack(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)), "2001:db8::3")
-	waitIPs(t, makeService(t, "prefer-from-v4-pool", annotate(controller.AnnotationPool, "v4only"), dualStack(corev1.IPFamilyPolicyPreferDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)), "198.51.100.0")
-	s := makeService(t, "require-from-v4-pool", annotate(controller.AnnotationPool, "v4only"), dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol))
+	waitIPs(t, makeService(t, "prefer-from-v4-pool", annotate(lbservice.AnnotationPool, "v4only"), dualStack(corev1.IPFamilyPolicyPreferDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)), "198.51.100.0")
+	s := makeService(t, "require-from-v4-pool", annotate(lbservice.AnnotationPool, "v4only"), dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol))
 	waitEvent(t, s, controller.ReasonAllocationFailed, "v4only")
 	waitUntil(t, "v6 counters", func() (bool, string) {
 		p := getPool(t, "dual")
 		return p.Status.AssignedIPv6 == 3 && p.Status.AssignedIPv4 == 2 && p.Status.AvailableIPv6 > 1<<62, fmtConds(p)
 	})
 	// Requested dual-stack addresses.
-	waitIPs(t, makeService(t, "asked-dual", annotate(controller.AnnotationIPs, "192.0.2.9,2001:db8::9"),
+	waitIPs(t, makeService(t, "asked-dual", annotate(lbservice.AnnotationIPs, "192.0.2.9,2001:db8::9"),
 		dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)), "192.0.2.9", "2001:db8::9")
 }
 

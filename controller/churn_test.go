@@ -22,14 +22,14 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/controller"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // churnService is the test's model of what a Service asks for.
 type churnService struct {
 	obj      *corev1.Service
 	lb       bool
-	class    string // "", controller.LoadBalancerClass or a foreign class
+	class    string // "", lbservice.Class or a foreign class
 	pool     string // requested pool: "", "churn-extra" or "nope"
 	key      string // sharing key
 	local    bool
@@ -43,7 +43,7 @@ type churnService struct {
 }
 
 func (s *churnService) served() bool {
-	return s.lb && (s.class == "" || s.class == controller.LoadBalancerClass)
+	return s.lb && (s.class == "" || s.class == lbservice.Class)
 }
 
 // want says whether the Service must have an address (yes), must not (no),
@@ -188,14 +188,14 @@ func TestChurn(t *testing.T) {
 			s.local = rng.IntN(5) == 0
 			s.selector = []string{"a", "b"}[rng.IntN(2)]
 			if rng.IntN(6) == 0 {
-				s.class = []string{controller.LoadBalancerClass, "example.com/other"}[rng.IntN(2)]
+				s.class = []string{lbservice.Class, "example.com/other"}[rng.IntN(2)]
 			}
 			opts := []svcOpt{labels("churn", "1"), ports(s.port), selector("app", s.selector), namespace([]string{"default", "team-a"}[rng.IntN(2)])}
 			if s.key != "" {
-				opts = append(opts, annotate(controller.AnnotationSharing, s.key))
+				opts = append(opts, annotate(lbservice.AnnotationSharing, s.key))
 			}
 			if s.pool != "" {
-				opts = append(opts, annotate(controller.AnnotationPool, s.pool))
+				opts = append(opts, annotate(lbservice.AnnotationPool, s.pool))
 			}
 			if s.local {
 				opts = append(opts, local)
@@ -236,7 +236,7 @@ func TestChurn(t *testing.T) {
 			if !s.lb {
 				continue
 			}
-			s.class = []string{"", controller.LoadBalancerClass, "example.com/other"}[rng.IntN(3)]
+			s.class = []string{"", lbservice.Class, "example.com/other"}[rng.IntN(3)]
 			update(s, func(o *corev1.Service) {
 				o.Spec.Type = corev1.ServiceTypeClusterIP
 				o.Spec.LoadBalancerClass = nil
@@ -267,13 +267,13 @@ func TestChurn(t *testing.T) {
 				if o.Annotations == nil {
 					o.Annotations = map[string]string{}
 				}
-				delete(o.Annotations, controller.AnnotationSharing)
-				delete(o.Annotations, controller.AnnotationPool)
+				delete(o.Annotations, lbservice.AnnotationSharing)
+				delete(o.Annotations, lbservice.AnnotationPool)
 				if s.key != "" {
-					o.Annotations[controller.AnnotationSharing] = s.key
+					o.Annotations[lbservice.AnnotationSharing] = s.key
 				}
 				if s.pool != "" {
-					o.Annotations[controller.AnnotationPool] = s.pool
+					o.Annotations[lbservice.AnnotationPool] = s.pool
 				}
 			})
 		default: // pool edit: grow or shrink churn-extra, or flip its autoAssign

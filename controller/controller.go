@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 )
 
@@ -170,7 +171,7 @@ func (c *Controller) load(ctx context.Context) error {
 	for i := range list.Items {
 		svc := &list.Items[i]
 		ips := statusIPs(svc)
-		if !Managed(svc) || len(ips) == 0 {
+		if !lbservice.Ours(svc) || len(ips) == 0 {
 			continue
 		}
 		req, _ := Request(svc, c.namespaceLabels(ctx, svc.Namespace), c.isIngress(svc))
@@ -222,7 +223,7 @@ func (c *Controller) ReconcileService(ctx context.Context, req reconcile.Request
 		}
 		return reconcile.Result{}, err
 	}
-	if !Managed(&svc) || !svc.DeletionTimestamp.IsZero() {
+	if !lbservice.Ours(&svc) || !svc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, c.unmanage(ctx, &svc)
 	}
 
@@ -326,7 +327,7 @@ func (c *Controller) unmanage(ctx context.Context, svc *corev1.Service) error {
 	key := client.ObjectKeyFromObject(svc)
 	a, held := c.alloc.Lookup(key.String())
 	c.release(key)
-	if _, ours := svc.Annotations[AnnotationAllocatedFrom]; !ours {
+	if _, ours := svc.Annotations[lbservice.AnnotationAllocatedFrom]; !ours {
 		return nil
 	}
 	old := statusIPs(svc)
@@ -407,15 +408,15 @@ func (c *Controller) writeStatus(ctx context.Context, svc *corev1.Service, ips [
 			return fmt.Errorf("writing status of %s/%s: %w", svc.Namespace, svc.Name, err)
 		}
 	}
-	if svc.Annotations[AnnotationAllocatedFrom] != pool {
+	if svc.Annotations[lbservice.AnnotationAllocatedFrom] != pool {
 		orig := svc.DeepCopy()
 		if pool == "" {
-			delete(svc.Annotations, AnnotationAllocatedFrom)
+			delete(svc.Annotations, lbservice.AnnotationAllocatedFrom)
 		} else {
 			if svc.Annotations == nil {
 				svc.Annotations = map[string]string{}
 			}
-			svc.Annotations[AnnotationAllocatedFrom] = pool
+			svc.Annotations[lbservice.AnnotationAllocatedFrom] = pool
 		}
 		if err := c.client.Patch(ctx, svc, client.MergeFrom(orig)); err != nil {
 			return fmt.Errorf("annotating %s/%s: %w", svc.Namespace, svc.Name, err)

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // Condition type and reasons of an L2Advertisement.
@@ -137,7 +138,7 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 		if len(nodeSel) > 0 && !matchesAny(nodeSel, n.Labels) {
 			continue
 		}
-		if _, ok := n.Labels[corev1.LabelNodeExcludeBalancers]; ok {
+		if lbservice.Excluded(n.Labels) {
 			excluded++
 			continue
 		}
@@ -159,7 +160,7 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	case len(st.Nodes) == 0:
 		ready.Reason = ReasonNoNode
 		if excluded > 0 {
-			ready.Message = fmt.Sprintf("every node it selects (%d) is labelled %s", excluded, corev1.LabelNodeExcludeBalancers)
+			ready.Message = fmt.Sprintf("every node it selects (%d) is labelled %s", excluded, lbservice.ExcludeLabel)
 		} else {
 			ready.Message = "no node matches nodeSelectors"
 		}

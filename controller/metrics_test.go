@@ -9,6 +9,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controller"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // series reads one series from the registry the controller's /metrics
@@ -76,7 +77,7 @@ func TestPoolMetrics(t *testing.T) {
 	waitAnyIP(t, a)
 	waitSeries(t, "portico_pool_addresses_in_use", v4, 1)
 	waitSeries(t, "portico_pool_addresses_in_use", v6, 0)
-	b := makeService(t, "metered-b", annotate(controller.AnnotationIPs, "2001:db8::2"),
+	b := makeService(t, "metered-b", annotate(lbservice.AnnotationIPs, "2001:db8::2"),
 		dualStack("SingleStack", "IPv6"))
 	waitIPs(t, b, "2001:db8::2")
 	waitSeries(t, "portico_pool_addresses_in_use", v6, 1)
@@ -90,12 +91,12 @@ func TestPoolMetrics(t *testing.T) {
 	for name, l := range map[string]map[string]string{"in_use": inUse, "unknown": unknown, "invalid": invalid} {
 		before[name], _ = series(t, "portico_allocation_failures_total", l)
 	}
-	c := makeService(t, "metered-taken", annotate(controller.AnnotationPool, "metered"),
-		annotate(controller.AnnotationIPs, "2001:db8::2"), dualStack("SingleStack", "IPv6"), ports(81))
+	c := makeService(t, "metered-taken", annotate(lbservice.AnnotationPool, "metered"),
+		annotate(lbservice.AnnotationIPs, "2001:db8::2"), dualStack("SingleStack", "IPv6"), ports(81))
 	waitEvent(t, c, controller.ReasonAllocationFailed, "2001:db8::2")
-	d := makeService(t, "metered-nowhere", annotate(controller.AnnotationPool, "no-such-pool"))
+	d := makeService(t, "metered-nowhere", annotate(lbservice.AnnotationPool, "no-such-pool"))
 	waitEvent(t, d, controller.ReasonAllocationFailed, "no-such-pool")
-	e := makeService(t, "metered-typo", annotate(controller.AnnotationIPs, "192.0.2.300"))
+	e := makeService(t, "metered-typo", annotate(lbservice.AnnotationIPs, "192.0.2.300"))
 	waitEvent(t, e, controller.ReasonAllocationFailed, "not an IP address")
 	// Retried: a new Service in the pool kicks every pending one.
 	waitAnyIP(t, makeService(t, "metered-kick"))

@@ -9,57 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 )
-
-// Annotation keys on Services. MetalLB's spellings of the three request
-// annotations are accepted so that a MetalLB user's Services work unchanged.
-const (
-	AnnotationPool            = "portico.dev/address-pool"
-	AnnotationIPs             = "portico.dev/load-balancer-ips"
-	AnnotationSharing         = "portico.dev/allow-shared-ip"
-	AnnotationAllocatedFrom   = "portico.dev/allocated-from-pool"
-	annotationPrefix          = "portico.dev/"
-	metallbPrefix, oldMetallb = "metallb.io/", "metallb.universe.tf/"
-)
-
-// LoadBalancerClass is the class Portico serves besides Services with none.
-const LoadBalancerClass = "portico.dev/lb"
-
-// requestAnnotations maps every accepted spelling to the Portico key.
-var requestAnnotations = map[string]string{
-	AnnotationPool:                    AnnotationPool,
-	AnnotationIPs:                     AnnotationIPs,
-	AnnotationSharing:                 AnnotationSharing,
-	metallbPrefix + "address-pool":    AnnotationPool,
-	metallbPrefix + "loadBalancerIPs": AnnotationIPs,
-	metallbPrefix + "allow-shared-ip": AnnotationSharing,
-	oldMetallb + "address-pool":       AnnotationPool,
-	oldMetallb + "loadBalancerIPs":    AnnotationIPs,
-	oldMetallb + "allow-shared-ip":    AnnotationSharing,
-}
-
-// otherKnownAnnotations are portico.dev/ Service annotations that the
-// controller does not read but are not typos either.
-var otherKnownAnnotations = map[string]bool{
-	AnnotationAllocatedFrom: true,
-}
-
-// RequestAnnotation tells whether key is one of the Service annotations
-// the controller reads, in any of its spellings, and returns the Portico
-// key it stands for.
-func RequestAnnotation(key string) (canonical string, ok bool) {
-	canonical, ok = requestAnnotations[key]
-	return canonical, ok
-}
-
-// Managed reports whether Portico is the load balancer of svc.
-func Managed(svc *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
-	}
-	return svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass == LoadBalancerClass
-}
 
 // Request turns a Service into an allocation request. The error says, for
 // the person who wrote the Service, what is wrong and how to fix it.
@@ -83,10 +35,10 @@ func Request(svc *corev1.Service, nsLabels map[string]string, ingress bool) (poo
 	sort.Strings(keys)
 	for _, k := range keys {
 		v := svc.Annotations[k]
-		canon, ok := requestAnnotations[k]
+		canon, ok := lbservice.RequestAnnotation(k)
 		if !ok {
-			if strings.HasPrefix(k, annotationPrefix) && !otherKnownAnnotations[k] {
-				errs = append(errs, fmt.Sprintf("unknown annotation %q (known: %s, %s, %s)", k, AnnotationPool, AnnotationIPs, AnnotationSharing))
+			if lbservice.Unknown(k) {
+				errs = append(errs, fmt.Sprintf("unknown annotation %q (known: %s, %s, %s)", k, lbservice.AnnotationPool, lbservice.AnnotationIPs, lbservice.AnnotationSharing))
 			}
 			continue
 		}
@@ -98,12 +50,12 @@ func Request(svc *corev1.Service, nsLabels map[string]string, ingress bool) (poo
 		values[canon] = v
 	}
 
-	req.Pool = values[AnnotationPool]
-	req.SharingKey = values[AnnotationSharing]
-	if s, ok := values[AnnotationIPs]; ok {
+	req.Pool = values[lbservice.AnnotationPool]
+	req.SharingKey = values[lbservice.AnnotationSharing]
+	if s, ok := values[lbservice.AnnotationIPs]; ok {
 		ips, err := parseIPs(s)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("annotation %s: %v", AnnotationIPs, err))
+			errs = append(errs, fmt.Sprintf("annotation %s: %v", lbservice.AnnotationIPs, err))
 		}
 		req.IPs = ips
 	}
@@ -113,7 +65,7 @@ func Request(svc *corev1.Service, nsLabels map[string]string, ingress bool) (poo
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("spec.loadBalancerIP %q is not an IP address", s))
 		case len(req.IPs) > 0 && !slices.Contains(req.IPs, ip):
-			errs = append(errs, fmt.Sprintf("spec.loadBalancerIP %s disagrees with annotation %s; set only one", s, AnnotationIPs))
+			errs = append(errs, fmt.Sprintf("spec.loadBalancerIP %s disagrees with annotation %s; set only one", s, lbservice.AnnotationIPs))
 		case len(req.IPs) == 0:
 			req.IPs = []netip.Addr{ip}
 		}

@@ -8,30 +8,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 )
-
-func TestManaged(t *testing.T) {
-	cases := []struct {
-		typ   corev1.ServiceType
-		class *string
-		want  bool
-	}{
-		{corev1.ServiceTypeLoadBalancer, nil, true},
-		{corev1.ServiceTypeLoadBalancer, ptr.To(LoadBalancerClass), true},
-		{corev1.ServiceTypeLoadBalancer, ptr.To("example.com/other"), false},
-		{corev1.ServiceTypeClusterIP, nil, false},
-		{corev1.ServiceTypeNodePort, nil, false},
-	}
-	for _, c := range cases {
-		svc := &corev1.Service{Spec: corev1.ServiceSpec{Type: c.typ, LoadBalancerClass: c.class}}
-		if got := Managed(svc); got != c.want {
-			t.Errorf("Managed(%s, %v) = %v, want %v", c.typ, ptr.Deref(c.class, "<none>"), got, c.want)
-		}
-	}
-}
 
 func TestRequest(t *testing.T) {
 	ip := netip.MustParseAddr
@@ -48,7 +28,7 @@ func TestRequest(t *testing.T) {
 		{name: "plain", want: func(r pools.Service) bool {
 			return r.Pool == "" && len(r.IPs) == 0 && r.SharingKey == "" && r.Policy == pools.SingleStack && !r.Local
 		}},
-		{name: "portico annotations", ann: map[string]string{AnnotationPool: "p", AnnotationIPs: "192.0.2.1, 2001:db8::1", AnnotationSharing: "k"},
+		{name: "portico annotations", ann: map[string]string{lbservice.AnnotationPool: "p", lbservice.AnnotationIPs: "192.0.2.1, 2001:db8::1", lbservice.AnnotationSharing: "k"},
 			want: func(r pools.Service) bool {
 				return r.Pool == "p" && slices.Equal(r.IPs, []netip.Addr{ip("192.0.2.1"), ip("2001:db8::1")}) && r.SharingKey == "k"
 			}},
@@ -56,19 +36,19 @@ func TestRequest(t *testing.T) {
 			want: func(r pools.Service) bool { return r.Pool == "p" && r.IPs[0] == ip("192.0.2.1") && r.SharingKey == "k" }},
 		{name: "metallb.universe.tf spellings", ann: map[string]string{"metallb.universe.tf/address-pool": "p", "metallb.universe.tf/loadBalancerIPs": "192.0.2.1", "metallb.universe.tf/allow-shared-ip": "k"},
 			want: func(r pools.Service) bool { return r.Pool == "p" && r.IPs[0] == ip("192.0.2.1") && r.SharingKey == "k" }},
-		{name: "same value twice is fine", ann: map[string]string{AnnotationPool: "p", "metallb.io/address-pool": "p"},
+		{name: "same value twice is fine", ann: map[string]string{lbservice.AnnotationPool: "p", "metallb.io/address-pool": "p"},
 			want: func(r pools.Service) bool { return r.Pool == "p" }},
-		{name: "spellings disagree", ann: map[string]string{AnnotationPool: "p", "metallb.io/address-pool": "q"}, wantErr: "disagree"},
+		{name: "spellings disagree", ann: map[string]string{lbservice.AnnotationPool: "p", "metallb.io/address-pool": "q"}, wantErr: "disagree"},
 		{name: "typo", ann: map[string]string{"portico.dev/adress-pool": "p"}, wantErr: `unknown annotation "portico.dev/adress-pool"`},
-		{name: "our own annotation is not a typo", ann: map[string]string{AnnotationAllocatedFrom: "p"}, want: func(r pools.Service) bool { return true }},
+		{name: "our own annotation is not a typo", ann: map[string]string{lbservice.AnnotationAllocatedFrom: "p"}, want: func(r pools.Service) bool { return true }},
 		{name: "other prefixes ignored", ann: map[string]string{"example.com/anything": "x"}, want: func(r pools.Service) bool { return true }},
-		{name: "bad ip", ann: map[string]string{AnnotationIPs: "192.0.2.1,nope"}, wantErr: `"nope" is not an IP address`},
-		{name: "zoned ip", ann: map[string]string{AnnotationIPs: "fe80::1%eth0"}, wantErr: "is not an IP address"},
-		{name: "empty ip list", ann: map[string]string{AnnotationIPs: " , "}, wantErr: "no address given"},
+		{name: "bad ip", ann: map[string]string{lbservice.AnnotationIPs: "192.0.2.1,nope"}, wantErr: `"nope" is not an IP address`},
+		{name: "zoned ip", ann: map[string]string{lbservice.AnnotationIPs: "fe80::1%eth0"}, wantErr: "is not an IP address"},
+		{name: "empty ip list", ann: map[string]string{lbservice.AnnotationIPs: " , "}, wantErr: "no address given"},
 		{name: "spec.loadBalancerIP", lbIP: "192.0.2.5", want: func(r pools.Service) bool { return slices.Equal(r.IPs, []netip.Addr{ip("192.0.2.5")}) }},
 		{name: "spec.loadBalancerIP bad", lbIP: "192.0.2.500", wantErr: "spec.loadBalancerIP"},
-		{name: "spec.loadBalancerIP agrees", lbIP: "192.0.2.5", ann: map[string]string{AnnotationIPs: "192.0.2.5"}, want: func(r pools.Service) bool { return len(r.IPs) == 1 }},
-		{name: "spec.loadBalancerIP disagrees", lbIP: "192.0.2.6", ann: map[string]string{AnnotationIPs: "192.0.2.5"}, wantErr: "disagrees"},
+		{name: "spec.loadBalancerIP agrees", lbIP: "192.0.2.5", ann: map[string]string{lbservice.AnnotationIPs: "192.0.2.5"}, want: func(r pools.Service) bool { return len(r.IPs) == 1 }},
+		{name: "spec.loadBalancerIP disagrees", lbIP: "192.0.2.6", ann: map[string]string{lbservice.AnnotationIPs: "192.0.2.5"}, wantErr: "disagrees"},
 		{name: "dual stack", fams: []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}, policy: corev1.IPFamilyPolicyRequireDualStack,
 			want: func(r pools.Service) bool {
 				return r.Policy == pools.RequireDualStack && slices.Equal(r.Families, []pools.Family{pools.IPv6, pools.IPv4})

@@ -19,14 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker/member"
 	"github.com/portico-lb/portico/speaker/status"
-)
-
-// Annotations and class the speaker reads; the controller writes them.
-const (
-	AnnotationAllocatedFrom = "portico.dev/allocated-from-pool"
-	LoadBalancerClass       = "portico.dev/lb"
 )
 
 // Options configure a Speaker.
@@ -355,10 +350,7 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 	}
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			continue
-		}
-		if c := svc.Spec.LoadBalancerClass; c != nil && *c != LoadBalancerClass {
+		if !lbservice.Ours(svc) {
 			continue
 		}
 		var ips []netip.Addr
@@ -371,7 +363,7 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 			continue
 		}
 		key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
-		pool := svc.Annotations[AnnotationAllocatedFrom]
+		pool := svc.Annotations[lbservice.AnnotationAllocatedFrom]
 		if pool == "" {
 			pool = poolOf(st.Pools, ips[0])
 		}

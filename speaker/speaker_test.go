@@ -30,6 +30,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/e2e/apitest"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker"
 	"github.com/portico-lb/portico/speaker/l2"
 	"github.com/portico-lb/portico/speaker/member"
@@ -175,7 +176,7 @@ func seed(t *testing.T, c client.Client, ip string, local bool) *corev1.Service 
 		t.Cleanup(func() { _ = c.Delete(ctx, o) })
 	}
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", Annotations: map[string]string{speaker.AnnotationAllocatedFrom: "lan"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", Annotations: map[string]string{lbservice.AnnotationAllocatedFrom: "lan"}},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeLoadBalancer,
 			Selector: map[string]string{"app": "web"},
@@ -198,7 +199,7 @@ func seed(t *testing.T, c client.Client, ip string, local bool) *corev1.Service 
 
 // TestAnnouncesServiceAndPostsEvent: a Service with an address reaches
 // the announcer; with this node the only live speaker it owns the address
-// and says so in an Announced Event that porticoctl can read; when another
+// and says so in an Announced Event; when another
 // speaker is alone eligible, it withdraws.
 func TestAnnouncesServiceAndPostsEvent(t *testing.T) {
 	apitest.Need(t, envErr)
@@ -212,11 +213,9 @@ func TestAnnouncesServiceAndPostsEvent(t *testing.T) {
 	})
 	waitUntil(t, "an Announced Event", func() (bool, string) {
 		notes := events(t, svc, speaker.ReasonAnnounced)
-		for _, n := range notes {
-			verb, a, node, ok := speaker.ParseNote(n)
-			if ok && verb == "announcing" && a.IP.String() == "192.0.2.10" && a.Protocol == speaker.ProtocolL2 && node == "n1" && slices.Equal(a.Via, []string{"eth0"}) {
-				return true, ""
-			}
+		want := "announcing 192.0.2.10 by layer2 from node n1 via eth0"
+		if slices.Contains(notes, want) {
+			return true, ""
 		}
 		return false, fmt.Sprintf("Announced notes %q", notes)
 	})
@@ -226,7 +225,7 @@ func TestAnnouncesServiceAndPostsEvent(t *testing.T) {
 	if err := api.Client.Get(context.Background(), types.NamespacedName{Name: "n1"}, &n1); err != nil {
 		t.Fatal(err)
 	}
-	n1.Labels[l2.ExcludeLabel] = ""
+	n1.Labels[lbservice.ExcludeLabel] = ""
 	if err := api.Client.Update(context.Background(), &n1); err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +482,7 @@ func TestServiceAnnouncementFollowsOwner(t *testing.T) {
 	if err := api.Client.Get(ctx, types.NamespacedName{Name: owner}, &n); err != nil {
 		t.Fatal(err)
 	}
-	n.Labels[l2.ExcludeLabel] = ""
+	n.Labels[lbservice.ExcludeLabel] = ""
 	if err := api.Client.Update(ctx, &n); err != nil {
 		t.Fatal(err)
 	}

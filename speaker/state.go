@@ -151,8 +151,9 @@ func poolOf(ps map[string]*v1alpha1.AddressPool, ip netip.Addr) string {
 	return ""
 }
 
-// Event notes. porticoctl reads them back with ParseNote, so the wording
-// is fixed: "announcing <ip> by <protocol> from node <node> via <a,b>".
+// Event notes, for people reading kubectl describe: "announcing <ip> by
+// <protocol> from node <node> via <a,b>". Programs read the
+// ServiceAnnouncements instead.
 const (
 	ReasonAnnounced = "Announced"
 	ReasonWithdrawn = "Withdrawn"
@@ -165,21 +166,4 @@ func Note(verb string, a Announcement, node string) string {
 		via = "-"
 	}
 	return fmt.Sprintf("%s %s by %s from node %s via %s", verb, a.IP, a.Protocol, node, via)
-}
-
-// ParseNote reads a note written by Note.
-func ParseNote(note string) (verb string, a Announcement, node string, ok bool) {
-	f := strings.Fields(note)
-	if len(f) != 9 || f[2] != "by" || f[4] != "from" || f[5] != "node" || f[7] != "via" {
-		return "", Announcement{}, "", false
-	}
-	ip, err := netip.ParseAddr(f[1])
-	if err != nil {
-		return "", Announcement{}, "", false
-	}
-	a = Announcement{IP: ip, Protocol: f[3]}
-	if f[8] != "-" {
-		a.Via = strings.Split(f[8], ",")
-	}
-	return f[0], a, f[6], true
 }

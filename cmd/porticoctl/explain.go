@@ -23,6 +23,7 @@ import (
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/controller"
 	"github.com/portico-lb/portico/ingress"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 	"github.com/portico-lb/portico/speaker"
 )
@@ -284,20 +285,20 @@ func Explain(ctx context.Context, c client.Reader, key types.NamespacedName, opt
 	return ex, nil
 }
 
-// classStep says whether Portico serves svc, by the controller's rule.
+// classStep says whether Portico serves svc, by lbservice's rule.
 func classStep(svc *corev1.Service) Step {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return Step{false, fmt.Sprintf("the Service is of type %s: Portico only serves type: LoadBalancer", cmp.Or(string(svc.Spec.Type), "ClusterIP"))}
 	}
-	managed := controller.Managed(svc)
+	managed := lbservice.Ours(svc)
 	switch {
 	case managed && svc.Spec.LoadBalancerClass == nil:
-		return Step{true, fmt.Sprintf("Portico serves it: it has no loadBalancerClass (Portico serves Services with none and those of class %s)", controller.LoadBalancerClass)}
+		return Step{true, fmt.Sprintf("Portico serves it: it has no loadBalancerClass (Portico serves Services with none and those of class %s)", lbservice.Class)}
 	case managed:
-		return Step{true, fmt.Sprintf("Portico serves it: its loadBalancerClass is %s", controller.LoadBalancerClass)}
+		return Step{true, fmt.Sprintf("Portico serves it: its loadBalancerClass is %s", lbservice.Class)}
 	}
 	return Step{false, fmt.Sprintf("its loadBalancerClass is %q, another load balancer's: Portico leaves it alone (it serves no class and %s; the class cannot be changed, recreate the Service to change it)",
-		*svc.Spec.LoadBalancerClass, controller.LoadBalancerClass)}
+		*svc.Spec.LoadBalancerClass, lbservice.Class)}
 }
 
 func requestInfo(svc *corev1.Service, req pools.Service, err error) *RequestInfo {
@@ -314,7 +315,7 @@ func requestInfo(svc *corev1.Service, req pools.Service, err error) *RequestInfo
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if canon, ok := controller.RequestAnnotation(k); ok {
+		if canon, ok := lbservice.RequestAnnotation(k); ok {
 			u := AnnotationUse{Key: k, Value: svc.Annotations[k]}
 			if canon != k {
 				u.Means = canon
@@ -390,7 +391,7 @@ func readCluster(ctx context.Context, c client.Reader, svc *corev1.Service) (*cl
 	})
 	for i := range svcs.Items {
 		o := &svcs.Items[i]
-		if o.UID == svc.UID || !controller.Managed(o) {
+		if o.UID == svc.UID || !lbservice.Ours(o) {
 			continue
 		}
 		if ips := statusIPs(o); len(ips) > 0 {
@@ -463,7 +464,7 @@ func (x *cluster) choosePool(svc *corev1.Service, req pools.Service, reqErr erro
 	pc := &PoolChoice{AutoAssignOrder: x.alloc.AutoAssignOrder()}
 	ips := statusIPs(svc)
 	if len(ips) > 0 {
-		pc.Name = svc.Annotations[controller.AnnotationAllocatedFrom]
+		pc.Name = svc.Annotations[lbservice.AnnotationAllocatedFrom]
 		if pc.Name == "" {
 			pc.Name = x.poolHolding(ips[0])
 		}
@@ -570,8 +571,8 @@ func (x *cluster) eligibility(svc *corev1.Service, matched []advertisement) []No
 	for i := range x.nodes {
 		n := &x.nodes[i]
 		ne := NodeEligibility{Node: n.Name}
-		if _, ok := n.Labels[corev1.LabelNodeExcludeBalancers]; ok {
-			ne.WhyNot = append(ne.WhyNot, "labelled "+corev1.LabelNodeExcludeBalancers)
+		if lbservice.Excluded(n.Labels) {
+			ne.WhyNot = append(ne.WhyNot, "labelled "+lbservice.ExcludeLabel)
 		}
 		if speaker.NetworkUnavailable(n) {
 			ne.WhyNot = append(ne.WhyNot, "its NetworkUnavailable condition is True")

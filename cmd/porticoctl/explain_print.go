@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // printExplanation writes an Explanation for people, step by step, as
@@ -15,7 +17,7 @@ func printExplanation(out io.Writer, ex *Explanation, wide bool) error {
 	if r := ex.Request; r != nil {
 		w.line(0, "Request:")
 		if len(r.Annotations) == 0 && len(r.IPs) == 0 {
-			w.line(1, "no pool, no address, no sharing asked for (annotations %s, %s, %s; spec.loadBalancerIP)", "portico.dev/address-pool", "portico.dev/load-balancer-ips", "portico.dev/allow-shared-ip")
+			w.line(1, "no pool, no address, no sharing asked for (annotations %s, %s, %s; spec.loadBalancerIP)", lbservice.AnnotationPool, lbservice.AnnotationIPs, lbservice.AnnotationSharing)
 		}
 		for _, a := range r.Annotations {
 			if a.Means != "" {

@@ -10,7 +10,7 @@
 // It reads the API only: the speakers' ServiceAnnouncement objects, the
 // pools' status, the advertisements, Nodes, speaker Pods and Ingresses.
 // Choices are explained with the controller's and the allocator's own code
-// (controller.Request, pools.Allocator), not a copy of their rules.
+// (lbservice, controller.Request, pools.Allocator), not a copy of their rules.
 package main
 
 import (

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/controller"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // StatusReport is `status -o json|yaml`: every LoadBalancer Service
@@ -124,7 +124,7 @@ func Status(ctx context.Context, c client.Reader, namespace string) (*StatusRepo
 	rep := &StatusReport{Services: []ServiceStatus{}}
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
-		if !controller.Managed(svc) {
+		if !lbservice.Ours(svc) {
 			continue
 		}
 		rep.Services = append(rep.Services, serviceStatus(svc, byService[client.ObjectKeyFromObject(svc)]))
@@ -143,7 +143,7 @@ func serviceStatus(svc *corev1.Service, anns []v1alpha1.ServiceAnnouncement) Ser
 	out := ServiceStatus{
 		Namespace: svc.Namespace,
 		Name:      svc.Name,
-		Pool:      svc.Annotations[controller.AnnotationAllocatedFrom],
+		Pool:      svc.Annotations[lbservice.AnnotationAllocatedFrom],
 		Addresses: []AddressStatus{},
 	}
 	for _, ing := range svc.Status.LoadBalancer.Ingress {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/e2e/apitest"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker"
 )
 
@@ -76,7 +77,7 @@ func TestSpeakerBinary(t *testing.T) {
 		}
 	}
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", Annotations: map[string]string{speaker.AnnotationAllocatedFrom: "lan"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", Annotations: map[string]string{lbservice.AnnotationAllocatedFrom: "lan"}},
 		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
 	}
 	if err := c.Create(ctx, svc); err != nil {
@@ -123,7 +124,7 @@ func TestSpeakerBinary(t *testing.T) {
 		for _, e := range list.Items {
 			if e.Reason == speaker.ReasonAnnounced && e.Regarding.Name == "web" {
 				notes = append(notes, e.Note)
-				if _, a, node, ok := speaker.ParseNote(e.Note); ok && node == "node-a" && strings.Join(a.Via, ",") == hostIf {
+				if e.Note == "announcing 198.51.100.10 by layer2 from node node-a via "+hostIf {
 					return true, ""
 				}
 			}

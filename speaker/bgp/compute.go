@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // Input is everything that decides what this node advertises over BGP.
@@ -120,7 +122,7 @@ func Compute(in Input) Plan {
 	for _, s := range plan.Sessions {
 		plan.Paths[s.Name] = nil
 	}
-	if _, excluded := in.Node.Labels[ExcludeLabel]; excluded || in.Node.NetworkUnavailable {
+	if lbservice.Excluded(in.Node.Labels) || in.Node.NetworkUnavailable {
 		return plan
 	}
 

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 func u32(v uint32) *uint32 { return &v }
@@ -87,7 +88,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:     "excluded node advertises nothing but keeps sessions",
-			node:     Node{Name: "n1", Labels: map[string]string{ExcludeLabel: ""}, RouterID: node.RouterID},
+			node:     Node{Name: "n1", Labels: map[string]string{lbservice.ExcludeLabel: ""}, RouterID: node.RouterID},
 			services: []Service{web},
 			peers:    []Peer{ebgp},
 			advs:     []Advertisement{all},

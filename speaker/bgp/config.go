@@ -66,12 +66,9 @@ type Node struct {
 	// RouterID is the default BGP identifier, the node's IPv4 address.
 	RouterID netip.Addr
 	// NetworkUnavailable is the node condition of that name; such a node
-	// advertises nothing, as does one labelled ExcludeLabel.
+	// advertises nothing, as does one labelled lbservice.ExcludeLabel.
 	NetworkUnavailable bool
 }
-
-// ExcludeLabel on a Node keeps it out of every load-balancer announcement.
-const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 // Service is a LoadBalancer Service with addresses, as BGP needs to see it.
 type Service struct {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // TestFRRECMPFollowsPlans runs Compute and the Announcer together on two
@@ -85,7 +87,7 @@ func TestFRRECMPFollowsPlans(t *testing.T) {
 	l.eventually(10*time.Second, nexthops("198.51.100.20", "192.0.2.2"))
 
 	// n2 is excluded from load balancers: it withdraws, sessions stay.
-	nodes[1].Labels = map[string]string{ExcludeLabel: "true"}
+	nodes[1].Labels = map[string]string{lbservice.ExcludeLabel: "true"}
 	local.ReadyNodes = map[string]bool{"n1": true, "n2": true}
 	apply()
 	l.eventually(10*time.Second, nexthops("198.51.100.10", "192.0.2.2"))

@@ -10,11 +10,9 @@ import (
 	"slices"
 
 	"k8s.io/apimachinery/pkg/labels"
-)
 
-// ExcludeLabel keeps a node out of external load balancing, as for cloud
-// load balancers.
-const ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+	"github.com/portico-lb/portico/lbservice"
+)
 
 // Node is what owner choice knows of one live speaker's node.
 type Node struct {
@@ -72,7 +70,7 @@ type Address struct {
 // speaker, given the same inputs, gets the same answer.
 //
 // A node is eligible when an advertisement selects it, it is not labelled
-// ExcludeLabel, it is not NetworkUnavailable, it has a ready local endpoint
+// lbservice.ExcludeLabel, it is not NetworkUnavailable, it has a ready local endpoint
 // when the address is LocalOnly, it has an interface to answer on (one the
 // advertisements name, when they all name some), and it has an interface
 // on the address's subnet if any eligible node has one. The owner is the eligible node that
@@ -115,7 +113,7 @@ func Eligible(addr Address, live []Node) []Node {
 }
 
 func mayOwn(addr Address, n Node) bool {
-	if _, ok := n.Labels[ExcludeLabel]; ok {
+	if lbservice.Excluded(n.Labels) {
 		return false
 	}
 	if n.NetworkUnavailable {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/portico-lb/portico/lbservice"
 )
 
 var (
@@ -43,7 +45,7 @@ func sel(t *testing.T, s string) labels.Selector {
 // TestEligible covers every eligibility rule of DESIGN.md, one at a time.
 func TestEligible(t *testing.T) {
 	excluded := node("excluded", lan)
-	excluded.Labels[ExcludeLabel] = ""
+	excluded.Labels[lbservice.ExcludeLabel] = ""
 	down := node("down", lan)
 	down.NetworkUnavailable = true
 	zoneA := node("a", lan)
@@ -147,7 +149,7 @@ func TestOwnerStable(t *testing.T) {
 	// A node that owns nothing: make one ineligible for every address
 	// and remove it.
 	excl := node("excluded", lan)
-	excl.Labels[ExcludeLabel] = "true"
+	excl.Labels[lbservice.ExcludeLabel] = "true"
 	with := owners(addrs, append(slices.Clone(live), excl))
 	if !slices.Equal(with, before) {
 		t.Fatal("adding an excluded node moved addresses")
