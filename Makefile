@@ -143,7 +143,8 @@ bench-alloc: k8s-bins build
 
 ## bench-ingress: Portico vs Debian nginx on loopback (installs nginx, wrk
 ## and h2load if missing): plain HTTP and HTTPS with wrk, HTTP/2 with h2load,
-## an annotated route (rewrite, allowlist, CORS, canary) with wrk, one block
+## an annotated route (rewrite, allowlist, CORS, canary) with wrk, gRPC unary
+## calls (backend-protocol GRPC vs grpc_pass) with h2load, one block
 ## of ratios per protocol; then propagation of 1,000 changes under load
 ## against a real API server.
 bench-ingress: k8s-bins
