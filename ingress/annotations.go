@@ -40,8 +40,9 @@ const (
 	// ReasonSnippetRefused: a *-snippet annotation, nginx configuration
 	// text, which Portico never executes.
 	ReasonSnippetRefused = "SnippetRefused"
-	// ReasonAccessRefused: an access restriction Portico cannot enforce
-	// yet; the Ingress's routes answer 403 until it is removed.
+	// ReasonAccessRefused: an access restriction Portico never executes
+	// (a snippet's allow, deny, satisfy or auth_*); the Ingress's routes
+	// answer 403 until it is removed.
 	ReasonAccessRefused = "AccessRefused"
 )
 
@@ -313,11 +314,6 @@ var annotations = map[string]annotation{
 	}},
 }
 
-// accessUnsupported are the ingress-nginx annotations that restrict who is
-// served and that Portico cannot enforce yet: any of them refuses the
-// Ingress's requests (403) rather than serving them unprotected.
-var accessUnsupported = []string{}
-
 // unsupported are the other ingress-nginx annotations, known and not
 // implemented yet: each gets a Warning saying it has no effect.
 var unsupported = []string{
@@ -383,9 +379,6 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 			warn(ReasonAccessRefused, "annotation %s holds nginx access directives (allow, deny, satisfy or auth_*), which Portico never executes: every request to this Ingress is refused (403) rather than served without them, until it is removed", k)
 		case strings.HasSuffix(name, "-snippet"):
 			warn(ReasonSnippetRefused, "annotation %s is nginx configuration, which Portico never executes; it has no effect", k)
-		case slices.Contains(accessUnsupported, name):
-			a.rulesOf().Refuse = refused
-			warn(ReasonAccessRefused, "annotation %s restricts access and Portico cannot enforce it yet: every request to this Ingress is refused (403) until it is removed", k)
 		case slices.Contains(unsupported, name):
 			warn(ReasonUnsupportedAnnotation, "annotation %s is not supported by Portico yet; it has no effect", k)
 		default:
@@ -402,7 +395,7 @@ func readAnnotations(key types.NamespacedName, ann map[string]string) annotated 
 	a.settleErrors(spelled, warn)
 	var policy strings.Builder
 	for _, name := range names {
-		if _, applied := annotations[name]; applied || slices.Contains(accessUnsupported, name) || strings.HasSuffix(name, "-snippet") {
+		if _, applied := annotations[name]; applied || strings.HasSuffix(name, "-snippet") {
 			fmt.Fprintf(&policy, "%s=%q\n", name, values[name])
 		}
 	}

@@ -391,9 +391,6 @@ func stdRequest(ctx context.Context, x *exchange.Exchange, addr string, body std
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = nil // Go's client would add its own
 	}
-	if p := x.Target.Protocol; (p == route.GRPC || p == route.GRPCS) && req.Header.Get("Te") == "" {
-		req.Header["Te"] = []string{"trailers"} // gRPC servers require it; nginx's grpc_pass sends it
-	}
 	if x.Out.Body {
 		rd := body.reader()
 		if rd == nil {

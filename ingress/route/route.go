@@ -332,5 +332,8 @@ func ParseProtocol(s string) (Protocol, bool) {
 // TLS reports whether the endpoints are spoken to over TLS.
 func (p Protocol) TLS() bool { return p == HTTPS || p == GRPCS }
 
+// GRPC reports whether the endpoints speak gRPC.
+func (p Protocol) GRPC() bool { return p == GRPC || p == GRPCS }
+
 // HTTP2 reports whether the endpoints are spoken to in HTTP/2.
 func (p Protocol) HTTP2() bool { return p == GRPC || p == GRPCS || p == H2C }

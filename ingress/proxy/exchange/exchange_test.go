@@ -449,3 +449,27 @@ func TestForwardTrailer(t *testing.T) {
 		}
 	}
 }
+
+// A request to a gRPC backend carries "TE: trailers", which gRPC servers
+// require, whether or not its client sent it; to other backends only a
+// client's own goes on.
+func TestTETrailersForGRPC(t *testing.T) {
+	for _, proto := range []route.Protocol{route.GRPC, route.GRPCS, route.H2C, route.HTTP} {
+		tab, rej := route.Build([]route.Ingress{{Namespace: "ns", Name: "g", Protocol: proto,
+			Rules: []route.Rule{{Host: "g.example", Paths: []route.Path{{Path: "/", Type: route.Prefix, Backend: svc("g")}}}}}})
+		if len(rej) > 0 {
+			t.Fatal(rej)
+		}
+		tg := target("g")
+		tg.Protocol = proto
+		cfg := &Config{Routes: tab, Upstreams: map[Target]*Upstream{tg: NewUpstream("10.0.0.9:80")}}
+		var x Exchange
+		NewPolicy(Settings{}).Decide(cfg, &Request{Method: "POST", Target: "/svc/Call", Host: "g.example", Proto: HTTP2, Client: client}, time.Now(), &x)
+		if x.Outcome != Forward {
+			t.Fatalf("%v: outcome %d", proto, x.Outcome)
+		}
+		if got, want := fieldValue(x.Out.Fields, "Te"), map[bool]string{true: "trailers"}[proto.GRPC()]; got != want {
+			t.Errorf("%v: Te %q, want %q", proto, got, want)
+		}
+	}
+}

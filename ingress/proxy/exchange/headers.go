@@ -132,7 +132,9 @@ func (p *Policy) forwardHead(req *Request, x *Exchange) {
 		x.joinCookies() // HTTP/2 splits them; HTTP/1.1 wants one (RFC 9113, 8.2.3)
 	}
 	add := func(name, value string) { out.Fields = append(out.Fields, h1.Field{Name: name, Value: value}) }
-	if teTrailers {
+	// gRPC servers require "TE: trailers"; nginx's grpc_pass sends it
+	// whatever the client did.
+	if teTrailers || x.Target.Protocol.GRPC() {
 		add("Te", "trailers")
 	}
 	if x.Outcome == Tunnel {
