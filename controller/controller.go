@@ -106,8 +106,8 @@ func New(c client.Client, rec record.EventRecorder, opts Options) *Controller {
 	}
 }
 
-// Setup registers the Service, AddressPool and L2Advertisement status
-// reconcilers with mgr.
+// Setup registers the Service, AddressPool, L2Advertisement status and
+// announcement reconcilers with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c := New(mgr.GetClient(), mgr.GetEventRecorderFor("portico-controller"), opts) //nolint:staticcheck // see Controller.events
 	if err := mgr.Add(c.serviceKicks); err != nil {
@@ -136,6 +136,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := setupL2Status(mgr); err != nil {
 		return fmt.Errorf("l2advertisement controller: %w", err)
+	}
+	if err := setupAnnounced(mgr); err != nil {
+		return fmt.Errorf("announcement controller: %w", err)
 	}
 	return nil
 }

@@ -25,10 +25,14 @@ var (
 		Name: "portico_allocation_failures_total",
 		Help: "AllocationFailed Warnings: a Service could not get the addresses it asks for, by the pool it asked for (empty when none, or when that pool does not exist) and reason. A Service retried with the same outcome is counted once.",
 	}, []string{"pool", "reason"})
+	unannouncedAddresses = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "portico_pool_addresses_unannounced",
+		Help: "Addresses of the pool assigned to a LoadBalancer Service that no node announces (no ServiceAnnouncement names them), by family. An address shared by several Services counts once.",
+	}, []string{"pool", "family"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(poolAddresses, poolInUse, allocationFailures)
+	metrics.Registry.MustRegister(poolAddresses, poolInUse, allocationFailures, unannouncedAddresses)
 }
 
 // familyLabel is the family label value of the pool gauges.
@@ -88,8 +92,13 @@ func (c *Controller) setPoolMetrics(pool string) {
 		if !ok {
 			poolAddresses.DeleteLabelValues(pool, fam)
 			poolInUse.DeleteLabelValues(pool, fam)
+			unannouncedAddresses.DeleteLabelValues(pool, fam)
 			continue
 		}
+		// Every pool has the series, at 0 until the announcement
+		// reconciler counts an address, so an alert on it is never
+		// silent for want of a series.
+		unannouncedAddresses.WithLabelValues(pool, fam)
 		poolAddresses.WithLabelValues(pool, fam).Set(float64(size))
 		poolInUse.WithLabelValues(pool, fam).Set(float64(counts[f].Assigned))
 	}
@@ -101,4 +110,5 @@ func forgetPoolMetrics(pool string) {
 	poolAddresses.DeletePartialMatch(l)
 	poolInUse.DeletePartialMatch(l)
 	allocationFailures.DeletePartialMatch(l)
+	unannouncedAddresses.DeletePartialMatch(l)
 }

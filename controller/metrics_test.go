@@ -1,8 +1,13 @@
 package controller_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -119,4 +124,69 @@ func TestPoolMetrics(t *testing.T) {
 	waitSeries(t, "portico_pool_addresses_total", v4, -1)
 	waitSeries(t, "portico_pool_addresses_in_use", v4, -1)
 	waitSeries(t, "portico_allocation_failures_total", inUse, -1)
+}
+
+// TestUnannouncedMetric follows one Service's address from assigned and
+// announced by no node, to announced by a speaker's ServiceAnnouncement,
+// to unannounced again when the speaker withdraws it.
+func TestUnannouncedMetric(t *testing.T) {
+	runController(t, false)
+	cleanup(t)
+	v4 := map[string]string{"pool": "heard", "family": "ipv4"}
+	makePool(t, "heard", []string{"198.51.100.0/30"})
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 0)
+
+	svc := makeService(t, "heard-a")
+	ip := waitAnyIP(t, svc)[0]
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 1)
+
+	ann := announce(t, svc, "node-a", ip)
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 0)
+
+	// An announcement of another address, or owned by an older Service of
+	// the same name, does not count.
+	deleteObject(t, ann)
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 1)
+	announce(t, svc, "node-b", "203.0.113.9")
+	stale := announce(t, svc, "node-c", ip, func(a *v1alpha1.ServiceAnnouncement) {
+		a.OwnerReferences[0].UID = "an-older-service"
+	})
+	time.Sleep(time.Second) // give a wrong count time to show
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 1)
+	deleteObject(t, stale)
+
+	deleteObject(t, svc)
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, 0)
+	deleteObject(t, getPool(t, "heard"))
+	waitSeries(t, "portico_pool_addresses_unannounced", v4, -1)
+}
+
+// announce writes the ServiceAnnouncement a speaker on node would.
+func announce(t testing.TB, svc *corev1.Service, node, ip string, opts ...func(*v1alpha1.ServiceAnnouncement)) *v1alpha1.ServiceAnnouncement {
+	t.Helper()
+	a := &v1alpha1.ServiceAnnouncement{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace,
+			Name:      v1alpha1.ServiceAnnouncementName(svc.Name, node, v1alpha1.ProtocolLayer2),
+			Labels:    map[string]string{v1alpha1.ServiceNameLabel: svc.Name, v1alpha1.NodeNameLabel: node},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID,
+			}},
+		},
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	if err := apiClient.Create(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	a.Status = v1alpha1.ServiceAnnouncementStatus{
+		Service: svc.Name, Node: node, Protocol: v1alpha1.ProtocolLayer2,
+		IPs: []string{ip}, Interfaces: []string{"eth0"}, Since: metav1.Now(),
+	}
+	if err := apiClient.Status().Update(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = apiClient.Delete(context.Background(), a) })
+	return a
 }

@@ -5,11 +5,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -213,4 +218,100 @@ func TestBGPPeerStatus(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestExplainUnadvertisedPool follows a newcomer whose pool no
+// advertisement selects: the Service gets an address that nothing on the
+// LAN answers for; `kubectl portico explain service` (the plugin, found on
+// PATH by the lab's kubectl) says why and what to create; the controller
+// counts the address in portico_pool_addresses_unannounced. Once an
+// L2Advertisement selects the pool, the address answers ARP, the count
+// drops to 0 and explain finds nothing wrong with the announcement.
+func TestExplainUnadvertisedPool(t *testing.T) {
+	installPortico(t)
+	ns := namespace(t)
+	// The lab's L2Advertisement selects every pool; for this test it
+	// selects only the lab's own.
+	kubectl(t, "", "patch", "l2advertisement", "lab", "--type", "merge", "-p", `{"spec":{"addressPools":["lab"]}}`)
+	t.Cleanup(func() {
+		kubectl(t, "", "patch", "l2advertisement", "lab", "--type", "merge", "-p", `{"spec":{"addressPools":null}}`)
+	})
+	kubectl(t, `apiVersion: portico.dev/v1alpha1
+kind: AddressPool
+metadata: {name: quiet}
+spec:
+  addresses: [172.31.0.180-172.31.0.183]
+`, "apply", "-f", "-")
+	t.Cleanup(func() { kubectl(t, "", "delete", "addresspool", "quiet", "--ignore-not-found") })
+	apply(t, ns, `apiVersion: v1
+kind: Service
+metadata:
+  name: quiet
+  annotations: {portico.dev/address-pool: quiet}
+spec:
+  type: LoadBalancer
+  selector: {app: quiet}
+  ports: [{port: 80, targetPort: 3000}]
+`)
+	ip := lbIPs(t, ns, "quiet")[0]
+	t.Cleanup(func() { kubectl(t, "", "delete", "service", "-n", ns, "quiet", "--ignore-not-found") })
+
+	if macs := arpingMACs(t, ip, 2); len(macs) != 0 {
+		t.Fatalf("%s, in a pool no advertisement selects, is answered by %v", ip, macs)
+	}
+	explain := func() string {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(cfg.Bins, "kubectl"), "portico", "explain", "service", "-n", ns, "quiet")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+cfg.Dirs().Kubeconfig(),
+			"PATH="+filepath.Join(cfg.Repo, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl portico explain service: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	out := explain()
+	for _, want := range []string{
+		"no L2Advertisement or BGPAdvertisement selects pool quiet",
+		"kind: L2Advertisement",
+		"addressPools: [quiet]",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl portico explain service does not say %q:\n%s", want, out)
+		}
+	}
+	unannounced := func(want string) {
+		t.Helper()
+		series := `portico_pool_addresses_unannounced{family="ipv4",pool="quiet"} ` + want
+		eventually(t, 30*time.Second, series, func() error {
+			l, err := cs.CoreV1().Pods("portico-system").List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=portico-controller"})
+			if err != nil {
+				return err
+			}
+			for _, p := range l.Items {
+				if p.Status.PodIP == "" {
+					continue
+				}
+				if _, all, err := scrape(t, p); err == nil && strings.Contains(all, series+"\n") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no controller pod serves %s", series)
+		})
+	}
+	unannounced("1")
+
+	// What explain says to do, done: the address answers, and is counted
+	// as announced.
+	kubectl(t, "", "patch", "l2advertisement", "lab", "--type", "merge", "-p", `{"spec":{"addressPools":["lab","quiet"]}}`)
+	eventually(t, 30*time.Second, ip+" answered by one node", func() error {
+		if macs := arpingMACs(t, ip, 2); len(macs) != 1 {
+			return fmt.Errorf("answered by %v", macs)
+		}
+		return nil
+	})
+	unannounced("0")
+	if out := explain(); strings.Contains(out, "selects pool quiet") || strings.Contains(out, "is not announced") {
+		t.Errorf("explain still reports the announcement missing:\n%s", out)
+	}
 }
