@@ -1,7 +1,6 @@
 package ingress
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -241,14 +239,14 @@ func (cp *compiler) forgetAuths(used map[authKey]bool) {
 	}
 }
 
-// watchAuthSecrets starts a cache of the cluster's Opaque Secrets, where
+// authSecrets makes a cache of the cluster's Opaque Secrets, where
 // auth-secret points (the manager's own cache holds kubernetes.io/tls
-// Secrets only), with handler told of every change. Opaque is the type
+// Secrets only), and has mgr run it on every replica. Opaque is the type
 // kubectl create secret generic makes, as ingress-nginx's guide does. To
 // keep memory down, what a Secret carries besides its data is dropped:
 // its managed fields, labels and annotations (kubectl apply's
 // last-applied-configuration would hold a second copy of the data).
-func watchAuthSecrets(ctx context.Context, mgr manager.Manager, handler toolscache.ResourceEventHandler) (cache.Cache, error) {
+func authSecrets(mgr manager.Manager) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(),
 		Mapper: mgr.GetRESTMapper(),
@@ -266,13 +264,6 @@ func watchAuthSecrets(ctx context.Context, mgr manager.Manager, handler toolscac
 	})
 	if err == nil {
 		err = mgr.Add(everyReplica{c})
-	}
-	var inf cache.Informer
-	if err == nil {
-		inf, err = c.GetInformer(ctx, &corev1.Secret{})
-	}
-	if err == nil {
-		_, err = inf.AddEventHandler(handler)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("watching Opaque Secrets: %w", err)

@@ -20,11 +20,17 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-lb/portico/ingress/proxy"
 )
@@ -42,9 +48,9 @@ type Options struct {
 	// DefaultCertificate optionally names a kubernetes.io/tls Secret that
 	// replaces the generated default certificate.
 	DefaultCertificate types.NamespacedName
-	// Debounce bounds the time between two compiles (default 20ms). The
-	// loop waits after a compile for four times what that compile took,
-	// at most Debounce, before the next: compiling takes at most a fifth
+	// Debounce bounds the time between two compiles (default 20ms).
+	// Reconcile waits after a compile for four times what that compile
+	// took, at most Debounce, before the next: compiling takes at most a fifth
 	// of a core under any churn, and a change is compiled at once when
 	// the cluster is small or quiet.
 	Debounce time.Duration
@@ -63,7 +69,6 @@ func CacheOptions() cache.Options {
 type Controller struct {
 	opts   Options
 	reader client.Reader
-	cache  cache.Cache
 	proxy  *proxy.Server
 	// events is the core/v1 recorder: the events.k8s.io one merges Events
 	// that differ only in their note, hiding a second, different problem.
@@ -71,21 +76,25 @@ type Controller struct {
 	elected <-chan struct{}
 	log     *slog.Logger
 
-	// authCache holds the Opaque Secrets (auth.go, watchAuthSecrets).
+	// authCache holds the Opaque Secrets (auth.go, authSecrets).
 	authCache cache.Cache
 
-	kick chan struct{}
 	// loaded is closed after the first Config is stored.
 	loaded chan struct{}
 
-	// Owned by the compile loop.
+	// Owned by Reconcile, which has one worker.
 	compiler compiler
 	warned   map[problem]bool
 }
 
+// compileRequest is the one key every watched event maps to: a compile
+// recomputes the whole Config from the caches, so which object changed does
+// not matter, and the workqueue holds the key once however many events come.
+var compileRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "config"}}
+
 // Setup adds the controller (on every replica) and the status writer (on
 // the leader) to mgr. mgr's cache should be made with CacheOptions.
-func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Options, log *slog.Logger) (*Controller, error) {
+func Setup(mgr manager.Manager, srv *proxy.Server, opts Options, log *slog.Logger) (*Controller, error) {
 	if opts.Debounce == 0 {
 		opts.Debounce = 20 * time.Millisecond
 	}
@@ -96,45 +105,57 @@ func Setup(ctx context.Context, mgr manager.Manager, srv *proxy.Server, opts Opt
 	c := &Controller{
 		opts:    opts,
 		reader:  mgr.GetCache(),
-		cache:   mgr.GetCache(),
 		proxy:   srv,
 		events:  mgr.GetEventRecorderFor("portico-ingress"), //nolint:staticcheck // see controller.events
 		elected: mgr.Elected(),
 		log:     log,
-		kick:    make(chan struct{}, 1),
 		loaded:  make(chan struct{}),
 		warned:  map[problem]bool{},
 	}
-	poke := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.poke() },
-		UpdateFunc: func(any, any) { c.poke() },
-		DeleteFunc: func(any) { c.poke() },
-	}
-	for _, obj := range []client.Object{&networkingv1.Ingress{}, &networkingv1.IngressClass{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Secret{}, &corev1.Namespace{}} {
-		inf, err := mgr.GetCache().GetInformer(ctx, obj)
-		if err != nil {
-			return nil, fmt.Errorf("watching %T: %w", obj, err)
-		}
-		if _, err := inf.AddEventHandler(poke); err != nil {
-			return nil, fmt.Errorf("watching %T: %w", obj, err)
-		}
-	}
-	authCache, err := watchAuthSecrets(ctx, mgr, poke)
+	authCache, err := authSecrets(mgr)
 	if err != nil {
 		return nil, err
 	}
 	c.authCache = authCache
-	if err := mgr.Add(c); err != nil {
-		return nil, err
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{compileRequest}
+	})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("ingress").
+		WithOptions(controller.Options{
+			// Every replica serves traffic, so every replica compiles.
+			NeedLeaderElection: ptr.To(false),
+			// One worker: the compiler's state and warned are owned by
+			// the reconcile path, and the one key could not run twice
+			// at once anyway.
+			MaxConcurrentReconciles: 1,
+		})
+	for _, obj := range []client.Object{&networkingv1.Ingress{}, &networkingv1.IngressClass{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Secret{}, &corev1.Namespace{}} {
+		b = b.WatchesRawSource(source.Kind(mgr.GetCache(), obj, all))
+	}
+	b = b.WatchesRawSource(source.Kind[client.Object](authCache, &corev1.Secret{}, all)) // Opaque ones, for auth-secret
+	// The first compile waits for no event (workers start once the caches
+	// are synced); and a new leader posts the Events the old one did or
+	// did not.
+	b = b.WatchesRawSource(source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		q.Add(compileRequest)
+		go func() {
+			select {
+			case <-c.elected:
+				q.Add(compileRequest)
+			case <-ctx.Done():
+			}
+		}()
+		return nil
+	}))
+	if err := b.Complete(c); err != nil {
+		return nil, fmt.Errorf("ingress controller: %w", err)
 	}
 	if err := setupStatus(mgr, opts); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
-
-// NeedLeaderElection is false: every replica serves traffic.
-func (c *Controller) NeedLeaderElection() bool { return false }
 
 // Ready reports whether the first Config has been stored.
 func (c *Controller) Ready() bool {
@@ -149,50 +170,28 @@ func (c *Controller) Ready() bool {
 // Loaded is closed once the first Config has been stored.
 func (c *Controller) Loaded() <-chan struct{} { return c.loaded }
 
-func (c *Controller) poke() {
+// Reconcile compiles the cluster into a Config, then holds the worker for
+// a pause of four times what the compile took, at most opts.Debounce.
+// Events that come meanwhile only mark the one key dirty, so a burst of
+// changes coalesces into one more compile when the pause ends, and a change
+// to a quiet cluster is compiled at once. The pause is spent here, not in
+// a rate limiter on the key, because event handlers Add and Add ignores
+// rate limiters; and after the compile, not before the next, because events
+// during a sleep before a compile would mark the key dirty again and cost
+// one more compile that the first already covered. Holding the worker costs
+// nothing: there is one key.
+func (c *Controller) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	start := time.Now()
+	err := c.sync(ctx)
+	if err != nil { // controller-runtime logs it and retries with backoff
+		configReloads.WithLabelValues("failure").Inc()
+	}
+	pause := min(c.opts.Debounce, 4*time.Since(start))
 	select {
-	case c.kick <- struct{}{}:
-	default:
+	case <-ctx.Done():
+	case <-time.After(pause):
 	}
-}
-
-// Start runs the compile loop until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	if !c.cache.WaitForCacheSync(ctx) || !c.authCache.WaitForCacheSync(ctx) {
-		return ctx.Err()
-	}
-	go func() { // a new leader posts the Events the old one did or did not
-		select {
-		case <-c.elected:
-			c.poke()
-		case <-ctx.Done():
-		}
-	}()
-	for {
-		start := time.Now()
-		if err := c.sync(ctx); err != nil {
-			configReloads.WithLabelValues("failure").Inc()
-			c.log.Error("compiling the ingress configuration", "err", err)
-		}
-		last := time.Now()
-		pause := min(c.opts.Debounce, 4*last.Sub(start))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.kick:
-		}
-		if wait := pause - time.Since(last); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-		}
-		select { // what came in meanwhile is in this compile
-		case <-c.kick:
-		default:
-		}
-	}
+	return reconcile.Result{}, err
 }
 
 // sync compiles the cluster as the caches see it and stores the Config.
@@ -262,7 +261,7 @@ func (c *Controller) sync(ctx context.Context) error {
 	}
 	forgetRoutes(func(ingress string) bool { return live[ingress] })
 	configCompileSeconds.Observe(time.Since(start).Seconds())
-	if !c.Ready() { // only the compile loop stores, so only it closes
+	if !c.Ready() { // only Reconcile stores, so only it closes
 		close(c.loaded)
 	}
 	c.warn(cl.ingresses, probs)

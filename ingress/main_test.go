@@ -92,7 +92,7 @@ func startInstance(t *testing.T, lease, publish string) *instance {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := ingress.Setup(ctx, mgr, srv, ingress.Options{
+	if _, err := ingress.Setup(mgr, srv, ingress.Options{
 		ClassName:      className,
 		PublishService: types.NamespacedName{Namespace: "portico-system", Name: publish},
 	}, nil); err != nil {

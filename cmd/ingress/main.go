@@ -204,7 +204,7 @@ func run() error {
 		}()
 	}
 
-	c, err := ingress.Setup(ctx, mgr, srv, ingress.Options{
+	c, err := ingress.Setup(mgr, srv, ingress.Options{
 		ClassName:          *class,
 		WithoutClass:       *withoutClass,
 		PublishService:     pub,
