@@ -30,15 +30,12 @@ type Counts struct {
 // already in the cluster (Assign) before it allocates anything, so that a
 // restart moves no address.
 type Allocator struct {
-	mu       sync.Mutex
-	pools    map[string]*poolState // every configured pool, usable or not
-	order    []*poolState          // usable auto-assign pools, best first
-	def      *poolState            // order[0], whose first addresses are reserved
-	index    [2][]indexEntry       // ranges of usable pools by family, sorted
-	services map[string]*record
-	holders  map[netip.Addr][]string       // held address → keys of its Services, sorted
-	byKey    map[string]map[netip.Addr]int // sharing key → addresses held under it → holders
-	orphans  map[netip.Addr]struct{}       // held addresses outside every usable pool
+	mu    sync.Mutex
+	pools map[string]*poolState // every configured pool, usable or not
+	order []*poolState          // usable auto-assign pools, best first
+	def   *poolState            // order[0], whose first addresses are reserved
+	index [2][]indexEntry       // ranges of usable pools by family, sorted
+	ledger
 }
 
 // New returns an Allocator with no pools.
@@ -48,13 +45,11 @@ func New() *Allocator {
 	return a
 }
 
+// init makes the zero Allocator ready.
 func (a *Allocator) init() {
 	if a.services == nil {
 		a.pools = map[string]*poolState{}
-		a.services = map[string]*record{}
-		a.holders = map[netip.Addr][]string{}
-		a.byKey = map[string]map[netip.Addr]int{}
-		a.orphans = map[netip.Addr]struct{}{}
+		a.ledger = newLedger()
 	}
 }
 
@@ -117,20 +112,9 @@ func (a *Allocator) Allocate(in Service) (Assignment, error) {
 		return a.assignmentOf(rec), err
 	}
 	if rec != nil && a.fits(rec.ips, &svc, true) {
-		ips := rec.ips
-		if svc.Policy == PreferDualStack && len(svc.IPs) == 0 && len(ips) < len(svc.Families) {
-			if more := a.fill(a.spaceOf(ips[0]).pool, missing(svc.Families, ips), &svc, rec); more != nil {
-				ips = append(slices.Clone(ips), more...)
-			}
-		}
-		return a.assignmentOf(a.replace(&svc, ips)), nil
+		return a.assignmentOf(a.replace(&svc, a.keep(&svc, rec))), nil
 	}
-	var ips []netip.Addr
-	if len(svc.IPs) > 0 {
-		ips, err = a.planRequested(&svc, rec)
-	} else {
-		ips, err = a.planAuto(&svc, rec)
-	}
+	ips, err := a.plan(&svc, rec)
 	if err != nil {
 		if rec != nil && a.fits(rec.ips, &svc, false) {
 			return a.assignmentOf(a.replace(&svc, rec.ips)), err
@@ -220,8 +204,8 @@ func (a *Allocator) Counters(pool string) map[Family]Counts {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.init()
-	p := a.pools[pool]
-	if p == nil || !p.usable {
+	p := a.usablePool(pool)
+	if p == nil {
 		return nil
 	}
 	out := map[Family]Counts{}
@@ -246,8 +230,8 @@ func (a *Allocator) Size(pool string) map[Family]uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.init()
-	p := a.pools[pool]
-	if p == nil || !p.usable {
+	p := a.usablePool(pool)
+	if p == nil {
 		return nil
 	}
 	out := map[Family]uint64{}
@@ -257,6 +241,14 @@ func (a *Allocator) Size(pool string) map[Family]uint64 {
 		}
 	}
 	return out
+}
+
+// usablePool returns the named pool if it exists and is usable, else nil.
+func (a *Allocator) usablePool(name string) *poolState {
+	if p := a.pools[name]; p != nil && p.usable {
+		return p
+	}
+	return nil
 }
 
 func (a *Allocator) assignmentOf(rec *record) Assignment {

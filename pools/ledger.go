@@ -6,6 +6,27 @@ import (
 	"slices"
 )
 
+// ledger records who holds which address. A held address is taken from
+// the free set of its pool's space (hold) and given back when its last
+// holder lets go (cleanup); one outside every usable pool is an orphan
+// until SetPools brings it back into a pool or its holders release it.
+type ledger struct {
+	services map[string]*record            // Service key → what it holds
+	holders  map[netip.Addr][]string       // held address → keys of its Services, sorted
+	byKey    map[string]map[netip.Addr]int // sharing key → addresses held under it → holders
+	orphans  map[netip.Addr]struct{}       // held addresses outside every usable pool
+}
+
+func newLedger() ledger {
+	return ledger{
+		services: map[string]*record{},
+		holders:  map[netip.Addr][]string{},
+		byKey:    map[string]map[netip.Addr]int{},
+		orphans:  map[netip.Addr]struct{}{},
+	}
+}
+
+// record is what one Service holds.
 type record struct {
 	svc Service // normalized, without labels
 	ips []netip.Addr
@@ -80,16 +101,16 @@ func (a *Allocator) hold(ip netip.Addr, rec *record) {
 
 // unhold removes rec's Service from the holders of ip but leaves ip taken
 // until cleanup.
-func (a *Allocator) unhold(ip netip.Addr, rec *record) {
-	keys := a.holders[ip]
+func (l *ledger) unhold(ip netip.Addr, rec *record) {
+	keys := l.holders[ip]
 	if i, ok := slices.BinarySearch(keys, rec.svc.Key); ok {
-		a.holders[ip] = slices.Delete(keys, i, i+1)
+		l.holders[ip] = slices.Delete(keys, i, i+1)
 	}
 	if k := rec.svc.SharingKey; k != "" {
-		if a.byKey[k][ip]--; a.byKey[k][ip] <= 0 {
-			delete(a.byKey[k], ip)
-			if len(a.byKey[k]) == 0 {
-				delete(a.byKey, k)
+		if l.byKey[k][ip]--; l.byKey[k][ip] <= 0 {
+			delete(l.byKey[k], ip)
+			if len(l.byKey[k]) == 0 {
+				delete(l.byKey, k)
 			}
 		}
 	}
@@ -115,12 +136,12 @@ func (a *Allocator) cleanup(ip netip.Addr) bool {
 }
 
 // shareable checks that svc may hold ip together with its other holders.
-func (a *Allocator) shareable(ip netip.Addr, svc *Service) *Error {
-	for _, k := range a.holders[ip] {
+func (l *ledger) shareable(ip netip.Addr, svc *Service) *Error {
+	for _, k := range l.holders[ip] {
 		if k == svc.Key {
 			continue
 		}
-		if why := clash(svc, &a.services[k].svc); why != "" {
+		if why := clash(svc, &l.services[k].svc); why != "" {
 			return errorf(InUse, "%v is in use by %s (%s)", ip, k, why)
 		}
 	}

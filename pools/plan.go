@@ -52,6 +52,28 @@ func (a *Allocator) fits(ips []netip.Addr, svc *Service, strict bool) bool {
 	return true
 }
 
+// keep returns the addresses a Service holds, which fit its request, plus
+// for a PreferDualStack Service holding one family the other one when its
+// pool can give it.
+func (a *Allocator) keep(svc *Service, rec *record) []netip.Addr {
+	ips := rec.ips
+	if svc.Policy == PreferDualStack && len(svc.IPs) == 0 && len(ips) < len(svc.Families) {
+		if more := a.fill(a.spaceOf(ips[0]).pool, missing(svc.Families, ips), svc, rec); more != nil {
+			ips = append(slices.Clone(ips), more...)
+		}
+	}
+	return ips
+}
+
+// plan computes new addresses for a Service whose held ones, if any, do not
+// meet its request.
+func (a *Allocator) plan(svc *Service, rec *record) ([]netip.Addr, *Error) {
+	if len(svc.IPs) > 0 {
+		return a.planRequested(svc, rec)
+	}
+	return a.planAuto(svc, rec)
+}
+
 // usableSpace returns the space of a usable pool that has ip, or an error
 // saying why there is none.
 func (a *Allocator) usableSpace(ip netip.Addr) (*space, *Error) {
@@ -72,27 +94,16 @@ func (a *Allocator) usableSpace(ip netip.Addr) (*space, *Error) {
 func (a *Allocator) planRequested(svc *Service, rec *record) ([]netip.Addr, *Error) {
 	var want *poolState
 	if svc.Pool != "" {
-		p, err := a.requestedPool(svc)
+		p, err := a.admittingPool(svc.Pool, svc)
 		if err != nil {
 			return nil, err
 		}
 		want = p
 	}
+	if err := checkRequestedIPs(svc); err != nil {
+		return nil, err
+	}
 	ips := svc.IPs
-	n := len(ips)
-	switch {
-	case svc.Policy == SingleStack && n != 1:
-		return nil, errorf(BadRequest, "a SingleStack Service takes one IP, but %d were requested (%s)", n, joinIPs(ips))
-	case svc.Policy == RequireDualStack && (n != 2 || FamilyOf(ips[0]) == FamilyOf(ips[1])):
-		return nil, errorf(BadRequest, "a RequireDualStack Service needs one IPv4 and one IPv6 address, but %s was requested", joinIPs(ips))
-	case svc.Policy == PreferDualStack && (n > 2 || n == 2 && FamilyOf(ips[0]) == FamilyOf(ips[1])):
-		return nil, errorf(BadRequest, "a PreferDualStack Service takes one IP, or one IPv4 and one IPv6 address, but %s was requested", joinIPs(ips))
-	}
-	for _, ip := range ips {
-		if !slices.Contains(svc.Families, FamilyOf(ip)) {
-			return nil, errorf(BadRequest, "requested IP %v is %v, but the Service's IP families are %v", ip, FamilyOf(ip), svc.Families)
-		}
-	}
 	var pool *poolState
 	for _, ip := range ips {
 		s, err := a.usableSpace(ip)
@@ -123,13 +134,15 @@ func (a *Allocator) planRequested(svc *Service, rec *record) ([]netip.Addr, *Err
 	return ips, nil
 }
 
-func (a *Allocator) requestedPool(svc *Service) (*poolState, *Error) {
-	p := a.pools[svc.Pool]
+// admittingPool returns the named pool if it exists, is usable and admits
+// svc, or an error saying which of these fails.
+func (a *Allocator) admittingPool(name string, svc *Service) (*poolState, *Error) {
+	p := a.pools[name]
 	switch {
 	case p == nil:
-		return nil, errorf(UnknownPool, "address pool %q does not exist", svc.Pool)
+		return nil, errorf(UnknownPool, "address pool %q does not exist", name)
 	case !p.usable:
-		return nil, errorf(PoolUnusable, "address pool %q is not usable: %s", svc.Pool, p.why)
+		return nil, errorf(PoolUnusable, "address pool %q is not usable: %s", name, p.why)
 	}
 	if err := p.admits(svc); err != nil {
 		return nil, err
@@ -178,7 +191,7 @@ func (a *Allocator) planAuto(svc *Service, rec *record) ([]netip.Addr, *Error) {
 		}
 	}
 	if ips == nil {
-		return nil, a.exhausted(svc, cands)
+		return nil, exhausted(svc, cands)
 	}
 	return ips, nil
 }
@@ -187,17 +200,9 @@ func (a *Allocator) planAuto(svc *Service, rec *record) ([]netip.Addr, *Error) {
 // addresses from, in the order to try them, and the pool of its current
 // addresses if that comes first.
 func (a *Allocator) candidates(svc *Service, rec *record) ([]*poolState, *poolState, *Error) {
-	var sticky *poolState
-	if rec != nil {
-		for _, ip := range rec.ips {
-			if s := a.spaceOf(ip); s != nil && s.pool.admits(svc) == nil && (svc.Pool == "" || s.pool.Name == svc.Pool) {
-				sticky = s.pool
-				break
-			}
-		}
-	}
+	sticky := a.heldPool(svc, rec)
 	if svc.Pool != "" {
-		p, err := a.requestedPool(svc)
+		p, err := a.admittingPool(svc.Pool, svc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -236,16 +241,37 @@ func (a *Allocator) candidates(svc *Service, rec *record) ([]*poolState, *poolSt
 		}
 		out = append(out, p)
 	}
-	switch {
-	case len(out) > 0:
-		return out, sticky, nil
-	case len(a.order) == 0:
-		return nil, nil, errorf(UnknownPool, "no usable address pool has autoAssign enabled; create one, or name a pool for this Service")
+	if len(out) == 0 {
+		return nil, nil, noneServes(refused)
+	}
+	return out, sticky, nil
+}
+
+// heldPool returns the pool of the first of rec's addresses whose pool
+// admits svc and is the one it asks for, if any: the pool its addresses
+// stay in.
+func (a *Allocator) heldPool(svc *Service, rec *record) *poolState {
+	if rec == nil {
+		return nil
+	}
+	for _, ip := range rec.ips {
+		if s := a.spaceOf(ip); s != nil && s.pool.admits(svc) == nil && (svc.Pool == "" || s.pool.Name == svc.Pool) {
+			return s.pool
+		}
+	}
+	return nil
+}
+
+// noneServes explains why no auto-assign pool is a candidate: there is
+// none, or each refused the Service for the reason in refused.
+func noneServes(refused []string) *Error {
+	if len(refused) == 0 {
+		return errorf(UnknownPool, "no usable address pool has autoAssign enabled; create one, or name a pool for this Service")
 	}
 	if len(refused) > 3 {
 		refused = append(refused[:3], fmt.Sprintf("and %d more", len(refused)-3))
 	}
-	return nil, nil, errorf(NotAllowed, "no address pool with autoAssign serves this Service: %s", strings.Join(refused, "; "))
+	return errorf(NotAllowed, "no address pool with autoAssign serves this Service: %s", strings.Join(refused, "; "))
 }
 
 // fill picks one address of each family in fams from pool p, or returns nil.
@@ -315,7 +341,7 @@ func (a *Allocator) pick(s *space, svc *Service, rec *record) (netip.Addr, bool)
 }
 
 // exhausted explains why no candidate pool could give svc its addresses.
-func (a *Allocator) exhausted(svc *Service, cands []*poolState) *Error {
+func exhausted(svc *Service, cands []*poolState) *Error {
 	fams := svc.Families
 	what := "a free " + fams[0].String() + " address"
 	switch {

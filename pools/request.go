@@ -61,10 +61,28 @@ func normalize(in Service) (Service, *Error) {
 	if ns, _, ok := strings.Cut(svc.Key, "/"); ok && svc.Namespace == "" {
 		svc.Namespace = ns
 	}
+	fams, err := families(in.Families, in.Policy)
+	if err != nil {
+		return svc, err
+	}
+	svc.Families = fams
+	svc.Ports = ports(in.Ports)
+	svc.IPs = slices.Clone(in.IPs)
+	if err := checkIPs(svc.IPs); err != nil {
+		return svc, err
+	}
+	return svc, nil
+}
+
+// families returns the IP families a Service with policy p gets from its
+// spec.ipFamilies, primary first: duplicates dropped, IPv4 if none, the
+// primary alone for SingleStack, the other family added for
+// RequireDualStack.
+func families(in []Family, p Policy) ([]Family, *Error) {
 	fams := make([]Family, 0, 2)
-	for _, f := range in.Families {
+	for _, f := range in {
 		if f != IPv4 && f != IPv6 {
-			return svc, errorf(BadRequest, "unknown IP family %v", f)
+			return nil, errorf(BadRequest, "unknown IP family %v", f)
 		}
 		if !slices.Contains(fams, f) {
 			fams = append(fams, f)
@@ -73,7 +91,7 @@ func normalize(in Service) (Service, *Error) {
 	if len(fams) == 0 {
 		fams = append(fams, IPv4)
 	}
-	switch svc.Policy {
+	switch p {
 	case SingleStack:
 		fams = fams[:1]
 	case PreferDualStack:
@@ -82,22 +100,46 @@ func normalize(in Service) (Service, *Error) {
 			fams = append(fams, other(fams[0]))
 		}
 	default:
-		return svc, errorf(BadRequest, "unknown IP family policy %v", svc.Policy)
+		return nil, errorf(BadRequest, "unknown IP family policy %v", p)
 	}
-	svc.Families = fams
-	svc.Ports = make([]Port, len(in.Ports))
-	for i, p := range in.Ports {
+	return fams, nil
+}
+
+// ports returns a copy of ps with protocols upper-case and "" made TCP, so
+// that the sharing rules compare like with like.
+func ports(ps []Port) []Port {
+	out := make([]Port, len(ps))
+	for i, p := range ps {
 		p.Protocol = strings.ToUpper(p.Protocol)
 		if p.Protocol == "" {
 			p.Protocol = "TCP"
 		}
-		svc.Ports[i] = p
+		out[i] = p
 	}
-	svc.IPs = slices.Clone(in.IPs)
-	if err := checkIPs(svc.IPs); err != nil {
-		return svc, err
+	return out
+}
+
+// checkRequestedIPs checks the IPs a normalized Service asks for against
+// its policy and families, before any pool is looked at: one IP for
+// SingleStack, one of each family for RequireDualStack, one or one of each
+// for PreferDualStack, and only the Service's families.
+func checkRequestedIPs(svc *Service) *Error {
+	ips := svc.IPs
+	n := len(ips)
+	switch {
+	case svc.Policy == SingleStack && n != 1:
+		return errorf(BadRequest, "a SingleStack Service takes one IP, but %d were requested (%s)", n, joinIPs(ips))
+	case svc.Policy == RequireDualStack && (n != 2 || FamilyOf(ips[0]) == FamilyOf(ips[1])):
+		return errorf(BadRequest, "a RequireDualStack Service needs one IPv4 and one IPv6 address, but %s was requested", joinIPs(ips))
+	case svc.Policy == PreferDualStack && (n > 2 || n == 2 && FamilyOf(ips[0]) == FamilyOf(ips[1])):
+		return errorf(BadRequest, "a PreferDualStack Service takes one IP, or one IPv4 and one IPv6 address, but %s was requested", joinIPs(ips))
 	}
-	return svc, nil
+	for _, ip := range ips {
+		if !slices.Contains(svc.Families, FamilyOf(ip)) {
+			return errorf(BadRequest, "requested IP %v is %v, but the Service's IP families are %v", ip, FamilyOf(ip), svc.Families)
+		}
+	}
+	return nil
 }
 
 // checkIPs refuses addresses no pool can hold and duplicates.

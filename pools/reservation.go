@@ -26,9 +26,9 @@ func (a *Allocator) isReserved(ip netip.Addr) bool {
 	return ok && p == r
 }
 
-func (a *Allocator) heldByIngress(ip netip.Addr, self string) bool {
-	for _, k := range a.holders[ip] {
-		if k != self && a.services[k].svc.Ingress {
+func (l *ledger) heldByIngress(ip netip.Addr, self string) bool {
+	for _, k := range l.holders[ip] {
+		if k != self && l.services[k].svc.Ingress {
 			return true
 		}
 	}
