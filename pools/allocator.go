@@ -53,19 +53,6 @@ func (a *Allocator) init() {
 	}
 }
 
-// DefaultPool returns the name of the pool tried first for automatic
-// assignment (the usable auto-assign pool with the best priority, then the
-// first name), or "" if there is none. Its first address of each family is
-// reserved for the ingress Service.
-func (a *Allocator) DefaultPool() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.def == nil {
-		return ""
-	}
-	return a.def.Name
-}
-
 // Allocate gives a Service its addresses.
 //
 // A Service that asks for no IP gets, in each family it needs, the lowest

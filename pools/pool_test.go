@@ -57,7 +57,7 @@ func TestSetPoolsConflicts(t *testing.T) {
 	if c := a.Counters("six"); len(c) != 2 {
 		t.Errorf("Counters(six) = %v, want both families", c)
 	}
-	if d := a.DefaultPool(); d != "after" {
+	if d := defaultPool(a); d != "after" {
 		t.Errorf("DefaultPool = %q", d)
 	}
 	failAllocate(t, a, svc("ns/x", fromPool("dup")), PoolUnusable, `address pool "dup" is not usable: 2 pools are named "dup"; pool names must be unique`)

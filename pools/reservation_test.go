@@ -60,7 +60,7 @@ func TestIngressReservation(t *testing.T) {
 	})
 	t.Run("the reservation follows the default pool", func(t *testing.T) {
 		a := newAllocator(t, priority(2, pool("a", "10.0.0.0/29")), priority(1, pool("b", "10.1.0.0/29")))
-		if d := a.DefaultPool(); d != "b" {
+		if d := defaultPool(a); d != "b" {
 			t.Fatalf("DefaultPool = %q", d)
 		}
 		mustAllocate(t, a, svc("ns/inb", fromPool("b")), "10.1.0.1")
@@ -71,7 +71,7 @@ func TestIngressReservation(t *testing.T) {
 		if len(rep.Orphaned) > 0 {
 			t.Fatalf("a priority change orphaned %v", rep.Orphaned)
 		}
-		if d := a.DefaultPool(); d != "a" {
+		if d := defaultPool(a); d != "a" {
 			t.Fatalf("DefaultPool = %q", d)
 		}
 		checkInvariants(t, a)
