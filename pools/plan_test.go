@@ -385,3 +385,28 @@ func TestPreferDualStackKeepsWhatIsLeft(t *testing.T) {
 		t.Fatalf("pool %q", got.Pool)
 	}
 }
+
+// noneServes and exhausted are pure: their long-list cases are checked here
+// without building that many pools.
+func TestNoneServes(t *testing.T) {
+	checkErr(t, "no pool", noneServes(nil), UnknownPool,
+		"no usable address pool has autoAssign enabled; create one, or name a pool for this Service")
+	checkErr(t, "three", noneServes([]string{"a", "b", "c"}), NotAllowed,
+		"no address pool with autoAssign serves this Service: a; b; c")
+	checkErr(t, "five", noneServes([]string{"a", "b", "c", "d", "e"}), NotAllowed,
+		"no address pool with autoAssign serves this Service: a; b; c; and 2 more")
+}
+
+func TestExhausted(t *testing.T) {
+	var cands []*poolState
+	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		cands = append(cands, &poolState{Pool: Pool{Name: name}})
+	}
+	s := svc("ns/s", stack(PreferDualStack, IPv6, IPv4))
+	n, _ := normalize(s)
+	checkErr(t, "seven pools", exhausted(&n, cands), Exhausted,
+		`no address pool has a free IPv4 or IPv6 address for this Service (pools tried: "a", "b", "c", "d", "e", and 2 more)`)
+	n.Pool = "a"
+	checkErr(t, "a named pool with neither family", exhausted(&n, cands[:1]), Exhausted,
+		`address pool "a" has no IPv6 or IPv4 addresses, and this PreferDualStack Service needs one`)
+}
