@@ -134,31 +134,8 @@ func (a *Allocator) Assign(in Service, ips []netip.Addr) (Assignment, error) {
 	if err := checkIPs(ips); err != nil {
 		return Assignment{}, err
 	}
-	var pool *poolState
-	for i, ip := range ips {
-		if !slices.Contains(svc.Families, FamilyOf(ip)) {
-			return Assignment{}, errorf(BadRequest, "%v is %v, but the Service's IP families are %v", ip, FamilyOf(ip), svc.Families)
-		}
-		if i > 0 && FamilyOf(ips[0]) == FamilyOf(ip) {
-			return Assignment{}, errorf(BadRequest, "a Service holds at most one address per family, not %v and %v", ips[0], ip)
-		}
-		s, err := a.usableSpace(ip)
-		if err != nil {
-			return Assignment{}, err
-		}
-		if pool != nil && s.pool != pool {
-			return Assignment{}, errorf(BadRequest, "%v and %v are in different address pools (%q and %q); a Service's addresses come from one pool",
-				ips[0], ip, pool.Name, s.pool.Name)
-		}
-		pool = s.pool
-	}
-	if err := pool.admits(&svc); err != nil {
+	if err := a.checkHeld(&svc, ips); err != nil {
 		return Assignment{}, err
-	}
-	for _, ip := range ips {
-		if err := a.shareable(ip, &svc); err != nil {
-			return Assignment{}, err
-		}
 	}
 	return a.assignmentOf(a.replace(&svc, ips)), nil
 }

@@ -7,37 +7,50 @@ import (
 	"strings"
 )
 
-// fits reports whether svc may hold ips: all in one usable pool that admits
-// it, one per family of its families, sharing compatible. With strict, ips
-// must also meet the Service's request and policy.
-func (a *Allocator) fits(ips []netip.Addr, svc *Service, strict bool) bool {
-	if len(ips) == 0 {
-		return false
-	}
+// checkHeld checks that svc may hold ips, whatever it asks for: one address
+// of each of some of its families, all in one usable pool that admits it,
+// sharing compatible. ips must not be empty.
+func (a *Allocator) checkHeld(svc *Service, ips []netip.Addr) *Error {
 	var pool *poolState
 	for i, ip := range ips {
-		s := a.spaceOf(ip)
-		if s == nil || pool != nil && s.pool != pool {
-			return false
+		f := FamilyOf(ip)
+		if !slices.Contains(svc.Families, f) {
+			return errorf(BadRequest, "%v is %v, but the Service's IP families are %v", ip, f, svc.Families)
+		}
+		if j := slices.IndexFunc(ips[:i], func(o netip.Addr) bool { return FamilyOf(o) == f }); j >= 0 {
+			return errorf(BadRequest, "a Service holds at most one address per family, not %v and %v", ips[j], ip)
+		}
+		s, err := a.usableSpace(ip)
+		if err != nil {
+			return err
+		}
+		if pool != nil && s.pool != pool {
+			return errorf(BadRequest, "%v and %v are in different address pools (%q and %q); a Service's addresses come from one pool",
+				ips[0], ip, pool.Name, s.pool.Name)
 		}
 		pool = s.pool
-		if _, ok := s.pos(ip); !ok {
-			return false
-		}
-		f := FamilyOf(ip)
-		if !slices.Contains(svc.Families, f) ||
-			slices.ContainsFunc(ips[:i], func(o netip.Addr) bool { return FamilyOf(o) == f }) ||
-			a.shareable(ip, svc) != nil {
-			return false
+	}
+	if err := pool.admits(svc); err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if err := a.shareable(ip, svc); err != nil {
+			return err
 		}
 	}
-	if pool.admits(svc) != nil {
+	return nil
+}
+
+// fits reports whether svc may hold ips (checkHeld). With strict, ips must
+// also meet the Service's request and policy.
+func (a *Allocator) fits(ips []netip.Addr, svc *Service, strict bool) bool {
+	if len(ips) == 0 || a.checkHeld(svc, ips) != nil {
 		return false
 	}
 	if !strict {
 		return true
 	}
-	if svc.Pool != "" && pool.Name != svc.Pool {
+	if svc.Pool != "" && a.spaceOf(ips[0]).pool.Name != svc.Pool {
 		return false
 	}
 	if len(svc.IPs) > 0 && (len(svc.IPs) != len(ips) || len(missingIPs(svc.IPs, ips)) > 0) {
