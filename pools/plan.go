@@ -139,9 +139,8 @@ func (a *Allocator) planRequested(svc *Service, rec *record) ([]netip.Addr, *Err
 		if err := a.shareable(ip, svc); err != nil {
 			return nil, err
 		}
-		if !svc.Ingress && a.isReserved(ip) && !(rec != nil && slices.Contains(rec.ips, ip)) && !a.heldByIngress(ip, svc.Key) {
-			return nil, errorf(Reserved, "%v is reserved for the ingress Service: it is the first address of the default pool %q",
-				ip, a.def.Name)
+		if err := a.checkReserved(ip, svc, rec); err != nil {
+			return nil, err
 		}
 	}
 	return ips, nil

@@ -16,6 +16,18 @@ func (a *Allocator) reserved(s *space) (u128, bool) {
 	return s.first, true
 }
 
+// checkReserved refuses the ingress address to svc when it asks for it by
+// IP, unless svc is the ingress Service, holds it already, or shares it
+// with the ingress Service.
+func (a *Allocator) checkReserved(ip netip.Addr, svc *Service, rec *record) *Error {
+	if !svc.Ingress && a.isReserved(ip) && !(rec != nil && slices.Contains(rec.ips, ip)) && !a.heldByIngress(ip, svc.Key) {
+		return errorf(Reserved, "%v is reserved for the ingress Service: it is the first address of the default pool %q",
+			ip, a.def.Name)
+	}
+	return nil
+}
+
+// isReserved reports whether ip is the ingress address of the default pool.
 func (a *Allocator) isReserved(ip netip.Addr) bool {
 	s := a.spaceOf(ip)
 	r, ok := a.reserved(s)
@@ -26,6 +38,8 @@ func (a *Allocator) isReserved(ip netip.Addr) bool {
 	return ok && p == r
 }
 
+// heldByIngress reports whether the ingress Service, if it is not self,
+// holds ip.
 func (l *ledger) heldByIngress(ip netip.Addr, self string) bool {
 	for _, k := range l.holders[ip] {
 		if k != self && l.services[k].svc.Ingress {
