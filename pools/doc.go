@@ -10,6 +10,15 @@
 // and writes the resulting [Assignment] back to the cluster. Everything here
 // can be driven directly from tests.
 //
+// An allocation goes through three steps, each in its own file with its own
+// tests: the request (request.go: what a Service asks for, checked and
+// normalized), the plan (plan.go: whether what it holds still fits, else
+// which pool and address it gets) and the ledger (ledger.go: who holds
+// which address, and the sharing rules). reservation.go keeps the first
+// address of the default pool for the ingress Service; pool.go and
+// space.go hold the pools and their addresses; allocator.go ties these
+// together behind one lock.
+//
 // Allocation never scans a pool. Each pool keeps, per address family, its free
 // addresses as a set of disjoint intervals in a treap, so taking the lowest
 // free address, taking a given address and giving one back are O(log n) in the

@@ -21,8 +21,8 @@ func TestAutoAssignOrder(t *testing.T) {
 	if got := a.AutoAssignOrder(); !slices.Equal(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
-	if got := a.AutoAssignOrder()[0]; got != a.DefaultPool() {
-		t.Fatalf("first %q is not the default pool %q", got, a.DefaultPool())
+	if got := a.AutoAssignOrder()[0]; got != defaultPool(a) {
+		t.Fatalf("first %q is not the default pool %q", got, defaultPool(a))
 	}
 }
 

@@ -125,6 +125,63 @@ func checkErr(t testing.TB, what string, err error, reason Reason, msg string) {
 	}
 }
 
+// scenario: set the pools, allocate the services in before (which must
+// succeed), then allocate svc and compare.
+type scenario struct {
+	name   string
+	pools  []Pool
+	before []Service
+	svc    Service
+	want   []string // the IPs on success
+	pool   string   // the pool on success
+	reason Reason   // on failure
+	err    string   // on failure, the exact message
+}
+
+func runScenarios(t *testing.T, cases []scenario) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New()
+			a.SetPools(tc.pools)
+			for _, b := range tc.before {
+				if _, err := a.Allocate(b); err != nil {
+					t.Fatalf("before: Allocate(%s): %v", b.Key, err)
+				}
+			}
+			got, err := a.Allocate(tc.svc)
+			checkInvariants(t, a)
+			if tc.err != "" {
+				checkErr(t, "Allocate", err, tc.reason, tc.err)
+				if _, ok := a.Lookup(tc.svc.Key); ok || got.IPs != nil {
+					t.Fatalf("a failed Allocate assigned %v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Allocate: %v", err)
+			}
+			if !slices.Equal(got.IPs, ips(tc.want...)) || tc.pool != "" && got.Pool != tc.pool {
+				t.Fatalf("Allocate = %v from %q, want %v from %q", got.IPs, got.Pool, tc.want, tc.pool)
+			}
+			if again, err := a.Allocate(tc.svc); err != nil || !slices.Equal(again.IPs, got.IPs) || again.Pool != got.Pool {
+				t.Fatalf("Allocate again = %v %v, want the same %v", again, err, got)
+			}
+		})
+	}
+}
+
+// defaultPool names the pool whose first addresses are reserved for the
+// ingress Service, or "" if there is none.
+func defaultPool(a *Allocator) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.def == nil {
+		return ""
+	}
+	return a.def.Name
+}
+
 // checkInvariants recounts everything the allocator keeps incrementally and
 // checks the rules that must hold after any sequence of calls.
 func checkInvariants(t testing.TB, a *Allocator) {
@@ -133,7 +190,7 @@ func checkInvariants(t testing.TB, a *Allocator) {
 	for name := range a.pools {
 		counters[name] = a.Counters(name)
 	}
-	def := a.DefaultPool()
+	def := defaultPool(a)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -407,17 +407,10 @@ func (a *Allocator) AutoAssignOrder() []string {
 func (a *Allocator) Admits(pool string, svc Service) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p, ok := a.pools[pool]
-	if !ok {
-		return errorf(UnknownPool, "address pool %q does not exist", pool)
-	}
-	if !p.usable {
-		return errorf(PoolUnusable, "address pool %q is not usable: %s", pool, p.why)
-	}
 	if svc.Namespace == "" {
 		svc.Namespace, _, _ = strings.Cut(svc.Key, "/")
 	}
-	if err := p.admits(&svc); err != nil {
+	if _, err := a.admittingPool(pool, &svc); err != nil {
 		return err
 	}
 	return nil
