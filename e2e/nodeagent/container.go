@@ -49,6 +49,11 @@ type ctr struct {
 	stop     context.CancelFunc // stops the probes of the current run
 }
 
+// all is every container of the Pod, init containers first.
+func (w *worker) all() []*ctr {
+	return append(append([]*ctr{}, w.inits...), w.ctrs...)
+}
+
 func (w *worker) start(ctx context.Context, c *ctr) {
 	c.gen++
 	c.pending, c.waitWhy, c.waitMsg = false, "", ""
@@ -89,8 +94,8 @@ func (w *worker) handle(ctx context.Context, ev event) {
 			pid := c.pid
 			go func() {
 				time.Sleep(grace)
-				if c2 := pid; c2 > 0 {
-					_ = syscall.Kill(-c2, syscall.SIGKILL)
+				if pid > 0 {
+					_ = syscall.Kill(-pid, syscall.SIGKILL)
 				}
 			}()
 		}

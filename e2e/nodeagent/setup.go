@@ -44,7 +44,7 @@ func (w *worker) setUp(ctx context.Context) bool {
 				return true
 			}
 			w.teardown()
-			for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+			for _, c := range w.all() {
 				c.waitWhy, c.waitMsg = why, err.Error()
 			}
 		}
@@ -164,7 +164,7 @@ func (w *worker) fillIPs() {
 // teardown removes the Pod's network namespace and files; its processes
 // are gone by now.
 func (w *worker) teardown() {
-	for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+	for _, c := range w.all() {
 		if c.stop != nil {
 			c.stop()
 		}

@@ -97,14 +97,14 @@ func (w *worker) stopAll(grace time.Duration) {
 	w.stopping = true
 	running := func() int {
 		n := 0
-		for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+		for _, c := range w.all() {
 			if c.running {
 				n++
 			}
 		}
 		return n
 	}
-	for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+	for _, c := range w.all() {
 		c.pending = false
 		w.signal(c, syscall.SIGTERM)
 	}
@@ -116,7 +116,7 @@ func (w *worker) stopAll(grace time.Duration) {
 			w.handle(context.Background(), ev)
 		case <-deadline:
 			if !killed {
-				for _, c := range append(append([]*ctr{}, w.inits...), w.ctrs...) {
+				for _, c := range w.all() {
 					w.signal(c, syscall.SIGKILL)
 				}
 				killed = true
