@@ -54,6 +54,8 @@ func (w *worker) all() []*ctr {
 	return append(append([]*ctr{}, w.inits...), w.ctrs...)
 }
 
+// start runs a container's process and, for a regular container, its
+// probes. A process that cannot start counts as an exit with code 128.
 func (w *worker) start(ctx context.Context, c *ctr) {
 	c.gen++
 	c.pending, c.waitWhy, c.waitMsg = false, "", ""
@@ -75,6 +77,9 @@ func (w *worker) start(ctx context.Context, c *ctr) {
 	w.a.events.Eventf(w.pod, corev1.EventTypeNormal, "Started", "Started container %s (%s)", c.spec.Name, c.prog.Argv[0])
 }
 
+// handle applies one event of a container's current run: readiness,
+// a probe's verdict that kills it, an exit (restart with back-off or not,
+// by restartPolicy), or a back-off that elapsed.
 func (w *worker) handle(ctx context.Context, ev event) {
 	c := ev.c
 	if ev.gen != c.gen {
@@ -151,6 +156,7 @@ func nextBackoff(prev, ran time.Duration) time.Duration {
 	return min(max(2*prev, time.Second), 30*time.Second)
 }
 
+// signal sends sig to the process group of a running container.
 func (w *worker) signal(c *ctr, sig syscall.Signal) {
 	if c.running && c.pid > 0 {
 		_ = syscall.Kill(-c.pid, sig)

@@ -41,6 +41,8 @@ func (w *worker) push(ctx context.Context) {
 	w.pushed = &st
 }
 
+// status is the Pod status as this worker sees it, over the last one read
+// from the API so fields others own survive.
 func (w *worker) status() corev1.PodStatus {
 	st := *w.pod.Status.DeepCopy()
 	st.Phase = w.phase()
@@ -68,6 +70,8 @@ func (w *worker) status() corev1.PodStatus {
 	return st
 }
 
+// phase follows the kubelet: Failed or Succeeded once no container will
+// run again, Running once any container has started, else Pending.
 func (w *worker) phase() corev1.PodPhase {
 	if w.failWhy != "" {
 		return corev1.PodFailed
@@ -88,6 +92,8 @@ func (w *worker) phase() corev1.PodPhase {
 	return corev1.PodPending
 }
 
+// containerStatus reports one container: running, terminated for good, or
+// waiting (creating, or backing off with the reason that says why).
 func (w *worker) containerStatus(c *ctr) corev1.ContainerStatus {
 	s := corev1.ContainerStatus{Name: c.spec.Name, Image: c.spec.Image,
 		RestartCount: c.restarts, Ready: c.ready, LastTerminationState: corev1.ContainerState{Terminated: c.last}}
@@ -114,6 +120,8 @@ func (w *worker) containerStatus(c *ctr) corev1.ContainerStatus {
 	return s
 }
 
+// setCondition sets condition t of conds to ok, moving its transition time
+// only when the status changes; reason only explains a False.
 func setCondition(conds []corev1.PodCondition, t corev1.PodConditionType, ok bool, reason string) []corev1.PodCondition {
 	st := corev1.ConditionFalse
 	if ok {

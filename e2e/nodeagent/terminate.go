@@ -25,6 +25,8 @@ func (w *worker) terminate(ctx context.Context) {
 	w.finishDeletion(ctx)
 }
 
+// grace is the termination grace period: the deletion's, else the spec's,
+// else the default 30 s.
 func (w *worker) grace() time.Duration {
 	if g := w.pod.DeletionGracePeriodSeconds; g != nil {
 		return time.Duration(*g) * time.Second

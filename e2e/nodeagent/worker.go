@@ -45,6 +45,8 @@ type worker struct {
 	stopping bool
 }
 
+// newWorker makes the worker of Pod p; Agent.dispatch starts run and
+// sends it every later version of p.
 func newWorker(a *Agent, p *corev1.Pod) *worker {
 	return &worker{a: a, pod: p.DeepCopy(),
 		log:     a.log.With("pod", p.Namespace+"/"+p.Name),
@@ -68,6 +70,8 @@ func (w *worker) send(p *corev1.Pod, gone bool) {
 	}
 }
 
+// emit hands an event to the worker's goroutine, or drops it once the
+// worker is done.
 func (w *worker) emit(ev event) {
 	select {
 	case w.events <- ev:
@@ -75,6 +79,9 @@ func (w *worker) emit(ev event) {
 	}
 }
 
+// run is the Pod's whole life on this node: set up, init containers,
+// containers, then a loop over API updates and container events that
+// writes the status after each, until the Pod is deleted or finished.
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	u := <-w.updates
@@ -173,6 +180,8 @@ func (w *worker) runInits(ctx context.Context) bool {
 	return true
 }
 
+// finished says no container will run again: the Pod failed or every
+// container has terminated for good.
 func (w *worker) finished() bool {
 	if w.failWhy != "" {
 		return true
@@ -185,6 +194,7 @@ func (w *worker) finished() bool {
 	return true
 }
 
+// waitForDeletion idles a finished Pod until the API deletes it.
 func (w *worker) waitForDeletion(ctx context.Context) {
 	for {
 		select {
@@ -204,6 +214,8 @@ func (w *worker) waitForDeletion(ctx context.Context) {
 	}
 }
 
+// finishDeletion removes the Pod object once nothing of it runs here, as
+// the kubelet does at the end of graceful deletion.
 func (w *worker) finishDeletion(ctx context.Context) {
 	err := w.a.cs.CoreV1().Pods(w.pod.Namespace).Delete(ctx, w.pod.Name, metav1.DeleteOptions{
 		GracePeriodSeconds: ptr.To[int64](0),
