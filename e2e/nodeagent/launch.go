@@ -1,15 +1,23 @@
 package nodeagent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 )
 
 // Launch is everything a container process needs set up before its
@@ -193,4 +201,158 @@ func ensureMountpoint(m Mount) ([]string, error) {
 		}
 	}
 	return created, nil
+}
+
+func (w *worker) startProcess(ctx context.Context, c *ctr) error {
+	env, err := w.containerEnv(ctx, c.spec)
+	if err != nil {
+		return err
+	}
+	var e envList
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		e.set(k, v)
+	}
+	argv := make([]string, len(c.prog.Argv))
+	for i, a := range c.prog.Argv {
+		argv[i] = expand(a, e.lookup)
+	}
+	ms, err := mounts(c.spec, w.vols)
+	if err != nil {
+		return err
+	}
+	if c.prog.Nginx {
+		var extra []Mount
+		argv, extra, err = w.nginx(c, ms)
+		if err != nil {
+			return err
+		}
+		ms = append(extra, ms...)
+	}
+	l := Launch{Argv: argv, Env: env, Dir: c.spec.WorkingDir, Mounts: ms}
+	l.UID, l.GID = w.runAs(c.spec)
+	if w.netns != "" {
+		l.Netns = "/run/netns/" + w.netns
+		l.Hostname = w.pod.Name
+	}
+	for _, m := range ms {
+		created, err := ensureMountpoint(m)
+		w.a.recordMountpoints(created)
+		if err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Target, err)
+		}
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	spec := filepath.Join(w.dir, c.spec.Name+".launch.json")
+	if err := os.WriteFile(spec, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(w.a.cfg.LogDir, 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(w.a.logFile(w.pod.Namespace, w.pod.Name, c.spec.Name),
+		os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "init", spec)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	flags := uintptr(syscall.CLONE_NEWNS)
+	if w.netns != "" {
+		flags |= syscall.CLONE_NEWUTS
+	}
+	// Setpgid: signals go to the whole process group (nginx's workers too).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.pid = cmd.Process.Pid
+	pidFile := w.a.pidFile(w.pod.UID, c.spec.Name)
+	_ = os.MkdirAll(filepath.Dir(pidFile), 0o755)
+	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(c.pid)), 0o644)
+	gen := c.gen
+	go func() {
+		err := cmd.Wait()
+		code := int32(0)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int32(ws.Signal())
+			} else {
+				code = int32(ee.ExitCode())
+			}
+		} else if err != nil {
+			code = 128
+		}
+		w.emit(event{c: c, gen: gen, kind: evExited, code: code})
+	}()
+	return nil
+}
+
+// runAs is the user and group of securityContext, the container's over the
+// Pod's. A container that adds capabilities keeps running as root: the lab
+// does not implement ambient capabilities, and root has them all.
+func (w *worker) runAs(c *corev1.Container) (uid, gid *int) {
+	pick := func(ctr, pod *int64) *int {
+		v := pod
+		if ctr != nil {
+			v = ctr
+		}
+		if v == nil {
+			return nil
+		}
+		return ptr.To(int(*v))
+	}
+	var cu, cg, pu, pg *int64
+	if sc := c.SecurityContext; sc != nil {
+		cu, cg = sc.RunAsUser, sc.RunAsGroup
+		if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+			if u := pick(cu, nil); u == nil || *u != 0 {
+				w.log.Info("container adds capabilities: running it as root", "container", c.Name)
+			}
+			return nil, nil
+		}
+	}
+	if sc := w.pod.Spec.SecurityContext; sc != nil {
+		pu, pg = sc.RunAsUser, sc.RunAsGroup
+	}
+	uid, gid = pick(cu, pu), pick(cg, pg)
+	if uid != nil && gid == nil {
+		gid = uid
+	}
+	return uid, gid
+}
+
+func (a *Agent) pidFile(uid types.UID, container string) string {
+	return filepath.Join(a.cfg.StateDir, "pids", string(uid), container+".pid")
+}
+
+var mountpointsMu sync.Mutex
+
+// recordMountpoints notes paths created on the host for bind mounts, so
+// `lab down` can remove them (they may be shared by pods of every node, so
+// nothing removes them while the lab runs).
+func (a *Agent) recordMountpoints(paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	mountpointsMu.Lock()
+	defer mountpointsMu.Unlock()
+	f, err := os.OpenFile(filepath.Join(a.cfg.StateDir, "mountpoints.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		a.log.Warn("record mount points", "err", err)
+		return
+	}
+	defer f.Close()
+	for _, p := range paths {
+		fmt.Fprintln(f, p)
+	}
 }

@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"net/netip"
 	"testing"
-	"time"
 )
 
 func TestNthAddr(t *testing.T) {
@@ -58,38 +57,4 @@ func equal(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-func TestNextBackoff(t *testing.T) {
-	for _, c := range []struct {
-		prev, ran, want time.Duration
-	}{
-		{0, time.Second, time.Second},
-		{time.Second, time.Second, 2 * time.Second},
-		{16 * time.Second, time.Second, 30 * time.Second},
-		{30 * time.Second, time.Second, 30 * time.Second},
-		{30 * time.Second, 2 * time.Minute, 0},
-	} {
-		if got := nextBackoff(c.prev, c.ran); got != c.want {
-			t.Errorf("nextBackoff(%s, %s) = %s, want %s", c.prev, c.ran, got, c.want)
-		}
-	}
-}
-
-func TestLastLines(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"a\nb\nc\n", 2, "b\nc\n"},
-		{"a\nb\nc", 1, "c\n"},
-		{"a\nb\n", 5, "a\nb\n"},
-		{"a\nb\n", 0, ""},
-		{"", 3, ""},
-	} {
-		if got := string(lastLines([]byte(c.in), c.n)); got != c.want {
-			t.Errorf("lastLines(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
-		}
-	}
 }

@@ -102,3 +102,91 @@ func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
 	}
 	return 0, fmt.Errorf("container %q has no port named %q", c.Name, p.StrVal)
 }
+
+// probeLoop runs the container's startup probe, then its readiness and
+// liveness probes, and reports transitions as events.
+func (w *worker) probeLoop(ctx context.Context, c *ctr, gen, pid int) {
+	host := w.podIPs[0]
+	spec := c.spec
+	sleep := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	period := func(p *corev1.Probe) time.Duration { return time.Duration(max(p.PeriodSeconds, 1)) * time.Second }
+	threshold := func(n int32) int32 { return max(n, 1) }
+
+	if p := spec.StartupProbe; p != nil {
+		if !sleep(time.Duration(p.InitialDelaySeconds) * time.Second) {
+			return
+		}
+		for fails := int32(0); ; {
+			err := probe(ctx, p, host, pid, spec)
+			if err == nil {
+				break
+			}
+			if fails++; fails >= threshold(p.FailureThreshold) {
+				w.emit(event{c: c, gen: gen, kind: evUnhealthy, msg: "startup probe: " + err.Error()})
+				return
+			}
+			if !sleep(period(p)) {
+				return
+			}
+		}
+	}
+	if p := spec.LivenessProbe; p != nil {
+		go func() {
+			if !sleep(time.Duration(p.InitialDelaySeconds) * time.Second) {
+				return
+			}
+			for fails := int32(0); ; {
+				if err := probe(ctx, p, host, pid, spec); err != nil {
+					if fails++; fails >= threshold(p.FailureThreshold) {
+						w.emit(event{c: c, gen: gen, kind: evUnhealthy, msg: "liveness probe: " + err.Error()})
+						return
+					}
+				} else {
+					fails = 0
+				}
+				if !sleep(period(p)) {
+					return
+				}
+			}
+		}()
+	}
+	p := spec.ReadinessProbe
+	if p == nil {
+		w.emit(event{c: c, gen: gen, kind: evReady})
+		return
+	}
+	if !sleep(time.Duration(p.InitialDelaySeconds) * time.Second) {
+		return
+	}
+	ready := false
+	var fails, oks int32
+	for {
+		err := probe(ctx, p, host, pid, spec)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			fails, oks = 0, oks+1
+			if !ready && oks >= threshold(p.SuccessThreshold) {
+				ready = true
+				w.emit(event{c: c, gen: gen, kind: evReady})
+			}
+		} else {
+			oks, fails = 0, fails+1
+			if ready && fails >= threshold(p.FailureThreshold) {
+				ready = false
+				w.emit(event{c: c, gen: gen, kind: evNotReady})
+			}
+		}
+		if !sleep(period(p)) {
+			return
+		}
+	}
+}
