@@ -11,7 +11,7 @@ VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || ec
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
 
-.PHONY: all deps build generate verify monitoring promtool test fuzz e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
+.PHONY: all deps build image generate verify monitoring promtool test fuzz e2e lab lab-down bench bench-pools bench-alloc bench-ingress bench-ingress-memory h2spec bench-bgp bench-failover k8s-bins check clean
 
 all: build
 
@@ -35,6 +35,23 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/ ./cmd/...
 	ln -sf porticoctl bin/kubectl-portico
+
+## image: Portico's container image, with no Docker daemon: the binaries
+## built for each of IMAGE_PLATFORMS (this machine's first), then
+## dist/portico-image.tar (this machine's platform; `docker load -i` or
+## `kind load image-archive`), dist/portico-image-<arch>.tar per platform,
+## and dist/oci, an OCI layout with every platform under one index (push it
+## with `crane push dist/oci` or `skopeo copy oci:dist/oci ...`). Tagged
+## ghcr.io/portico-lb/portico:$(VERSION); reproducible from the commit.
+IMAGE_PLATFORMS ?= linux/$(shell $(GO) env GOARCH) $(filter-out linux/$(shell $(GO) env GOARCH),linux/amd64 linux/arm64)
+image:
+	@set -e; for p in $(IMAGE_PLATFORMS); do \
+		echo "building $$p"; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+			-o .cache/image/$${p%/*}-$${p#*/}/ ./cmd/controller ./cmd/speaker ./cmd/ingress ./cmd/porticoctl; \
+	done
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(GO) run ./e2e/cmd/image --version $(VERSION) --out dist \
+		$(foreach p,$(IMAGE_PLATFORMS),$(p)=.cache/image/$(subst /,-,$(p)))
 
 ## generate: deepcopy functions and CRD YAML from api/.
 generate:
@@ -182,7 +199,7 @@ bench-bgp:
 
 ## check: what CI runs: generated files, formatting, vet, every test,
 ## end-to-end tests included.
-check: deps verify test fuzz e2e
+check: deps verify image test fuzz e2e
 
 clean:
 	rm -rf bin .cache

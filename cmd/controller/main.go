@@ -19,8 +19,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/cmd/buildinfo"
 	"github.com/portico-lb/portico/controller"
 )
+
+// version is the release, set at link time with -ldflags "-X main.version=...".
+var version string
 
 func main() {
 	if err := run(); err != nil {
@@ -42,7 +46,12 @@ func run() error {
 		workers      = flag.Int("workers", 4, "Services reconciled at once")
 		logLevel     = flag.String("log-level", "info", "debug, info, warn or error")
 	)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("portico-controller", buildinfo.Version(version))
+		return nil
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -26,11 +26,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/portico-lb/portico/cmd/buildinfo"
 	"github.com/portico-lb/portico/ingress"
 	"github.com/portico-lb/portico/ingress/accesslog"
 	"github.com/portico-lb/portico/ingress/proxy"
 	"github.com/portico-lb/portico/ingress/proxy/exchange"
 )
+
+// version is the release, set at link time with -ldflags "-X main.version=...".
+var version string
 
 func main() {
 	if err := run(); err != nil {
@@ -75,7 +79,12 @@ func run() error {
 		goroutineLoop = flag.Bool("goroutine-loop", false, "serve plain HTTP with a goroutine per connection alone, without the epoll event loops (one per CPU, each with a GOMAXPROCS of its own)")
 		debug         = flag.Bool("debug", false, "debug logging")
 	)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("portico-ingress", buildinfo.Version(version))
+		return nil
+	}
 
 	level := slog.LevelInfo
 	if *debug {

@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -29,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/cmd/buildinfo"
 )
 
 // version is the release, set at build time with
@@ -125,7 +125,10 @@ The kubectl flags (--kubeconfig, --context, -n, ...) work as in kubectl.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		// --version, as the other binaries have it.
+		Version: buildinfo.Version(version),
 	}
+	root.SetVersionTemplate(name() + " {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -141,40 +144,9 @@ func versionCommand(out io.Writer) *cobra.Command {
 		Short: "Print the version of this build",
 		Args:  exactArgs(0),
 		Run: func(*cobra.Command, []string) {
-			fmt.Fprintf(out, "%s %s\n", name(), buildVersion())
+			fmt.Fprintf(out, "%s %s\n", name(), buildinfo.Version(version))
 		},
 	}
-}
-
-// buildVersion is the -X version, else the module version and VCS
-// revision the Go toolchain recorded.
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev + dirty
-	}
-	return v + " " + bi.GoVersion
 }
 
 // exactArgs is cobra.ExactArgs as a usage error.

@@ -30,12 +30,16 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/cmd/buildinfo"
 	"github.com/portico-lb/portico/speaker"
 	"github.com/portico-lb/portico/speaker/bgp"
 	"github.com/portico-lb/portico/speaker/l2"
 	"github.com/portico-lb/portico/speaker/member"
 	"github.com/portico-lb/portico/speaker/status"
 )
+
+// version is the release, set at link time with -ldflags "-X main.version=...".
+var version string
 
 func main() {
 	if err := run(); err != nil {
@@ -64,7 +68,12 @@ func run() error {
 		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of the /healthz and /readyz endpoints")
 		logLevel       = flag.String("log-level", "info", "debug, info, warn or error")
 	)
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("portico-speaker", buildinfo.Version(version))
+		return nil
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
