@@ -103,6 +103,21 @@ func runSpeaker(t *testing.T, env *apitest.Env, node string, members ...string) 
 // runSpeakerAs runs the glue with cfg's credentials.
 func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, members ...string) (*speaker.Speaker, *recorder) {
 	t.Helper()
+	rec := &recorder{}
+	sp, stop := startSpeaker(t, cfg, env, node, rec, true, members...)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return sp, rec
+}
+
+// startSpeaker starts a manager running a speaker with announcer a, and
+// with a ServiceAnnouncement writer if withStatus, members the live
+// speakers; stop stops the manager and returns what its Start returned.
+func startSpeaker(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, a speaker.Announcer, withStatus bool, members ...string) (sp *speaker.Speaker, stop func() error) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
@@ -111,25 +126,22 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
-	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
-		Node: node, Announcers: []speaker.Announcer{rec}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond,
-		Status: status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond}),
-	})
-	if err := mgr.Add(sp); err != nil {
+	opts := speaker.Options{Node: node, Announcers: []speaker.Announcer{a}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond}
+	if withStatus {
+		opts.Status = status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond})
+	}
+	sp, err = speaker.New(mgr, mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	setMembers(sp, members...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	return sp, sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+		return <-done
 	})
-	return sp, rec
 }
 
 func setMembers(sp *speaker.Speaker, names ...string) {
