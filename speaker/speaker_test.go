@@ -531,3 +531,81 @@ func TestServiceAnnouncementFollowsOwner(t *testing.T) {
 		return len(got) == 0, fmt.Sprintf("%q", got)
 	})
 }
+
+// stalling is an Announcer whose calls from Reconcile (a State read from
+// the cluster, which always has its Nodes) wait until release is closed,
+// as an announcer busy on a slow socket would. It logs the start and end
+// of every call, and whether two ever overlapped.
+type stalling struct {
+	entered chan struct{}
+	release chan struct{}
+
+	mu      sync.Mutex
+	calls   []string
+	inside  int
+	overlap bool
+}
+
+func (a *stalling) Announce(_ context.Context, st *speaker.State) ([]speaker.Announcement, error) {
+	what := "reconcile"
+	if st.Nodes == nil {
+		what = "withdraw" // withdraw hands over a State with the node's name only
+	}
+	a.mu.Lock()
+	a.overlap = a.overlap || a.inside > 0
+	a.inside++
+	a.calls = append(a.calls, what+" start")
+	a.mu.Unlock()
+	if what == "reconcile" {
+		select {
+		case a.entered <- struct{}{}:
+		default:
+		}
+		<-a.release
+	}
+	a.mu.Lock()
+	a.inside--
+	a.calls = append(a.calls, what+" end")
+	a.mu.Unlock()
+	return nil, nil
+}
+
+// TestWithdrawsAfterLastReconcile: when the manager stops in the middle of
+// a Reconcile, with another change queued, the speaker withdraws once, after
+// that Reconcile has returned, and nothing calls the announcers after it.
+func TestWithdrawsAfterLastReconcile(t *testing.T) {
+	apitest.Need(t, envErr)
+	a := &stalling{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	sp, stop := startSpeaker(t, api.Config, api, "n1", a, false, "n1")
+	released := sync.OnceFunc(func() { close(a.release) })
+	t.Cleanup(func() { released(); _ = stop() })
+	select {
+	case <-a.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no Reconcile called the announcer")
+	}
+	setMembers(sp, "n1", "n2") // queued behind the Reconcile in progress
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Long enough for a withdrawal that does not wait for the Reconcile to
+	// show up, well within the manager's graceful shutdown timeout.
+	time.Sleep(300 * time.Millisecond)
+	released()
+	if err := <-stopped; err != nil {
+		t.Fatalf("manager: %v", err)
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.overlap {
+		t.Errorf("two calls to the announcer overlapped: %q", a.calls)
+	}
+	n := len(a.calls)
+	if n < 4 || a.calls[n-2] != "withdraw start" || a.calls[n-1] != "withdraw end" {
+		t.Fatalf("calls %q: want the withdrawal last", a.calls)
+	}
+	if slices.Contains(a.calls[:n-2], "withdraw start") {
+		t.Errorf("calls %q: withdrew more than once", a.calls)
+	}
+}
