@@ -25,7 +25,7 @@ func TestAnnouncementsMetric(t *testing.T) {
 		{Service: api, IP: v4, Protocol: ProtocolL2, Via: []string{"eth0"}}, // a shared IP counts per Service
 	}
 	bgp := &fixed{{Service: web, IP: v4, Protocol: ProtocolBGP, Via: []string{"tor-a", "tor-b"}}}
-	s := New(nil, nil, Options{Node: "n1", Announcers: []Announcer{l2, bgp}, Log: logr.Discard()})
+	s := newSpeaker(nil, nil, Options{Node: "n1", Announcers: []Announcer{l2, bgp}, Log: logr.Discard()})
 	check := func(wantL2, wantBGP float64) {
 		t.Helper()
 		if got := testutil.ToFloat64(announcements.WithLabelValues(ProtocolL2)); got != wantL2 {

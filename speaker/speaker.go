@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,10 +14,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/lbservice"
@@ -29,18 +37,21 @@ type Options struct {
 	// Node is this speaker's node name.
 	Node       string
 	Announcers []Announcer
-	// RetryAfter is how long to wait before calling the announcers again
-	// after one failed.
+	// RetryAfter bounds the wait before the announcers are called again
+	// after one failed: retries back off from a few milliseconds to it.
 	RetryAfter time.Duration
 	// Status, if set, is told what this node announces after every
-	// change, and writes it as ServiceAnnouncements. Start runs it.
+	// change, and writes it as ServiceAnnouncements. New adds it to the
+	// manager as a Runnable of its own.
 	Status *status.Announcements
 	Log    logr.Logger
 }
 
-// Speaker keeps this node's announcements in line with the cluster. One
-// goroutine (Start) builds each State and calls the announcers; informers
-// and membership only kick it.
+// Speaker keeps this node's announcements in line with the cluster. A
+// controller-runtime controller with one worker builds each State and
+// calls the announcers; the cache's informers and membership changes only
+// queue the one key it knows. The Speaker is the manager's Runnable for
+// that controller, so that it can withdraw after the last Reconcile.
 type Speaker struct {
 	cache cache.Cache
 	// events is the core/v1 recorder: the events.k8s.io one merges Events
@@ -50,12 +61,15 @@ type Speaker struct {
 	opts    Options
 	log     logr.Logger
 	members atomic.Pointer[[]member.Member]
-	kick    chan struct{}
+	// membersChanged wakes the controller when SetMembers stores a new
+	// list. One slot: an event waiting there already makes a Reconcile
+	// that reads the newest list.
+	membersChanged chan event.TypedGenericEvent[struct{}]
+	ctrl           controller.Controller
 	// announced is what this node announced last, by Service, IP and
-	// protocol. Owned by Start's goroutine.
+	// protocol. Owned by the controller's one worker, then by withdraw,
+	// which Start runs after that worker has returned.
 	announced map[announceKey]Announcement
-	// rebuilds counts States handed to the announcers; tests read it.
-	rebuilds atomic.Int64
 }
 
 type announceKey struct {
@@ -64,32 +78,83 @@ type announceKey struct {
 	protocol string
 }
 
-// New returns a Speaker that reads the cluster from c and posts Events
-// with rec. Add it to a manager, which runs Start.
-func New(c cache.Cache, rec record.EventRecorder, opts Options) *Speaker {
+// New returns a Speaker that reads the cluster through mgr's cache and
+// posts Events with rec, and adds it, and opts.Status if set, to mgr.
+func New(mgr manager.Manager, rec record.EventRecorder, opts Options) (*Speaker, error) {
+	s := newSpeaker(mgr.GetCache(), rec, opts)
+	// Every event queues the same key: Reconcile recomputes the whole
+	// State, so one pending request stands for any number of changes.
+	key := reconcile.Request{NamespacedName: types.NamespacedName{Name: s.opts.Node}}
+	c, err := controller.NewUnmanaged("speaker", controller.Options{
+		Reconciler: reconcile.Func(s.reconcile),
+		// One worker: the reconcile path owns s.announced and calls the
+		// announcers, which are called from one goroutine at a time.
+		MaxConcurrentReconciles: 1,
+		// Every node's speaker runs.
+		NeedLeaderElection: ptr.To(false),
+		// A process runs one speaker; tests run several in one process.
+		SkipNameValidation: ptr.To(true),
+		// Only failures are rate limited: an event is queued at once, so a
+		// membership change reaches Reconcile with no added delay.
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](
+			min(10*time.Millisecond, s.opts.RetryAfter), s.opts.RetryAfter),
+		Logger: s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("speaker controller: %w", err)
+	}
+	toKey := func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{key} }
+	for _, obj := range []client.Object{
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
+		&v1alpha1.AddressPool{}, &v1alpha1.L2Advertisement{},
+		&v1alpha1.BGPAdvertisement{}, &v1alpha1.BGPPeer{},
+	} {
+		if err := c.Watch(source.Kind(mgr.GetCache(), obj, handler.EnqueueRequestsFromMapFunc(toKey))); err != nil {
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	membersToKey := handler.TypedEnqueueRequestsFromMapFunc(func(context.Context, struct{}) []reconcile.Request { return []reconcile.Request{key} })
+	if err := c.Watch(source.Channel(s.membersChanged, membersToKey)); err != nil {
+		return nil, fmt.Errorf("watching the live speakers: %w", err)
+	}
+	s.ctrl = c
+	if err := mgr.Add(s); err != nil {
+		return nil, err
+	}
+	if s.opts.Status != nil {
+		if err := mgr.Add(statusWriter{cache: mgr.GetCache(), w: s.opts.Status}); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// newSpeaker returns a Speaker with no controller yet.
+func newSpeaker(c cache.Cache, rec record.EventRecorder, opts Options) *Speaker {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
 	}
-	return &Speaker{
-		cache:     c,
-		events:    rec,
-		opts:      opts,
-		log:       opts.Log,
-		kick:      make(chan struct{}, 1),
-		announced: map[announceKey]Announcement{},
+	s := &Speaker{
+		cache:          c,
+		events:         rec,
+		opts:           opts,
+		log:            opts.Log,
+		membersChanged: make(chan event.TypedGenericEvent[struct{}], 1),
+		announced:      map[announceKey]Announcement{},
 	}
+	// The first Reconcile comes as soon as the controller runs, even in a
+	// cluster with nothing to watch yet.
+	s.membersChanged <- event.TypedGenericEvent[struct{}]{}
+	return s
 }
 
-// SetMembers takes the live speakers; member.Config.OnChange calls it.
+// SetMembers takes the live speakers; member.Config.OnChange calls it. It
+// never blocks, before, while or after the controller runs.
 func (s *Speaker) SetMembers(ms []member.Member) {
 	ms = slices.Clone(ms)
 	s.members.Store(&ms)
-	s.poke()
-}
-
-func (s *Speaker) poke() {
 	select {
-	case s.kick <- struct{}{}:
+	case s.membersChanged <- event.TypedGenericEvent[struct{}]{}:
 	default:
 	}
 }
@@ -97,78 +162,59 @@ func (s *Speaker) poke() {
 // NeedLeaderElection is false: every node's speaker runs.
 func (s *Speaker) NeedLeaderElection() bool { return false }
 
-// Start watches the API through the cache and announces until ctx ends,
-// then withdraws everything.
+// Start runs the controller until ctx ends, then withdraws everything.
+// The controller's Start returns only once its worker has finished its
+// last Reconcile, so the withdrawal is the last call to the announcers and
+// never runs alongside a Reconcile.
 func (s *Speaker) Start(ctx context.Context) error {
-	kick := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.poke() },
-		UpdateFunc: func(any, any) { s.poke() },
-		DeleteFunc: func(any) { s.poke() },
-	}
-	for _, obj := range []client.Object{
-		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
-		&v1alpha1.AddressPool{}, &v1alpha1.L2Advertisement{},
-		&v1alpha1.BGPAdvertisement{}, &v1alpha1.BGPPeer{},
-	} {
-		inf, err := s.cache.GetInformer(ctx, obj)
-		if err != nil {
-			return err
-		}
-		if _, err := inf.AddEventHandler(kick); err != nil {
-			return err
-		}
-	}
-	if s.opts.Status != nil {
-		// The status writer reads ServiceAnnouncements through the same
-		// cache: synced here, it never waits on an informer at shutdown.
-		inf, err := s.cache.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{})
-		if err != nil {
-			return err
-		}
-		if _, err := inf.AddEventHandler(s.opts.Status.Handler()); err != nil {
-			return err
-		}
-	}
-	if !s.cache.WaitForCacheSync(ctx) {
-		return errors.New("the cache did not sync")
-	}
 	s.log.Info("watching the cluster", "node", s.opts.Node)
-	if w := s.opts.Status; w != nil {
-		// Its own goroutine: writing to the API never holds up announcing.
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
-		defer func() { <-done }()
-	}
-
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	s.poke()
-	for {
-		select {
-		case <-ctx.Done():
-			s.withdraw()
-			return nil
-		case <-s.kick:
-		case <-retry.C:
-		}
-		if err := s.sync(ctx); err != nil {
-			s.log.Error(err, "announcing failed; retrying", "after", s.opts.RetryAfter)
-			retry.Reset(s.opts.RetryAfter)
-		}
-	}
+	err := s.ctrl.Start(ctx)
+	s.withdraw()
+	return err
 }
 
-// sync builds a State and hands it to every announcer.
-func (s *Speaker) sync(ctx context.Context) error {
+// reconcile builds a State and hands it to every announcer. An error
+// queues the key again through the controller's rate limiter.
+func (s *Speaker) reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	st, err := s.State(ctx)
 	if err != nil {
 		// The cache only fails on a programming error or a missing
-		// kind; keep announcing what we had.
-		return err
+		// kind; the announcers keep announcing what they had.
+		return reconcile.Result{}, fmt.Errorf("reading the cluster: %w", err)
 	}
-	s.rebuilds.Add(1)
-	return s.announce(ctx, st)
+	if err := s.announce(ctx, st); err != nil {
+		return reconcile.Result{}, fmt.Errorf("announcing: %w", err)
+	}
+	return reconcile.Result{}, nil
+}
+
+// statusWriter runs the ServiceAnnouncement writer as a Runnable of its
+// own: writing to the API never holds up announcing.
+type statusWriter struct {
+	cache cache.Cache
+	w     *status.Announcements
+}
+
+func (statusWriter) NeedLeaderElection() bool { return false }
+
+func (r statusWriter) Start(ctx context.Context) error {
+	// The writer reads ServiceAnnouncements through the same cache:
+	// synced here, it never waits on an informer at shutdown.
+	inf, err := r.cache.GetInformer(ctx, &v1alpha1.ServiceAnnouncement{})
+	if err != nil {
+		return fmt.Errorf("ServiceAnnouncement informer: %w", err)
+	}
+	if _, err := inf.AddEventHandler(r.w.Handler()); err != nil {
+		return fmt.Errorf("ServiceAnnouncement informer: %w", err)
+	}
+	if !r.cache.WaitForCacheSync(ctx) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("the cache did not sync")
+	}
+	r.w.Run(ctx)
+	return nil
 }
 
 func (s *Speaker) announce(ctx context.Context, st *State) error {

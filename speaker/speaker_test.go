@@ -103,6 +103,21 @@ func runSpeaker(t *testing.T, env *apitest.Env, node string, members ...string) 
 // runSpeakerAs runs the glue with cfg's credentials.
 func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, members ...string) (*speaker.Speaker, *recorder) {
 	t.Helper()
+	rec := &recorder{}
+	sp, stop := startSpeaker(t, cfg, env, node, rec, true, members...)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return sp, rec
+}
+
+// startSpeaker starts a manager running a speaker with announcer a, and
+// with a ServiceAnnouncement writer if withStatus, members the live
+// speakers; stop stops the manager and returns what its Start returned.
+func startSpeaker(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, a speaker.Announcer, withStatus bool, members ...string) (sp *speaker.Speaker, stop func() error) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
@@ -111,25 +126,22 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
-	sp := speaker.New(mgr.GetCache(), mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, speaker.Options{
-		Node: node, Announcers: []speaker.Announcer{rec}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond,
-		Status: status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond}),
-	})
-	if err := mgr.Add(sp); err != nil {
+	opts := speaker.Options{Node: node, Announcers: []speaker.Announcer{a}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond}
+	if withStatus {
+		opts.Status = status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond})
+	}
+	sp, err = speaker.New(mgr, mgr.GetEventRecorderFor("portico-speaker") /*nolint:staticcheck // see Speaker.events*/, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	setMembers(sp, members...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	return sp, sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+		return <-done
 	})
-	return sp, rec
 }
 
 func setMembers(sp *speaker.Speaker, names ...string) {
@@ -518,4 +530,82 @@ func TestServiceAnnouncementFollowsOwner(t *testing.T) {
 		got := announcements(t, svc)
 		return len(got) == 0, fmt.Sprintf("%q", got)
 	})
+}
+
+// stalling is an Announcer whose calls from Reconcile (a State read from
+// the cluster, which always has its Nodes) wait until release is closed,
+// as an announcer busy on a slow socket would. It logs the start and end
+// of every call, and whether two ever overlapped.
+type stalling struct {
+	entered chan struct{}
+	release chan struct{}
+
+	mu      sync.Mutex
+	calls   []string
+	inside  int
+	overlap bool
+}
+
+func (a *stalling) Announce(_ context.Context, st *speaker.State) ([]speaker.Announcement, error) {
+	what := "reconcile"
+	if st.Nodes == nil {
+		what = "withdraw" // withdraw hands over a State with the node's name only
+	}
+	a.mu.Lock()
+	a.overlap = a.overlap || a.inside > 0
+	a.inside++
+	a.calls = append(a.calls, what+" start")
+	a.mu.Unlock()
+	if what == "reconcile" {
+		select {
+		case a.entered <- struct{}{}:
+		default:
+		}
+		<-a.release
+	}
+	a.mu.Lock()
+	a.inside--
+	a.calls = append(a.calls, what+" end")
+	a.mu.Unlock()
+	return nil, nil
+}
+
+// TestWithdrawsAfterLastReconcile: when the manager stops in the middle of
+// a Reconcile, with another change queued, the speaker withdraws once, after
+// that Reconcile has returned, and nothing calls the announcers after it.
+func TestWithdrawsAfterLastReconcile(t *testing.T) {
+	apitest.Need(t, envErr)
+	a := &stalling{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	sp, stop := startSpeaker(t, api.Config, api, "n1", a, false, "n1")
+	released := sync.OnceFunc(func() { close(a.release) })
+	t.Cleanup(func() { released(); _ = stop() })
+	select {
+	case <-a.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no Reconcile called the announcer")
+	}
+	setMembers(sp, "n1", "n2") // queued behind the Reconcile in progress
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Long enough for a withdrawal that does not wait for the Reconcile to
+	// show up, well within the manager's graceful shutdown timeout.
+	time.Sleep(300 * time.Millisecond)
+	released()
+	if err := <-stopped; err != nil {
+		t.Fatalf("manager: %v", err)
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.overlap {
+		t.Errorf("two calls to the announcer overlapped: %q", a.calls)
+	}
+	n := len(a.calls)
+	if n < 4 || a.calls[n-2] != "withdraw start" || a.calls[n-1] != "withdraw end" {
+		t.Fatalf("calls %q: want the withdrawal last", a.calls)
+	}
+	if slices.Contains(a.calls[:n-2], "withdraw start") {
+		t.Errorf("calls %q: withdrew more than once", a.calls)
+	}
 }

@@ -37,9 +37,9 @@ const (
 type Announcer interface {
 	// Announce makes this node announce what s calls for, and stop
 	// announcing everything else, then returns what the node announces
-	// now. It is called from one goroutine, after every change, with the
-	// whole State; it must not keep s beyond the call's effects nor
-	// modify it, and must not block on the network for long. On error
+	// now. It is called by one goroutine at a time, after every change,
+	// with the whole State; it must not keep s beyond the call's effects
+	// nor modify it, and must not block on the network for long. On error
 	// the glue calls it again later with the then-current State.
 	Announce(ctx context.Context, s *State) ([]Announcement, error)
 }

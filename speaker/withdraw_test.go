@@ -25,7 +25,7 @@ func (r *recording) KeepOnExit() bool { return r.keep }
 // keeps while the speaker restarts).
 func TestWithdrawLeavesKeepers(t *testing.T) {
 	l2, bgp := &recording{}, &recording{keep: true}
-	s := New(nil, nil, Options{Node: "node-1", Announcers: []Announcer{l2, bgp}, Log: logr.Discard()})
+	s := newSpeaker(nil, nil, Options{Node: "node-1", Announcers: []Announcer{l2, bgp}, Log: logr.Discard()})
 	s.withdraw()
 	if len(l2.states) != 1 || l2.states[0].Node != "node-1" || len(l2.states[0].Services) != 0 {
 		t.Errorf("layer 2 was given %+v, want one empty State", l2.states)

@@ -215,13 +215,13 @@ func run() error {
 		}
 		return string(v), nil
 	})
-	sp := speaker.New(mgr.GetCache(), recorder, speaker.Options{
+	sp, err := speaker.New(mgr, recorder, speaker.Options{
 		Node:       *node,
 		Announcers: []speaker.Announcer{announcer, bgpProtocol},
 		Status:     status.NewAnnouncements(mgr.GetClient(), *node, status.Options{Log: log.WithName("status")}),
 		Log:        log.WithName("speaker"),
 	})
-	if err := mgr.Add(sp); err != nil {
+	if err != nil {
 		return err
 	}
 	if err := mgr.Add(peerStatus); err != nil {
