@@ -109,6 +109,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
 		&v1alpha1.AddressPool{}, &v1alpha1.L2Advertisement{},
 		&v1alpha1.BGPAdvertisement{}, &v1alpha1.BGPPeer{},
+		&corev1.Namespace{}, // advertisements' namespaceSelectors
 	} {
 		inf, err := s.cache.GetInformer(ctx, obj)
 		if err != nil {
@@ -300,6 +301,9 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 	}
 	for i := range ps.Items {
 		st.Pools[ps.Items[i].Name] = &ps.Items[i]
+	}
+	if err := st.readNamespaces(ctx, s.cache); err != nil {
+		return nil, err
 	}
 	var l2 v1alpha1.L2AdvertisementList
 	if err := s.cache.List(ctx, &l2); err != nil {
