@@ -124,8 +124,8 @@ func (s *State) SelectsPool(pool string, names []string, selectors []metav1.Labe
 // namespaceSelectors, parsed: which Services of the pools it selects it
 // applies to. The zero value applies to every Service.
 type ServiceSelection struct {
-	Services   []labels.Selector
-	Namespaces []labels.Selector
+	Services   Selector
+	Namespaces Selector
 }
 
 // ParseServiceSelection parses an advertisement's serviceSelectors and
@@ -144,8 +144,8 @@ func ParseServiceSelection(services, namespaces []metav1.LabelSelector) (Service
 	return out, nil
 }
 
-func parseSelectors(field string, in []metav1.LabelSelector) ([]labels.Selector, error) {
-	out := make([]labels.Selector, 0, len(in))
+func parseSelectors(field string, in []metav1.LabelSelector) (Selector, error) {
+	out := make(Selector, 0, len(in))
 	for i := range in {
 		sel, err := metav1.LabelSelectorAsSelector(&in[i])
 		if err != nil {
@@ -161,7 +161,7 @@ func parseSelectors(field string, in []metav1.LabelSelector) ([]labels.Selector,
 // least one service selector, and its namespace's labels at least one
 // namespace selector; an empty list matches everything.
 func (s ServiceSelection) Matches(serviceLabels, namespaceLabels map[string]string) bool {
-	return anyMatches(s.Services, serviceLabels) && anyMatches(s.Namespaces, namespaceLabels)
+	return s.Services.Matches(serviceLabels) && s.Namespaces.Matches(namespaceLabels)
 }
 
 // MatchesService is Matches for one of the State's Services.
@@ -169,11 +169,16 @@ func (s ServiceSelection) MatchesService(st *State, svc Service) bool {
 	return s.Matches(svc.Labels(), st.NamespaceLabels[svc.Name.Namespace])
 }
 
-func anyMatches(sels []labels.Selector, l map[string]string) bool {
-	if len(sels) == 0 {
+// Selector is a list of label selectors ORed together; an empty Selector
+// matches every label set, as an empty selector list does in the API.
+type Selector []labels.Selector
+
+// Matches reports whether the labels l are selected.
+func (s Selector) Matches(l map[string]string) bool {
+	if len(s) == 0 {
 		return true
 	}
-	for _, sel := range sels {
+	for _, sel := range s {
 		if sel.Matches(labels.Set(l)) {
 			return true
 		}

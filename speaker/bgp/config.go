@@ -143,20 +143,7 @@ type Advertisement struct {
 
 // Selector is a list of label selectors ORed together; an empty Selector
 // matches every label set, as an empty nodeSelectors list does in the API.
-type Selector []labels.Selector
-
-// Matches reports whether the labels l are selected.
-func (s Selector) Matches(l map[string]string) bool {
-	if len(s) == 0 {
-		return true
-	}
-	for _, sel := range s {
-		if sel.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
-}
+type Selector = speaker.Selector
 
 // SelectorFromAPI converts the API's list of label selectors.
 func SelectorFromAPI(ls []metav1.LabelSelector) (Selector, error) {

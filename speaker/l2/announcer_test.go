@@ -62,6 +62,16 @@ func ownersOf(mk func(self string) *speaker.State) map[netip.Addr][]string {
 	return out
 }
 
+// announced lists the addresses of ownersOf's answer, sorted.
+func announced(owners map[netip.Addr][]string) []string {
+	var ips []string
+	for ip := range owners {
+		ips = append(ips, ip.String())
+	}
+	slices.Sort(ips)
+	return ips
+}
+
 func TestOwnedExactlyOne(t *testing.T) {
 	var svcs []speaker.Service
 	for _, ip := range []string{"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14"} {
@@ -93,12 +103,7 @@ func TestOwnedPoolSelection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ownersOf(func(self string) *speaker.State { return state(self, svcs, tt.advs...) })
-			var ips []string
-			for ip := range got {
-				ips = append(ips, ip.String())
-			}
-			slices.Sort(ips)
-			if !slices.Equal(ips, tt.want) {
+			if ips := announced(got); !slices.Equal(ips, tt.want) {
 				t.Fatalf("announced %v, want %v", ips, tt.want)
 			}
 		})
@@ -183,12 +188,7 @@ func TestOwnedServiceSelection(t *testing.T) {
 				st.NamespaceLabels = map[string]map[string]string{"default": {"kubernetes.io/metadata.name": "default"}}
 				return st
 			})
-			var ips []string
-			for ip := range got {
-				ips = append(ips, ip.String())
-			}
-			slices.Sort(ips)
-			if !slices.Equal(ips, tt.want) {
+			if ips := announced(got); !slices.Equal(ips, tt.want) {
 				t.Fatalf("announced %v, want %v", ips, tt.want)
 			}
 		})
