@@ -84,9 +84,13 @@ spec:
 		front: {"65000:100", "65000:200"},
 		back:  {"65000:200"},
 	})
-	if _, code := labExec(t, "outside", "curl", "-sS", "-m", "3", "http://"+front+"/"); code != 0 {
-		t.Errorf("curl %s from outside: exit %d", front, code)
-	}
+	// kube-proxy may program the new Service after the route is there.
+	eventually(t, 20*time.Second, "curl "+front+" from outside", func() error {
+		if out, code := labExec(t, "outside", "curl", "-sS", "-m", "3", "http://"+front+"/"); code != 0 {
+			return fmt.Errorf("curl: exit %d: %s", code, out)
+		}
+		return nil
+	})
 
 	out, err := exec.Command(filepath.Join(cfg.Repo, "bin", "porticoctl"), "--kubeconfig", cfg.Dirs().Kubeconfig(), "explain", "service", "-n", ns, "back").CombinedOutput()
 	if err != nil {
