@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,9 @@ func TestAdmissionRejectsBadObjects(t *testing.T) {
 		{"large-community-too-big", adv("large:1:2:4294967296"), "each part of a large community must be between 0 and 4294967295"},
 		{"aggregation", "apiVersion: portico.dev/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: bad}\nspec:\n  aggregationLength: 33\n", "spec.aggregationLength: Invalid value: 33"},
 		{"interface", "apiVersion: portico.dev/v1alpha1\nkind: L2Advertisement\nmetadata: {name: bad}\nspec:\n  interfaces: [\"eth0; rm -rf /\"]\n", "spec.interfaces[0]"},
+		{"too-many-service-selectors", manySelectors("BGPAdvertisement", "serviceSelectors", 33), "spec.serviceSelectors: Too many: 33"},
+		{"too-many-namespace-selectors", manySelectors("L2Advertisement", "namespaceSelectors", 33), "spec.namespaceSelectors: Too many: 33"},
+		{"service-selector-not-a-selector", "apiVersion: portico.dev/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: bad}\nspec:\n  serviceSelectors: [edge]\n", "spec.serviceSelectors[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -68,6 +72,9 @@ func TestAdmissionRejectsBadObjects(t *testing.T) {
 		{"pool", pool("192.0.2.0/24") + "    - 192.0.2.0-192.0.2.0\n    - \"2001:db8::1 - 2001:db8::ff\"\n    - 10.0.0.255-10.0.1.0\n"},
 		{"peer", peer("holdTime: 9s\n  keepaliveTime: 3s")},
 		{"adv", adv("64512:100") + "    - large:64512:1:4294967295\n    - no-export\n"},
+		{"bgp-service-selectors", adv("65000:100") + "  serviceSelectors: [{matchLabels: {tier: edge}}, {matchExpressions: [{key: exposure, operator: In, values: [public]}]}]\n  namespaceSelectors: [{matchLabels: {team: web}}]\n"},
+		{"l2-service-selectors", "apiVersion: portico.dev/v1alpha1\nkind: L2Advertisement\nmetadata: {name: good}\nspec:\n  serviceSelectors: [{matchLabels: {tier: edge}}]\n  namespaceSelectors: [{matchExpressions: [{key: team, operator: Exists}]}]\n"},
+		{"most-selectors", manySelectors("BGPAdvertisement", "serviceSelectors", 32)},
 	}
 	for _, c := range good {
 		t.Run("accepts-"+c.name, func(t *testing.T) {
@@ -92,6 +99,15 @@ func peer(extra string) string {
 		}
 	}
 	return s + "  " + extra + "\n"
+}
+
+// manySelectors is an advertisement of kind with n selectors in field.
+func manySelectors(kind, field string, n int) string {
+	s := "apiVersion: portico.dev/v1alpha1\nkind: " + kind + "\nmetadata: {name: many}\nspec:\n  " + field + ":\n"
+	for i := range n {
+		s += fmt.Sprintf("    - matchLabels: {tier: t%d}\n", i)
+	}
+	return s
 }
 
 func adv(community string) string {

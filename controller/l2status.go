@@ -97,7 +97,8 @@ func (r *l2Status) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 // with its Ready condition. The rules are the speaker's: no pool names and
 // no pool selectors select every pool; no node selectors select every
 // node; nodes labelled node.kubernetes.io/exclude-from-external-load-balancers
-// never announce.
+// never announce. Invalid selectors, the Services' included, make it not
+// Ready with reason InvalidSelector.
 func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.AddressPool, nodes []metav1.PartialObjectMetadata) v1alpha1.L2AdvertisementStatus {
 	st := v1alpha1.L2AdvertisementStatus{ObservedGeneration: adv.Generation}
 	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: adv.Generation}
@@ -111,6 +112,20 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	nodeSel, err := selectors(adv.Spec.NodeSelectors)
 	if err != nil {
 		ready.Reason, ready.Message = ReasonBadSelector, "nodeSelectors: "+err.Error()
+		st.Conditions = []metav1.Condition{ready}
+		return st
+	}
+
+	// The Services it applies to are the speakers' business (they read
+	// the Services and namespaces); a selector that does not parse makes
+	// them leave the advertisement out, which is said here.
+	if _, err := selectors(adv.Spec.ServiceSelectors); err != nil {
+		ready.Reason, ready.Message = ReasonBadSelector, "serviceSelectors: "+err.Error()+"; the speakers leave this advertisement out until it is fixed"
+		st.Conditions = []metav1.Condition{ready}
+		return st
+	}
+	if _, err := selectors(adv.Spec.NamespaceSelectors); err != nil {
+		ready.Reason, ready.Message = ReasonBadSelector, "namespaceSelectors: "+err.Error()+"; the speakers leave this advertisement out until it is fixed"
 		st.Conditions = []metav1.Condition{ready}
 		return st
 	}
@@ -167,6 +182,9 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	default:
 		ready.Status, ready.Reason = metav1.ConditionTrue, ReasonSelected
 		ready.Message = fmt.Sprintf("%d pools announced from %d nodes", len(st.Pools), len(st.Nodes))
+		if len(adv.Spec.ServiceSelectors)+len(adv.Spec.NamespaceSelectors) > 0 {
+			ready.Message += ", for the Services its serviceSelectors and namespaceSelectors select"
+		}
 		if len(missing) > 0 {
 			ready.Message += fmt.Sprintf("; addressPools names %s, which do not exist", strings.Join(missing, ", "))
 		}

@@ -90,4 +90,28 @@ func TestL2AdvertisementStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("Ready from the other zone", metav1.ConditionTrue, controller.ReasonSelected, []string{"l2s-lan"}, []string{"l2s-c"})
+
+	// The API takes any operator in a label selector; the speakers leave
+	// an advertisement whose service or namespace selector does not parse
+	// out, and the status says why.
+	bogus := []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Bogus"}}}}
+	edit := func(f func(*v1alpha1.L2Advertisement)) {
+		t.Helper()
+		if err := apiClient.Get(ctx, client.ObjectKeyFromObject(adv), adv); err != nil {
+			t.Fatal(err)
+		}
+		f(adv)
+		if err := apiClient.Update(ctx, adv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit(func(a *v1alpha1.L2Advertisement) { a.Spec.ServiceSelectors = bogus })
+	expect("InvalidSelector for serviceSelectors", metav1.ConditionFalse, controller.ReasonBadSelector, nil, nil)
+	edit(func(a *v1alpha1.L2Advertisement) {
+		a.Spec.ServiceSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}}
+		a.Spec.NamespaceSelectors = bogus
+	})
+	expect("InvalidSelector for namespaceSelectors", metav1.ConditionFalse, controller.ReasonBadSelector, nil, nil)
+	edit(func(a *v1alpha1.L2Advertisement) { a.Spec.NamespaceSelectors = nil })
+	expect("Ready with a service selector", metav1.ConditionTrue, controller.ReasonSelected, []string{"l2s-lan"}, []string{"l2s-c"})
 }

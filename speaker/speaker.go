@@ -108,6 +108,7 @@ func New(mgr manager.Manager, rec record.EventRecorder, opts Options) (*Speaker,
 		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{},
 		&v1alpha1.AddressPool{}, &v1alpha1.L2Advertisement{},
 		&v1alpha1.BGPAdvertisement{}, &v1alpha1.BGPPeer{},
+		&corev1.Namespace{}, // advertisements' namespaceSelectors
 	} {
 		if err := c.Watch(source.Kind(mgr.GetCache(), obj, handler.EnqueueRequestsFromMapFunc(toKey))); err != nil {
 			return nil, fmt.Errorf("watching %T: %w", obj, err)
@@ -346,6 +347,9 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 	}
 	for i := range ps.Items {
 		st.Pools[ps.Items[i].Name] = &ps.Items[i]
+	}
+	if err := st.readNamespaces(ctx, s.cache); err != nil {
+		return nil, err
 	}
 	var l2 v1alpha1.L2AdvertisementList
 	if err := s.cache.List(ctx, &l2); err != nil {

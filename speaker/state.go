@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/pools"
@@ -66,7 +67,10 @@ type State struct {
 	// addresses, ordered by namespace/name.
 	Services []Service
 	// Pools by name.
-	Pools             map[string]*v1alpha1.AddressPool
+	Pools map[string]*v1alpha1.AddressPool
+	// NamespaceLabels are the labels of every namespace, by name, for
+	// the advertisements' namespaceSelectors.
+	NamespaceLabels   map[string]map[string]string
 	L2Advertisements  []*v1alpha1.L2Advertisement
 	BGPAdvertisements []*v1alpha1.BGPAdvertisement
 	BGPPeers          []*v1alpha1.BGPPeer
@@ -84,6 +88,14 @@ type Service struct {
 	// ReadyNodes are the nodes with a ready endpoint of the Service.
 	ReadyNodes map[string]bool
 	Object     *corev1.Service
+}
+
+// Labels are the Service's labels.
+func (s Service) Labels() map[string]string {
+	if s.Object == nil {
+		return nil
+	}
+	return s.Object.Labels
 }
 
 // SelectsPool reports whether an advertisement with these pool names and
@@ -106,6 +118,85 @@ func (s *State) SelectsPool(pool string, names []string, selectors []metav1.Labe
 		}
 	}
 	return false
+}
+
+// ServiceSelection is an advertisement's serviceSelectors and
+// namespaceSelectors, parsed: which Services of the pools it selects it
+// applies to. The zero value applies to every Service.
+type ServiceSelection struct {
+	Services   Selector
+	Namespaces Selector
+}
+
+// ParseServiceSelection parses an advertisement's serviceSelectors and
+// namespaceSelectors. An invalid selector is an error naming the field
+// and index: the advertisement is then left out, as it cannot say which
+// Services it means.
+func ParseServiceSelection(services, namespaces []metav1.LabelSelector) (ServiceSelection, error) {
+	var out ServiceSelection
+	var err error
+	if out.Services, err = parseSelectors("serviceSelectors", services); err != nil {
+		return ServiceSelection{}, err
+	}
+	if out.Namespaces, err = parseSelectors("namespaceSelectors", namespaces); err != nil {
+		return ServiceSelection{}, err
+	}
+	return out, nil
+}
+
+func parseSelectors(field string, in []metav1.LabelSelector) (Selector, error) {
+	out := make(Selector, 0, len(in))
+	for i := range in {
+		sel, err := metav1.LabelSelectorAsSelector(&in[i])
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		out = append(out, sel)
+	}
+	return out, nil
+}
+
+// Matches reports whether the selection applies to a Service with these
+// labels in a namespace with these labels: the Service's labels match at
+// least one service selector, and its namespace's labels at least one
+// namespace selector; an empty list matches everything.
+func (s ServiceSelection) Matches(serviceLabels, namespaceLabels map[string]string) bool {
+	return s.Services.Matches(serviceLabels) && s.Namespaces.Matches(namespaceLabels)
+}
+
+// MatchesService is Matches for one of the State's Services.
+func (s ServiceSelection) MatchesService(st *State, svc Service) bool {
+	return s.Matches(svc.Labels(), st.NamespaceLabels[svc.Name.Namespace])
+}
+
+// Selector is a list of label selectors ORed together; an empty Selector
+// matches every label set, as an empty selector list does in the API.
+type Selector []labels.Selector
+
+// Matches reports whether the labels l are selected.
+func (s Selector) Matches(l map[string]string) bool {
+	if len(s) == 0 {
+		return true
+	}
+	for _, sel := range s {
+		if sel.Matches(labels.Set(l)) {
+			return true
+		}
+	}
+	return false
+}
+
+// readNamespaces fills NamespaceLabels from r.
+func (s *State) readNamespaces(ctx context.Context, r client.Reader) error {
+	var list corev1.NamespaceList
+	if err := r.List(ctx, &list); err != nil {
+		return err
+	}
+	s.NamespaceLabels = make(map[string]map[string]string, len(list.Items))
+	for i := range list.Items {
+		s.NamespaceLabels[list.Items[i].Name] = list.Items[i].Labels
+	}
+	return nil
 }
 
 // NodeSelectors turns an advertisement's node selectors into label

@@ -17,9 +17,11 @@ type AdvertisementStatus struct {
 type InterfaceName string
 
 // L2AdvertisementSpec selects the pools whose addresses are announced by
-// ARP (IPv4) and NDP (IPv6), the nodes that may answer, and on which
-// interfaces. Empty pool lists select every pool; empty node selectors
-// select every node.
+// ARP (IPv4) and NDP (IPv6), the Services of those pools it applies to,
+// the nodes that may answer, and on which interfaces. Empty pool lists
+// select every pool; empty service and namespace selectors every Service
+// of them; empty node selectors every node. An address shared by several
+// Services is announced when the advertisement applies to any of them.
 type L2AdvertisementSpec struct {
 	// AddressPools names pools to announce.
 	// +listType=set
@@ -33,6 +35,21 @@ type L2AdvertisementSpec struct {
 	// +listType=atomic
 	// +optional
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+	// ServiceSelectors limits the advertisement to the Services, among
+	// those of the pools it selects, whose labels match at least one of
+	// these selectors; empty means every Service. Combined with
+	// NamespaceSelectors by AND: a Service must match both lists.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	ServiceSelectors []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
+	// NamespaceSelectors limits the advertisement to the Services whose
+	// namespace's labels match at least one of these selectors; empty
+	// means every namespace.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	NamespaceSelectors []metav1.LabelSelector `json:"namespaceSelectors,omitempty"`
 	// Interfaces limits announcements to these interfaces; when empty, a
 	// node answers on the interfaces whose subnet holds the address.
 	// +listType=set
@@ -55,7 +72,8 @@ type L2AdvertisementStatus struct {
 	// +listType=set
 	// +optional
 	Nodes []string `json:"nodes,omitempty"`
-	// Conditions: Ready, or why not (NoPoolSelected, NoNodeSelected).
+	// Conditions: Ready, or why not (NoPoolSelected, NoNodeSelected,
+	// InvalidSelector).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -99,7 +117,11 @@ type L2AdvertisementList struct {
 type Community string
 
 // BGPAdvertisementSpec selects the pools whose addresses are advertised over
-// BGP, by which nodes, to which peers, and with which attributes.
+// BGP, the Services of those pools it applies to, by which nodes, to which
+// peers, and with which attributes. Every advertisement that applies to a
+// Service advertises its addresses; when several give the same prefix to
+// the same peer, the route carries the union of their communities and the
+// highest localPref.
 type BGPAdvertisementSpec struct {
 	// AddressPools names pools to advertise; empty with no selectors means all.
 	// +listType=set
@@ -113,6 +135,21 @@ type BGPAdvertisementSpec struct {
 	// +listType=atomic
 	// +optional
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+	// ServiceSelectors limits the advertisement to the Services, among
+	// those of the pools it selects, whose labels match at least one of
+	// these selectors; empty means every Service. Combined with
+	// NamespaceSelectors by AND: a Service must match both lists.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	ServiceSelectors []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
+	// NamespaceSelectors limits the advertisement to the Services whose
+	// namespace's labels match at least one of these selectors; empty
+	// means every namespace.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	NamespaceSelectors []metav1.LabelSelector `json:"namespaceSelectors,omitempty"`
 	// Peers names BGPPeers to advertise to; empty means every peer.
 	// +listType=set
 	// +optional

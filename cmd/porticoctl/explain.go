@@ -52,7 +52,8 @@ type Explanation struct {
 	Pool *PoolChoice `json:"pool,omitempty"`
 	// Addresses are status.loadBalancer's.
 	Addresses []string `json:"addresses"`
-	// Advertisements are those selecting the pool.
+	// Advertisements are those selecting the pool, each saying whether it
+	// applies to this Service (its service and namespace selectors).
 	Advertisements []AdvertisementMatch `json:"advertisements"`
 	// Nodes says, for every Node, whether it may announce the addresses.
 	Nodes []NodeEligibility `json:"nodes"`
@@ -112,7 +113,13 @@ type PoolChoice struct {
 type AdvertisementMatch struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	Why  string `json:"why"`
+	// Why says how it selects the pool.
+	Why string `json:"why"`
+	// Applies is whether it applies to this Service; only those that do
+	// announce its addresses.
+	Applies bool `json:"applies"`
+	// Service says why it applies to the Service, or why not.
+	Service string `json:"service"`
 }
 
 // NodeEligibility is whether a node may announce the Service's addresses.
@@ -250,12 +257,20 @@ func Explain(ctx context.Context, c client.Reader, key types.NamespacedName, opt
 		return ex, nil
 	}
 	pool := ex.Pool.Name
-	matched := x.ads.selecting(pool)
-	for _, ad := range matched {
-		ex.Advertisements = append(ex.Advertisements, AdvertisementMatch{Kind: ad.Kind, Name: ad.Name, Why: ad.why(pool)})
+	selecting := x.ads.selecting(pool)
+	var matched []advertisement // those applying to the Service
+	for _, ad := range selecting {
+		applies, why := ad.appliesTo(&svc, x.nsLabels[svc.Namespace])
+		ex.Advertisements = append(ex.Advertisements, AdvertisementMatch{Kind: ad.Kind, Name: ad.Name, Why: ad.why(pool), Applies: applies, Service: why})
+		if applies {
+			matched = append(matched, ad)
+		}
 	}
-	if len(matched) == 0 {
+	switch {
+	case len(selecting) == 0:
 		ex.Problems = append(ex.Problems, noAdvertisement(pool))
+	case len(matched) == 0:
+		ex.Problems = append(ex.Problems, fmt.Sprintf("advertisements select pool %s but none applies to this Service: their serviceSelectors or namespaceSelectors leave it out (see Advertisements), so nothing announces its addresses; label the Service or its namespace to match, or add an advertisement without selectors", pool))
 	}
 	ex.Nodes = x.eligibility(&svc, matched)
 	ex.BGPPeers = x.peersOf(matched)

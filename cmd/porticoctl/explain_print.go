@@ -61,6 +61,11 @@ func printExplanation(out io.Writer, ex *Explanation, wide bool) error {
 		}
 		for _, a := range ex.Advertisements {
 			w.line(1, "%s/%s: %s", a.Kind, a.Name, a.Why)
+			if a.Applies {
+				w.line(2, "applies to this Service: %s", a.Service)
+			} else {
+				w.line(2, "does not apply to this Service: %s", a.Service)
+			}
 		}
 		w.line(0, "Nodes:")
 		if len(ex.Nodes) == 0 {
@@ -76,7 +81,7 @@ func printExplanation(out io.Writer, ex *Explanation, wide bool) error {
 				continue
 			}
 			if len(n.WhyNot) == 0 {
-				w.line(1, "%s: may not announce: no advertisement selects the pool", n.Node)
+				w.line(1, "%s: may not announce: no advertisement applies to this Service (see above)", n.Node)
 				continue
 			}
 			w.line(1, "%s: may not announce: %s", n.Node, strings.Join(n.WhyNot, "; "))

@@ -304,3 +304,75 @@ func TestExplainBGPSessions(t *testing.T) {
 		t.Errorf("explain does not show the sessions:\n%s", out)
 	}
 }
+
+// TestExplainServiceSelectors: of the advertisements selecting the pool,
+// explain says which apply to this Service and why the others do not.
+func TestExplainServiceSelectors(t *testing.T) {
+	apitest.Require(t)
+	namespace(t, "explain-sel", map[string]string{"team": "web"})
+	create(t, pool("sel-pool", "198.51.100.64/28"))
+	bgp := func(name string, services, namespaces []metav1.LabelSelector) *v1alpha1.BGPAdvertisement {
+		return &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPAdvertisementSpec{
+			AddressPools: []string{"sel-pool"}, ServiceSelectors: services, NamespaceSelectors: namespaces}}
+	}
+	edge := []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}}
+	create(t,
+		bgp("sel-all", nil, nil),
+		bgp("sel-edge", edge, nil),
+		bgp("sel-ops", nil, []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "ops"}}}),
+		bgp("sel-edge-web", edge, []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "web"}}}),
+		bgp("sel-broken", []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Bogus"}}}}, nil),
+	)
+	front := lbService("explain-sel", "front", "sel-pool", "198.51.100.64")
+	front.Labels = map[string]string{"tier": "edge"}
+	core := lbService("explain-sel", "api", "sel-pool", "198.51.100.65")
+	core.Labels = map[string]string{"tier": "core"}
+	create(t, front, core)
+
+	applies := func(svc string) map[string]AdvertisementMatch {
+		t.Helper()
+		out := map[string]AdvertisementMatch{}
+		for _, a := range explainJSON(t, "explain-sel", svc).Advertisements {
+			out[a.Name] = a
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		svc, adv string
+		applies  bool
+		why      string
+	}{
+		{"front", "sel-all", true, "applies to every Service of the pool"},
+		{"front", "sel-edge", true, "its serviceSelectors match the Service's labels"},
+		{"front", "sel-ops", false, "none of its namespaceSelectors (team=ops) matches namespace explain-sel's labels"},
+		{"front", "sel-edge-web", true, "its serviceSelectors match the Service's labels and its namespaceSelectors match namespace explain-sel's labels"},
+		{"front", "sel-broken", false, "the speakers leave it out: serviceSelectors[0]"},
+		{"api", "sel-all", true, "applies to every Service of the pool"},
+		{"api", "sel-edge", false, "none of its serviceSelectors (tier=edge) matches the Service's labels (tier=core)"},
+		{"api", "sel-edge-web", false, "none of its serviceSelectors (tier=edge)"},
+	} {
+		got, ok := applies(tt.svc)[tt.adv]
+		if !ok || got.Applies != tt.applies || !strings.HasPrefix(got.Service, tt.why) {
+			t.Errorf("%s, %s: %+v, want applies=%v and %q", tt.svc, tt.adv, got, tt.applies, tt.why)
+		}
+	}
+	out := mustRun(t, "explain", "service", "-n", "explain-sel", "api")
+	for _, want := range []string{
+		"BGPAdvertisement/sel-edge: names \"sel-pool\" in addressPools\n    does not apply to this Service: none of its serviceSelectors (tier=edge) matches the Service's labels (tier=core)",
+		"BGPAdvertisement/sel-all: names \"sel-pool\" in addressPools\n    applies to this Service: applies to every Service of the pool",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Only advertisements that apply count: none applying is a problem.
+	lone := lbService("explain-sel", "lone", "sel-pool", "198.51.100.66")
+	create(t, lone)
+	if err := api.Client.Delete(context.Background(), bgp("sel-all", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if ex := explainJSON(t, "explain-sel", "lone"); !hasProblem(ex, "advertisements select pool sel-pool but none applies to this Service") {
+		t.Errorf("problems: %q", ex.Problems)
+	}
+}

@@ -9,8 +9,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
@@ -211,8 +213,11 @@ type advertisement struct {
 	Pools         []string
 	PoolSelectors []metav1.LabelSelector
 	NodeSelectors []metav1.LabelSelector
-	Peers         []string // BGP: the BGPPeers it advertises to; none: all
-	Interfaces    []string // layer 2
+	// ServiceSelectors and NamespaceSelectors pick the Services of the
+	// pools it applies to.
+	ServiceSelectors, NamespaceSelectors []metav1.LabelSelector
+	Peers                                []string // BGP: the BGPPeers it advertises to; none: all
+	Interfaces                           []string // layer 2
 }
 
 type advertisements struct {
@@ -230,7 +235,8 @@ func listAdvertisements(ctx context.Context, c client.Reader, poolList []v1alpha
 		return nil, fmt.Errorf("listing L2Advertisements: %w", err)
 	}
 	for _, a := range l2.Items {
-		ad := advertisement{Kind: "L2Advertisement", Name: a.Name, Pools: a.Spec.AddressPools, PoolSelectors: a.Spec.AddressPoolSelectors, NodeSelectors: a.Spec.NodeSelectors}
+		ad := advertisement{Kind: "L2Advertisement", Name: a.Name, Pools: a.Spec.AddressPools, PoolSelectors: a.Spec.AddressPoolSelectors, NodeSelectors: a.Spec.NodeSelectors,
+			ServiceSelectors: a.Spec.ServiceSelectors, NamespaceSelectors: a.Spec.NamespaceSelectors}
 		for _, i := range a.Spec.Interfaces {
 			ad.Interfaces = append(ad.Interfaces, string(i))
 		}
@@ -241,7 +247,8 @@ func listAdvertisements(ctx context.Context, c client.Reader, poolList []v1alpha
 		return nil, fmt.Errorf("listing BGPAdvertisements: %w", err)
 	}
 	for _, a := range bgp.Items {
-		out.all = append(out.all, advertisement{Kind: "BGPAdvertisement", Name: a.Name, Pools: a.Spec.AddressPools, PoolSelectors: a.Spec.AddressPoolSelectors, NodeSelectors: a.Spec.NodeSelectors, Peers: a.Spec.Peers})
+		out.all = append(out.all, advertisement{Kind: "BGPAdvertisement", Name: a.Name, Pools: a.Spec.AddressPools, PoolSelectors: a.Spec.AddressPoolSelectors, NodeSelectors: a.Spec.NodeSelectors,
+			ServiceSelectors: a.Spec.ServiceSelectors, NamespaceSelectors: a.Spec.NamespaceSelectors, Peers: a.Spec.Peers})
 	}
 	return out, nil
 }
@@ -266,4 +273,48 @@ func (ad advertisement) why(pool string) string {
 		return fmt.Sprintf("names %q in addressPools", pool)
 	}
 	return "its addressPoolSelectors match the pool's labels"
+}
+
+// appliesTo says whether ad, which selects the Service's pool, applies to
+// the Service, by the speakers' rule (speaker.ServiceSelection), and why.
+func (ad advertisement) appliesTo(svc *corev1.Service, nsLabels map[string]string) (bool, string) {
+	sel, err := speaker.ParseServiceSelection(ad.ServiceSelectors, ad.NamespaceSelectors)
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("the speakers leave it out: %v; fix the selector", err)
+	case len(ad.ServiceSelectors) == 0 && len(ad.NamespaceSelectors) == 0:
+		return true, "applies to every Service of the pool (no serviceSelectors or namespaceSelectors)"
+	case sel.Matches(svc.Labels, nsLabels):
+		var parts []string
+		if len(ad.ServiceSelectors) > 0 {
+			parts = append(parts, "its serviceSelectors match the Service's labels")
+		}
+		if len(ad.NamespaceSelectors) > 0 {
+			parts = append(parts, fmt.Sprintf("its namespaceSelectors match namespace %s's labels", svc.Namespace))
+		}
+		return true, strings.Join(parts, " and ")
+	}
+	var parts []string
+	if !(speaker.ServiceSelection{Services: sel.Services}).Matches(svc.Labels, nil) {
+		parts = append(parts, fmt.Sprintf("none of its serviceSelectors (%s) matches the Service's labels (%s)", selectorsString(ad.ServiceSelectors), labelsString(svc.Labels)))
+	}
+	if !(speaker.ServiceSelection{Namespaces: sel.Namespaces}).Matches(nil, nsLabels) {
+		parts = append(parts, fmt.Sprintf("none of its namespaceSelectors (%s) matches namespace %s's labels (%s)", selectorsString(ad.NamespaceSelectors), svc.Namespace, labelsString(nsLabels)))
+	}
+	return false, strings.Join(parts, "; ")
+}
+
+func selectorsString(sels []metav1.LabelSelector) string {
+	out := make([]string, len(sels))
+	for i := range sels {
+		out[i] = metav1.FormatLabelSelector(&sels[i])
+	}
+	return strings.Join(out, " | ")
+}
+
+func labelsString(l map[string]string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return labels.Set(l).String()
 }

@@ -90,8 +90,10 @@ type Plan struct {
 // Service goes, loses its last ready local endpoint under
 // externalTrafficPolicy Local, or this node stops being selected.
 //
-// When several advertisements give the same prefix to the same session,
-// the path carries the union of their communities and the highest local
+// An advertisement applies to a Service when it selects the Service's pool
+// and its service and namespace selectors select the Service. When several
+// advertisements give the same prefix to the same session, the path
+// carries the union of their communities and the highest local
 // preference, so the result does not depend on the order of the input.
 func Compute(in Input) Plan {
 	plan := Plan{Paths: map[string][]Path{}}
@@ -139,7 +141,7 @@ func Compute(in Input) Plan {
 			continue
 		}
 		for _, adv := range advs {
-			if !adv.selectsPool(svc.Pool, in.PoolLabels[svc.Pool]) {
+			if !adv.selectsPool(svc.Pool, in.PoolLabels[svc.Pool]) || !adv.Services.Matches(svc.Labels, svc.NamespaceLabels) {
 				continue
 			}
 			for _, ip := range svc.IPs {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/lbservice"
+	"github.com/portico-lb/portico/speaker"
 )
 
 func u32(v uint32) *uint32 { return &v }
@@ -519,5 +520,133 @@ func BenchmarkCompute10000(b *testing.B) {
 		if plan := Compute(in); len(plan.Paths["p1"]) != 7500 {
 			b.Fatalf("%d paths", len(plan.Paths["p1"]))
 		}
+	}
+}
+
+// TestComputeServiceSelectors: two Services of one pool, one labelled;
+// advertisements with service and namespace selectors decide which of
+// them they apply to, and what applies is merged per prefix.
+func TestComputeServiceSelectors(t *testing.T) {
+	node := Node{Name: "n1", RouterID: netip.MustParseAddr("192.0.2.11")}
+	ebgp := Peer{Session: Session{Name: "edge", MyASN: 64512, PeerASN: 64500, Address: netip.MustParseAddr("192.0.2.1")}}
+	ibgp := Peer{Session: Session{Name: "core", MyASN: 64512, PeerASN: 64512, Address: netip.MustParseAddr("192.0.2.2")}}
+	team := map[string]string{"team": "a"}
+	labelled := Service{Name: "shop/front", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.10")},
+		Labels: map[string]string{"tier": "edge"}, NamespaceLabels: team}
+	plain := Service{Name: "shop/api", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.11")}, NamespaceLabels: team}
+	other := Service{Name: "lab/front", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.12")},
+		Labels: map[string]string{"tier": "edge"}, NamespaceLabels: map[string]string{"team": "b"}}
+	selection := func(services, namespaces []metav1.LabelSelector) speaker.ServiceSelection {
+		s, err := speaker.ParseServiceSelection(services, namespaces)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	edgeSel := []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}}
+	teamASel := []metav1.LabelSelector{{MatchLabels: team}}
+	all := Advertisement{Name: "all", Communities: []uint32{65000<<16 | 200}}
+	edge := Advertisement{Name: "edge", Services: selection(edgeSel, nil), Communities: []uint32{65000<<16 | 100}, LocalPref: u32(300)}
+
+	type want map[string][]string
+	tests := []struct {
+		name     string
+		services []Service
+		peers    []Peer
+		advs     []Advertisement
+		want     want
+	}{
+		{
+			name:     "only the labelled Service is advertised",
+			services: []Service{labelled, plain},
+			peers:    []Peer{ebgp},
+			advs:     []Advertisement{edge},
+			want:     want{"edge": {"198.51.100.10/32 communities=[65000:100]"}},
+		},
+		{
+			name:     "both apply to the labelled Service: communities merged, the other gets the pool's",
+			services: []Service{labelled, plain},
+			peers:    []Peer{ebgp},
+			advs:     []Advertisement{all, edge},
+			want: want{"edge": {
+				"198.51.100.10/32 communities=[65000:100 65000:200]",
+				"198.51.100.11/32 communities=[65000:200]",
+			}},
+		},
+		{
+			name:     "local preference of the selected advertisement, on iBGP",
+			services: []Service{labelled, plain},
+			peers:    []Peer{ibgp},
+			advs:     []Advertisement{all, edge},
+			want: want{"core": {
+				"198.51.100.10/32 communities=[65000:100 65000:200] local-pref=300",
+				"198.51.100.11/32 communities=[65000:200]",
+			}},
+		},
+		{
+			name:     "namespace selector",
+			services: []Service{labelled, plain, other},
+			peers:    []Peer{ebgp},
+			advs:     []Advertisement{{Name: "team-a", Services: selection(nil, teamASel)}},
+			want:     want{"edge": {"198.51.100.10/32", "198.51.100.11/32"}},
+		},
+		{
+			name:     "service and namespace selectors: both must match",
+			services: []Service{labelled, plain, other},
+			peers:    []Peer{ebgp},
+			advs:     []Advertisement{{Name: "edge-a", Services: selection(edgeSel, teamASel)}},
+			want:     want{"edge": {"198.51.100.10/32"}},
+		},
+		{
+			name:     "the pool must be selected too",
+			services: []Service{labelled},
+			peers:    []Peer{ebgp},
+			advs:     []Advertisement{{Name: "private-edge", Pools: []string{"private"}, Services: selection(edgeSel, nil)}},
+			want:     want{"edge": nil},
+		},
+		{
+			name:     "an aggregate carries what applies to any Service it covers",
+			services: []Service{labelled, plain},
+			peers:    []Peer{ebgp},
+			advs: []Advertisement{
+				{Name: "agg", AggregationLength: 24, Communities: []uint32{65000<<16 | 200}},
+				{Name: "agg-edge", AggregationLength: 24, Services: selection(edgeSel, nil), Communities: []uint32{65000<<16 | 100}},
+			},
+			want: want{"edge": {"198.51.100.0/24 communities=[65000:100 65000:200]"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := Compute(Input{Node: node, Services: tt.services, Peers: tt.peers, Advertisements: tt.advs})
+			got := want{}
+			for name, paths := range plan.Paths {
+				got[name] = nil
+				for _, p := range paths {
+					got[name] = append(got[name], p.String())
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("paths\n got %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAdvertisementFromAPIServiceSelectors(t *testing.T) {
+	a := &v1alpha1.BGPAdvertisement{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: v1alpha1.BGPAdvertisementSpec{
+		ServiceSelectors:   []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}},
+		NamespaceSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "a"}}},
+	}}
+	got, err := AdvertisementFromAPI(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Services.Matches(map[string]string{"tier": "edge"}, map[string]string{"team": "a"}) ||
+		got.Services.Matches(map[string]string{"tier": "edge"}, nil) || got.Services.Matches(nil, map[string]string{"team": "a"}) {
+		t.Errorf("selection not converted: %+v", got.Services)
+	}
+	a.Spec.NamespaceSelectors[0].MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "team", Operator: "Bogus"}}
+	if _, err := AdvertisementFromAPI(a); err == nil || !strings.Contains(err.Error(), `BGPAdvertisement "edge": namespaceSelectors[0]`) {
+		t.Errorf("error = %v, want one naming the advertisement and the field", err)
 	}
 }

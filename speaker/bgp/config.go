@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/speaker"
 )
 
 // Defaults of the BGP timers (RFC 4271 suggests 90 s hold, a third of it
@@ -82,6 +83,9 @@ type Service struct {
 	// ReadyNodes holds the nodes with at least one ready endpoint of the
 	// Service; only consulted when LocalTraffic is set.
 	ReadyNodes map[string]bool
+	// Labels and NamespaceLabels are the Service's and its namespace's,
+	// for the advertisements' service and namespace selectors.
+	Labels, NamespaceLabels map[string]string
 }
 
 // LargeCommunity is an RFC 8092 large community.
@@ -120,6 +124,9 @@ type Advertisement struct {
 	// picked, otherwise a pool named in Pools or matched by any selector is.
 	Pools         []string
 	PoolSelectors []labels.Selector
+	// Services limits the Services of those pools it applies to; the
+	// zero value applies to every one.
+	Services speaker.ServiceSelection
 	// Nodes limits the nodes that advertise; empty means every node.
 	Nodes Selector
 	// Peers limits the sessions the paths go to; empty means every session.
@@ -136,20 +143,7 @@ type Advertisement struct {
 
 // Selector is a list of label selectors ORed together; an empty Selector
 // matches every label set, as an empty nodeSelectors list does in the API.
-type Selector []labels.Selector
-
-// Matches reports whether the labels l are selected.
-func (s Selector) Matches(l map[string]string) bool {
-	if len(s) == 0 {
-		return true
-	}
-	for _, sel := range s {
-		if sel.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
-}
+type Selector = speaker.Selector
 
 // SelectorFromAPI converts the API's list of label selectors.
 func SelectorFromAPI(ls []metav1.LabelSelector) (Selector, error) {
@@ -289,6 +283,9 @@ func AdvertisementFromAPI(a *v1alpha1.BGPAdvertisement) (Advertisement, error) {
 			return Advertisement{}, wrap(fmt.Errorf("addressPoolSelectors %d: %w", i, err))
 		}
 		out.PoolSelectors = append(out.PoolSelectors, sel)
+	}
+	if out.Services, err = speaker.ParseServiceSelection(s.ServiceSelectors, s.NamespaceSelectors); err != nil {
+		return Advertisement{}, wrap(err)
 	}
 	if out.Nodes, err = SelectorFromAPI(s.NodeSelectors); err != nil {
 		return Advertisement{}, wrap(fmt.Errorf("nodeSelectors: %w", err))

@@ -191,6 +191,7 @@ func (p *Protocol) input(ctx context.Context, st *speaker.State) (Input, []error
 		in.Services = append(in.Services, Service{
 			Name: s.Name.String(), Pool: s.Pool, IPs: s.IPs,
 			LocalTraffic: s.LocalTraffic, ReadyNodes: s.ReadyNodes,
+			Labels: s.Labels(), NamespaceLabels: st.NamespaceLabels[s.Name.Namespace],
 		})
 	}
 	return in, problems

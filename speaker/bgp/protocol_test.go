@@ -162,3 +162,35 @@ func TestProtocolPeers(t *testing.T) {
 		t.Fatalf("peers = %+v, want router without a problem", got)
 	}
 }
+
+// TestProtocolInputServiceSelection: the Services' labels and their
+// namespaces' reach Compute, so an advertisement's serviceSelectors pick
+// among a pool's Services; one with an invalid selector is left out and
+// reported.
+func TestProtocolInputServiceSelection(t *testing.T) {
+	p := NewProtocol(nil, func(context.Context, v1alpha1.SecretKeyRef) (string, error) { return "", nil })
+	st := protocolState()
+	st.Services[0].Object = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"tier": "edge"}}}
+	st.NamespaceLabels = map[string]map[string]string{"ns": {"team": "a"}}
+	st.BGPAdvertisements = []*v1alpha1.BGPAdvertisement{
+		{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: v1alpha1.BGPAdvertisementSpec{
+			ServiceSelectors:   []metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}},
+			NamespaceSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "a"}}},
+			Communities:        []v1alpha1.Community{"65000:100"},
+		}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Spec: v1alpha1.BGPAdvertisementSpec{
+			ServiceSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Bogus"}}}},
+		}},
+	}
+	in, problems := p.input(context.Background(), st)
+	if len(problems) != 1 || !strings.Contains(problems[0].Error(), `BGPAdvertisement "broken": serviceSelectors[0]`) {
+		t.Errorf("problems = %v, want one about broken's serviceSelectors", problems)
+	}
+	if in.Services[0].Labels["tier"] != "edge" || in.Services[0].NamespaceLabels["team"] != "a" {
+		t.Errorf("service = %+v, want its labels and its namespace's", in.Services[0])
+	}
+	paths := Compute(in).Paths["router"]
+	if len(paths) != 1 || paths[0].String() != "198.51.100.7/32 communities=[65000:100]" {
+		t.Errorf("paths = %v, want web's address alone with edge's community", paths)
+	}
+}

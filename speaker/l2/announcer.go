@@ -170,7 +170,19 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 	}
 	a.last = slices.Clone(out)
 	a.owns = countOwnerChanges(a.owns, out)
-	return out, errors.Join(errs...)
+	return out, errors.Join(append(errs, invalid(st)...)...)
+}
+
+// invalid returns the problems of the L2Advertisements that are left
+// out: those whose service or namespace selectors do not parse.
+func invalid(st *speaker.State) []error {
+	var out []error
+	for _, adv := range st.L2Advertisements {
+		if _, err := speaker.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors); err != nil {
+			out = append(out, fmt.Errorf("L2Advertisement %q is left out: %w", adv.Name, err))
+		}
+	}
+	return out
 }
 
 // countOwnerChanges counts each address this node starts or stops
@@ -265,7 +277,8 @@ func groupByIP(st *speaker.State) []ipGroup {
 }
 
 // AddressOf describes ip, used by services, for owner choice: the
-// L2Advertisements covering its pool, and when any Service is
+// L2Advertisements covering its pool that apply to any of the services
+// (their service and namespace selectors), and when any Service is
 // externalTrafficPolicy: Local, the nodes with a ready endpoint of every
 // such Service.
 func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Address {
@@ -294,6 +307,11 @@ func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Add
 	}
 	for _, adv := range st.L2Advertisements {
 		if !st.SelectsPool(pool, adv.Spec.AddressPools, adv.Spec.AddressPoolSelectors) {
+			continue
+		}
+		// An invalid selection is left out; Announce reports it.
+		sel, err := speaker.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors)
+		if err != nil || !slices.ContainsFunc(services, func(svc speaker.Service) bool { return sel.MatchesService(st, svc) }) {
 			continue
 		}
 		ifaces := make([]string, 0, len(adv.Spec.Interfaces))

@@ -3,6 +3,7 @@ package l2
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,6 +62,16 @@ func ownersOf(mk func(self string) *speaker.State) map[netip.Addr][]string {
 	return out
 }
 
+// announced lists the addresses of ownersOf's answer, sorted.
+func announced(owners map[netip.Addr][]string) []string {
+	var ips []string
+	for ip := range owners {
+		ips = append(ips, ip.String())
+	}
+	slices.Sort(ips)
+	return ips
+}
+
 func TestOwnedExactlyOne(t *testing.T) {
 	var svcs []speaker.Service
 	for _, ip := range []string{"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14"} {
@@ -92,12 +103,7 @@ func TestOwnedPoolSelection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ownersOf(func(self string) *speaker.State { return state(self, svcs, tt.advs...) })
-			var ips []string
-			for ip := range got {
-				ips = append(ips, ip.String())
-			}
-			slices.Sort(ips)
-			if !slices.Equal(ips, tt.want) {
+			if ips := announced(got); !slices.Equal(ips, tt.want) {
 				t.Fatalf("announced %v, want %v", ips, tt.want)
 			}
 		})
@@ -137,5 +143,58 @@ func TestOwnedNeedsNodeAndMembership(t *testing.T) {
 		if len(owners) != 1 || owners[0] == owner {
 			t.Errorf("without the owner's %s: owners %v, want one other than %s", drop, owners, owner)
 		}
+	}
+}
+
+func TestOwnedServiceSelection(t *testing.T) {
+	labelled := func(name, ip string, l map[string]string) speaker.Service {
+		s := svc(name, "lan", ip)
+		s.Object = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: l}}
+		return s
+	}
+	edge := map[string]string{"tier": "edge"}
+	svcs := []speaker.Service{
+		labelled("front", "192.0.2.10", edge),
+		labelled("api", "192.0.2.11", nil),
+		// shares front's address: the address is announced once for both
+		labelled("front-udp", "192.0.2.10", nil),
+		labelled("other", "192.0.2.12", nil),
+	}
+	selecting := func(services, namespaces []metav1.LabelSelector) *v1alpha1.L2Advertisement {
+		a := adv(nil)
+		a.Name = "sel"
+		a.Spec.ServiceSelectors, a.Spec.NamespaceSelectors = services, namespaces
+		return a
+	}
+	edgeSel := []metav1.LabelSelector{{MatchLabels: edge}}
+	defaultNS := []metav1.LabelSelector{{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "default"}}}
+	otherNS := []metav1.LabelSelector{{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "other"}}}
+	tests := []struct {
+		name string
+		adv  *v1alpha1.L2Advertisement
+		want []string
+	}{
+		{"no selectors: every Service", selecting(nil, nil), []string{"192.0.2.10", "192.0.2.11", "192.0.2.12"}},
+		{"service selector: the labelled Service's address", selecting(edgeSel, nil), []string{"192.0.2.10"}},
+		{"namespace selector matching", selecting(nil, defaultNS), []string{"192.0.2.10", "192.0.2.11", "192.0.2.12"}},
+		{"namespace selector not matching", selecting(nil, otherNS), nil},
+		{"both must match", selecting(edgeSel, otherNS), nil},
+		{"invalid selector: left out", selecting([]metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Bogus"}}}}, nil), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ownersOf(func(self string) *speaker.State {
+				st := state(self, svcs, tt.adv)
+				st.NamespaceLabels = map[string]map[string]string{"default": {"kubernetes.io/metadata.name": "default"}}
+				return st
+			})
+			if ips := announced(got); !slices.Equal(ips, tt.want) {
+				t.Fatalf("announced %v, want %v", ips, tt.want)
+			}
+		})
+	}
+	st := state("n1", svcs, selecting(nil, []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: "Bogus"}}}}))
+	if errs := invalid(st); len(errs) != 1 || !strings.Contains(errs[0].Error(), `L2Advertisement "sel" is left out: namespaceSelectors[0]`) {
+		t.Errorf("invalid = %v, want one naming the advertisement and the field", errs)
 	}
 }
