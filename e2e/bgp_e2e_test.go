@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -348,4 +349,109 @@ spec:
 		return fmt.Errorf("answer from no echo pod: %s", out)
 	})
 	return ip
+}
+
+// TestBGPReadmeExample runs the README's BGP block for the lab as written:
+// the YAML it applies, then each `bin/lab exec` line with the Service's
+// address for <EXTERNAL-IP>. The test does not configure the router: it
+// takes the nodes' sessions as dynamic neighbours.
+func TestBGPReadmeExample(t *testing.T) {
+	_, ip := lbService(t, 3, "", false)
+	yaml, cmds := readmeBlock(t, "<!-- lab-bgp:")
+	if len(cmds) != 3 {
+		t.Fatalf("the README block has %d bin/lab exec lines, want 3: %q", len(cmds), cmds)
+	}
+	kubectl(t, yaml, "apply", "-f", "-")
+	t.Cleanup(func() {
+		kubectl(t, "", "delete", "bgppeer/lab-router", "bgpadvertisement/lab", "--ignore-not-found")
+	})
+	plan, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(argv []string) (string, error) {
+		host, cmd := argv[0], slices.Clone(argv[2:]) // HOST -- CMD...
+		for i := range cmd {
+			cmd[i] = strings.ReplaceAll(cmd[i], "<EXTERNAL-IP>", ip)
+		}
+		out, code := labExec(t, host, cmd...)
+		if code != 0 {
+			return out, fmt.Errorf("%v: exit %d: %s", cmd, code, out)
+		}
+		return out, nil
+	}
+	eventually(t, 60*time.Second, "a session from every node", func() error {
+		out, err := run(cmds[0])
+		if err != nil {
+			return err
+		}
+		for _, n := range plan.Nodes {
+			// A dynamic neighbour's line starts with '*'; an established
+			// session ends with the count of prefixes received (and
+			// sent), where a down one names its state.
+			re := regexp.MustCompile(`(?m)^\*?` + regexp.QuoteMeta(n.V4.String()) + `\s.*\s\d+(\s+\d+)?(\s+\S+)?\s*$`)
+			line := re.FindString(out)
+			if line == "" || regexp.MustCompile(`Active|Connect|Idle|OpenSent|OpenConfirm`).MatchString(line) {
+				return fmt.Errorf("no established session from %s:\n%s", n.V4, out)
+			}
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "a route to "+ip+" through every node", func() error {
+		out, err := run(cmds[1])
+		if err != nil {
+			return err
+		}
+		for _, n := range plan.Nodes {
+			// FRR lists each ECMP path as "* NEXT-HOP, via IFACE".
+			if !strings.Contains(out, "* "+n.V4.String()+", via ") {
+				return fmt.Errorf("no next hop %s:\n%s", n.V4, out)
+			}
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, "curl from outside", func() error {
+		_, err := run(cmds[2])
+		return err
+	})
+}
+
+// readmeBlock finds the fenced block after the README line starting with
+// marker and returns the here-document it feeds to kubectl apply and the
+// arguments of each `bin/lab exec` line, comments stripped and a quoted
+// argument kept whole.
+func readmeBlock(t *testing.T, marker string) (string, [][]string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(cfg.Repo, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text, ok := strings.Cut(string(b), "\n"+marker)
+	if !ok {
+		t.Fatalf("README.md has no %q", marker)
+	}
+	_, text, ok = strings.Cut(text, "```sh\n")
+	block, _, ok2 := strings.Cut(text, "```")
+	if !ok || !ok2 {
+		t.Fatalf("README.md has no fenced block after %q", marker)
+	}
+	_, rest, ok := strings.Cut(block, "<<EOF\n")
+	yaml, rest, ok2 := strings.Cut(rest, "\nEOF\n")
+	if !ok || !ok2 {
+		t.Fatalf("the README block after %q has no here-document", marker)
+	}
+	var cmds [][]string
+	quoted := regexp.MustCompile(`'[^']*'|\S+`)
+	for line := range strings.Lines(rest) {
+		line, _, _ = strings.Cut(line, "#")
+		f := quoted.FindAllString(line, -1)
+		if len(f) < 5 || f[0] != "bin/lab" || f[1] != "exec" {
+			continue
+		}
+		for i := range f {
+			f[i] = strings.Trim(f[i], "'")
+		}
+		cmds = append(cmds, f[2:])
+	}
+	return yaml + "\n", cmds
 }

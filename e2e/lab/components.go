@@ -125,6 +125,9 @@ func nodeDaemons(c Config, plan Plan) []daemon {
 }
 
 // routerDaemons writes the FRR configuration and returns zebra and bgpd.
+// bgpd accepts a session from any host of the LAN in another AS (dynamic
+// neighbours of the peer group "nodes"), so a BGPPeer naming the router
+// works with no router configuration, as README's BGP example shows.
 // Each runs in the router namespace with sockets and config in the lab's own
 // directory, so the host's FRR (if any) is untouched.
 func routerDaemons(c Config, plan Plan) ([]daemon, error) {
@@ -149,16 +152,22 @@ router bgp %d
  no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
  bgp bestpath as-path multipath-relax
+ neighbor nodes peer-group
+ neighbor nodes remote-as external
+ bgp listen range %s peer-group nodes
+ bgp listen range %s peer-group nodes
  address-family ipv4 unicast
+  neighbor nodes activate
   maximum-paths 32
   maximum-paths ibgp 32
  exit-address-family
  address-family ipv6 unicast
+  neighbor nodes activate
   maximum-paths 32
   maximum-paths ibgp 32
  exit-address-family
 !
-`, RouterASN, plan.Router.V4),
+`, RouterASN, plan.Router.V4, LANv4, LANv6),
 		// vtysh reads this from the socket directory; without it vtysh
 		// would complain about the host's /etc/frr.
 		"vtysh.conf": "service integrated-vtysh-config\n",
