@@ -7,10 +7,14 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
@@ -42,9 +46,31 @@ func setupAnnounced(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("announced").
-		For(&corev1.Service{}).
+		For(&corev1.Service{}, builder.WithPredicates(addressesChanged)).
 		Watches(&v1alpha1.ServiceAnnouncement{}, owner).
 		Complete(r)
+}
+
+// addressesChanged passes the Service events that can change what the
+// reconciler counts: a Service created with addresses, deleted, or updated
+// in its addresses, pool, type or class. Most updates of a Service (its
+// spec while it keeps its addresses, the allocator's own annotation write
+// before its status) cost nothing then.
+var addressesChanged = predicate.Funcs{
+	CreateFunc: func(e event.CreateEvent) bool {
+		svc, ok := e.Object.(*corev1.Service)
+		return !ok || len(svc.Status.LoadBalancer.Ingress) > 0
+	},
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*corev1.Service)
+		n, ok2 := e.ObjectNew.(*corev1.Service)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return !equality.Semantic.DeepEqual(o.Status.LoadBalancer, n.Status.LoadBalancer) ||
+			o.Annotations[lbservice.AnnotationAllocatedFrom] != n.Annotations[lbservice.AnnotationAllocatedFrom] ||
+			o.Spec.Type != n.Spec.Type || !equality.Semantic.DeepEqual(o.Spec.LoadBalancerClass, n.Spec.LoadBalancerClass)
+	},
 }
 
 // Reconcile implements reconcile.Reconciler.
