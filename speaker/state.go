@@ -19,11 +19,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 	"github.com/portico-lb/portico/speaker/member"
 )
@@ -101,89 +101,19 @@ func (s Service) Labels() map[string]string {
 // SelectsPool reports whether an advertisement with these pool names and
 // selectors covers the named pool. With neither, it covers every pool.
 func (s *State) SelectsPool(pool string, names []string, selectors []metav1.LabelSelector) bool {
-	if len(names) == 0 && len(selectors) == 0 {
-		return true
+	var poolLabels map[string]string
+	if p, ok := s.Pools[pool]; ok {
+		poolLabels = p.Labels
+	} else if len(names) > 0 || len(selectors) > 0 {
+		return slices.Contains(names, pool)
 	}
-	if slices.Contains(names, pool) {
-		return true
-	}
-	p, ok := s.Pools[pool]
-	if !ok {
-		return false
-	}
-	for _, ls := range selectors {
-		sel, err := metav1.LabelSelectorAsSelector(&ls)
-		if err == nil && sel.Matches(labels.Set(p.Labels)) {
-			return true
-		}
-	}
-	return false
+	return lbservice.SelectsPool(pool, poolLabels, names, selectors)
 }
 
-// ServiceSelection is an advertisement's serviceSelectors and
-// namespaceSelectors, parsed: which Services of the pools it selects it
-// applies to. The zero value applies to every Service.
-type ServiceSelection struct {
-	Services   Selector
-	Namespaces Selector
-}
-
-// ParseServiceSelection parses an advertisement's serviceSelectors and
-// namespaceSelectors. An invalid selector is an error naming the field
-// and index: the advertisement is then left out, as it cannot say which
-// Services it means.
-func ParseServiceSelection(services, namespaces []metav1.LabelSelector) (ServiceSelection, error) {
-	var out ServiceSelection
-	var err error
-	if out.Services, err = parseSelectors("serviceSelectors", services); err != nil {
-		return ServiceSelection{}, err
-	}
-	if out.Namespaces, err = parseSelectors("namespaceSelectors", namespaces); err != nil {
-		return ServiceSelection{}, err
-	}
-	return out, nil
-}
-
-func parseSelectors(field string, in []metav1.LabelSelector) (Selector, error) {
-	out := make(Selector, 0, len(in))
-	for i := range in {
-		sel, err := metav1.LabelSelectorAsSelector(&in[i])
-		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
-		}
-		out = append(out, sel)
-	}
-	return out, nil
-}
-
-// Matches reports whether the selection applies to a Service with these
-// labels in a namespace with these labels: the Service's labels match at
-// least one service selector, and its namespace's labels at least one
-// namespace selector; an empty list matches everything.
-func (s ServiceSelection) Matches(serviceLabels, namespaceLabels map[string]string) bool {
-	return s.Services.Matches(serviceLabels) && s.Namespaces.Matches(namespaceLabels)
-}
-
-// MatchesService is Matches for one of the State's Services.
-func (s ServiceSelection) MatchesService(st *State, svc Service) bool {
-	return s.Matches(svc.Labels(), st.NamespaceLabels[svc.Name.Namespace])
-}
-
-// Selector is a list of label selectors ORed together; an empty Selector
-// matches every label set, as an empty selector list does in the API.
-type Selector []labels.Selector
-
-// Matches reports whether the labels l are selected.
-func (s Selector) Matches(l map[string]string) bool {
-	if len(s) == 0 {
-		return true
-	}
-	for _, sel := range s {
-		if sel.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
+// SelectsService reports whether an advertisement's service selection
+// applies to one of the State's Services.
+func (s *State) SelectsService(sel lbservice.ServiceSelection, svc Service) bool {
+	return sel.Matches(svc.Labels(), s.NamespaceLabels[svc.Name.Namespace])
 }
 
 // readNamespaces fills NamespaceLabels from r.
@@ -197,31 +127,6 @@ func (s *State) readNamespaces(ctx context.Context, r client.Reader) error {
 		s.NamespaceLabels[list.Items[i].Name] = list.Items[i].Labels
 	}
 	return nil
-}
-
-// NodeSelectors turns an advertisement's node selectors into label
-// selectors; an invalid one selects nothing (the schema should have
-// refused it).
-func NodeSelectors(in []metav1.LabelSelector) []labels.Selector {
-	out := make([]labels.Selector, 0, len(in))
-	for _, ls := range in {
-		sel, err := metav1.LabelSelectorAsSelector(&ls)
-		if err != nil {
-			sel = labels.Nothing()
-		}
-		out = append(out, sel)
-	}
-	return out
-}
-
-// NetworkUnavailable reports the Node condition of that name.
-func NetworkUnavailable(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeNetworkUnavailable {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // poolOf finds the pool holding ip, for Services without the annotation.

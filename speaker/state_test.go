@@ -1,70 +1,40 @@
 package speaker
 
 import (
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-lb/portico/lbservice"
 )
 
-func TestServiceSelection(t *testing.T) {
-	edge := metav1.LabelSelector{MatchLabels: map[string]string{"tier": "edge"}}
-	public := metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "exposure", Operator: metav1.LabelSelectorOpIn, Values: []string{"public"}}}}
-	teamA := metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
-	everything := metav1.LabelSelector{}
-	tests := []struct {
-		name       string
-		services   []metav1.LabelSelector
-		namespaces []metav1.LabelSelector
-		svcLabels  map[string]string
-		nsLabels   map[string]string
-		want       bool
-	}{
-		{"no selectors: every Service", nil, nil, nil, nil, true},
-		{"service selector matches", []metav1.LabelSelector{edge}, nil, map[string]string{"tier": "edge"}, nil, true},
-		{"service selector does not match", []metav1.LabelSelector{edge}, nil, map[string]string{"tier": "core"}, nil, false},
-		{"service selector, unlabelled Service", []metav1.LabelSelector{edge}, nil, nil, nil, false},
-		{"service selectors are ORed", []metav1.LabelSelector{edge, public}, nil, map[string]string{"exposure": "public"}, nil, true},
-		{"an empty selector matches every Service", []metav1.LabelSelector{everything}, nil, nil, nil, true},
-		{"namespace selector matches", nil, []metav1.LabelSelector{teamA}, nil, map[string]string{"team": "a"}, true},
-		{"namespace selector does not match", nil, []metav1.LabelSelector{teamA}, map[string]string{"team": "a"}, map[string]string{"team": "b"}, false},
-		{"both lists: both must match", []metav1.LabelSelector{edge}, []metav1.LabelSelector{teamA}, map[string]string{"tier": "edge"}, map[string]string{"team": "a"}, true},
-		{"both lists: Service matches, namespace not", []metav1.LabelSelector{edge}, []metav1.LabelSelector{teamA}, map[string]string{"tier": "edge"}, map[string]string{"team": "b"}, false},
-		{"both lists: namespace matches, Service not", []metav1.LabelSelector{edge}, []metav1.LabelSelector{teamA}, nil, map[string]string{"team": "a"}, false},
+// TestSelectsService: the State supplies the Service's namespace labels to
+// the selection.
+func TestSelectsService(t *testing.T) {
+	sel, err := lbservice.ParseServiceSelection(
+		[]metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "edge"}}},
+		[]metav1.LabelSelector{{MatchLabels: map[string]string{"team": "a"}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := ParseServiceSelection(tt.services, tt.namespaces)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.Matches(tt.svcLabels, tt.nsLabels); got != tt.want {
-				t.Errorf("Matches = %v, want %v", got, tt.want)
-			}
-			st := &State{NamespaceLabels: map[string]map[string]string{"ns": tt.nsLabels}}
-			svc := Service{Name: types.NamespacedName{Namespace: "ns", Name: "web"}, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: tt.svcLabels}}}
-			if got := s.MatchesService(st, svc); got != tt.want {
-				t.Errorf("MatchesService = %v, want %v", got, tt.want)
-			}
-		})
+	st := &State{NamespaceLabels: map[string]map[string]string{"a": {"team": "a"}, "b": {"team": "b"}}}
+	svc := func(ns string, l map[string]string) Service {
+		return Service{Name: types.NamespacedName{Namespace: ns, Name: "web"}, Object: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: l}}}
 	}
-}
-
-func TestServiceSelectionInvalid(t *testing.T) {
-	bogus := metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Bogus"}}}
-	ok := metav1.LabelSelector{MatchLabels: map[string]string{"tier": "edge"}}
+	edge := map[string]string{"tier": "edge"}
 	for _, tt := range []struct {
-		services, namespaces []metav1.LabelSelector
-		want                 string
+		svc  Service
+		want bool
 	}{
-		{[]metav1.LabelSelector{ok, bogus}, nil, "serviceSelectors[1]"},
-		{nil, []metav1.LabelSelector{bogus}, "namespaceSelectors[0]"},
-		{[]metav1.LabelSelector{{MatchLabels: map[string]string{"tier": "not a value!"}}}, nil, "serviceSelectors[0]"},
+		{svc("a", edge), true},
+		{svc("b", edge), false},
+		{svc("a", nil), false},
+		{svc("gone", edge), false},
 	} {
-		if _, err := ParseServiceSelection(tt.services, tt.namespaces); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("error = %v, want one naming %s", err, tt.want)
+		if got := st.SelectsService(sel, tt.svc); got != tt.want {
+			t.Errorf("SelectsService(%s, %v) = %v, want %v", tt.svc.Name, tt.svc.Labels(), got, tt.want)
 		}
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/portico-lb/portico/ingress"
 	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
-	"github.com/portico-lb/portico/speaker"
 )
 
 // Defaults of the other parts' flags that explain needs to know.
@@ -589,7 +588,7 @@ func (x *cluster) eligibility(svc *corev1.Service, matched []advertisement) []No
 		if lbservice.Excluded(n.Labels) {
 			ne.WhyNot = append(ne.WhyNot, "labelled "+lbservice.ExcludeLabel)
 		}
-		if speaker.NetworkUnavailable(n) {
+		if lbservice.NetworkUnavailable(n) {
 			ne.WhyNot = append(ne.WhyNot, "its NetworkUnavailable condition is True")
 		}
 		if !nodeReady(n) {
@@ -642,7 +641,7 @@ func selectsNode(sels []metav1.LabelSelector, n *corev1.Node) bool {
 		return true
 	}
 	set := labels.Set(n.Labels)
-	return slices.ContainsFunc(speaker.NodeSelectors(sels), func(s labels.Selector) bool { return s.Matches(set) })
+	return slices.ContainsFunc(lbservice.NodeSelectors(sels), func(s labels.Selector) bool { return s.Matches(set) })
 }
 
 func nodeReady(n *corev1.Node) bool {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 	"github.com/portico-lb/portico/speaker"
 )
@@ -276,9 +277,9 @@ func (ad advertisement) why(pool string) string {
 }
 
 // appliesTo says whether ad, which selects the Service's pool, applies to
-// the Service, by the speakers' rule (speaker.ServiceSelection), and why.
+// the Service, by the speakers' rule (lbservice.ServiceSelection), and why.
 func (ad advertisement) appliesTo(svc *corev1.Service, nsLabels map[string]string) (bool, string) {
-	sel, err := speaker.ParseServiceSelection(ad.ServiceSelectors, ad.NamespaceSelectors)
+	sel, err := lbservice.ParseServiceSelection(ad.ServiceSelectors, ad.NamespaceSelectors)
 	switch {
 	case err != nil:
 		return false, fmt.Sprintf("the speakers leave it out: %v; fix the selector", err)
@@ -295,10 +296,10 @@ func (ad advertisement) appliesTo(svc *corev1.Service, nsLabels map[string]strin
 		return true, strings.Join(parts, " and ")
 	}
 	var parts []string
-	if !(speaker.ServiceSelection{Services: sel.Services}).Matches(svc.Labels, nil) {
+	if !(lbservice.ServiceSelection{Services: sel.Services}).Matches(svc.Labels, nil) {
 		parts = append(parts, fmt.Sprintf("none of its serviceSelectors (%s) matches the Service's labels (%s)", selectorsString(ad.ServiceSelectors), labelsString(svc.Labels)))
 	}
-	if !(speaker.ServiceSelection{Namespaces: sel.Namespaces}).Matches(nil, nsLabels) {
+	if !(lbservice.ServiceSelection{Namespaces: sel.Namespaces}).Matches(nil, nsLabels) {
 		parts = append(parts, fmt.Sprintf("none of its namespaceSelectors (%s) matches namespace %s's labels (%s)", selectorsString(ad.NamespaceSelectors), svc.Namespace, labelsString(nsLabels)))
 	}
 	return false, strings.Join(parts, "; ")

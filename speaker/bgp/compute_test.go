@@ -13,7 +13,6 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/lbservice"
-	"github.com/portico-lb/portico/speaker"
 )
 
 func u32(v uint32) *uint32 { return &v }
@@ -536,8 +535,8 @@ func TestComputeServiceSelectors(t *testing.T) {
 	plain := Service{Name: "shop/api", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.11")}, NamespaceLabels: team}
 	other := Service{Name: "lab/front", Pool: "public", IPs: []netip.Addr{netip.MustParseAddr("198.51.100.12")},
 		Labels: map[string]string{"tier": "edge"}, NamespaceLabels: map[string]string{"team": "b"}}
-	selection := func(services, namespaces []metav1.LabelSelector) speaker.ServiceSelection {
-		s, err := speaker.ParseServiceSelection(services, namespaces)
+	selection := func(services, namespaces []metav1.LabelSelector) lbservice.ServiceSelection {
+		s, err := lbservice.ParseServiceSelection(services, namespaces)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/speaker"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // Defaults of the BGP timers (RFC 4271 suggests 90 s hold, a third of it
@@ -126,7 +126,7 @@ type Advertisement struct {
 	PoolSelectors []labels.Selector
 	// Services limits the Services of those pools it applies to; the
 	// zero value applies to every one.
-	Services speaker.ServiceSelection
+	Services lbservice.ServiceSelection
 	// Nodes limits the nodes that advertise; empty means every node.
 	Nodes Selector
 	// Peers limits the sessions the paths go to; empty means every session.
@@ -143,7 +143,7 @@ type Advertisement struct {
 
 // Selector is a list of label selectors ORed together; an empty Selector
 // matches every label set, as an empty nodeSelectors list does in the API.
-type Selector = speaker.Selector
+type Selector = lbservice.Selector
 
 // SelectorFromAPI converts the API's list of label selectors.
 func SelectorFromAPI(ls []metav1.LabelSelector) (Selector, error) {
@@ -284,7 +284,7 @@ func AdvertisementFromAPI(a *v1alpha1.BGPAdvertisement) (Advertisement, error) {
 		}
 		out.PoolSelectors = append(out.PoolSelectors, sel)
 	}
-	if out.Services, err = speaker.ParseServiceSelection(s.ServiceSelectors, s.NamespaceSelectors); err != nil {
+	if out.Services, err = lbservice.ParseServiceSelection(s.ServiceSelectors, s.NamespaceSelectors); err != nil {
 		return Advertisement{}, wrap(err)
 	}
 	if out.Nodes, err = SelectorFromAPI(s.NodeSelectors); err != nil {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker"
 )
 
@@ -119,7 +120,7 @@ func (p *Protocol) report(st *speaker.State, problems []error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, bp := range st.BGPPeers {
-		if !Selector(speaker.NodeSelectors(bp.Spec.NodeSelectors)).Matches(labels) {
+		if !Selector(lbservice.NodeSelectors(bp.Spec.NodeSelectors)).Matches(labels) {
 			continue
 		}
 		r := peerReport{generation: bp.Generation, problem: strings.Join(byPeer[bp.Name], "; ")}
@@ -160,7 +161,7 @@ func (p *Protocol) input(ctx context.Context, st *speaker.State) (Input, []error
 	in := Input{Node: Node{Name: st.Node}, PoolLabels: map[string]map[string]string{}}
 	if n := st.Nodes[st.Node]; n != nil {
 		in.Node.Labels = n.Labels
-		in.Node.NetworkUnavailable = speaker.NetworkUnavailable(n)
+		in.Node.NetworkUnavailable = lbservice.NetworkUnavailable(n)
 		in.Node.RouterID = nodeIPv4(n)
 	}
 	for name, pool := range st.Pools {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker"
 )
 
@@ -178,7 +179,7 @@ func (a *Announcer) Announce(ctx context.Context, st *speaker.State) ([]speaker.
 func invalid(st *speaker.State) []error {
 	var out []error
 	for _, adv := range st.L2Advertisements {
-		if _, err := speaker.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors); err != nil {
+		if _, err := lbservice.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors); err != nil {
 			out = append(out, fmt.Errorf("L2Advertisement %q is left out: %w", adv.Name, err))
 		}
 	}
@@ -310,8 +311,8 @@ func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Add
 			continue
 		}
 		// An invalid selection is left out; Announce reports it.
-		sel, err := speaker.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors)
-		if err != nil || !slices.ContainsFunc(services, func(svc speaker.Service) bool { return sel.MatchesService(st, svc) }) {
+		sel, err := lbservice.ParseServiceSelection(adv.Spec.ServiceSelectors, adv.Spec.NamespaceSelectors)
+		if err != nil || !slices.ContainsFunc(services, func(svc speaker.Service) bool { return st.SelectsService(sel, svc) }) {
 			continue
 		}
 		ifaces := make([]string, 0, len(adv.Spec.Interfaces))
@@ -319,7 +320,7 @@ func AddressOf(st *speaker.State, ip netip.Addr, services []speaker.Service) Add
 			ifaces = append(ifaces, string(i))
 		}
 		addr.Advertisements = append(addr.Advertisements, Advertisement{
-			NodeSelectors: speaker.NodeSelectors(adv.Spec.NodeSelectors),
+			NodeSelectors: lbservice.NodeSelectors(adv.Spec.NodeSelectors),
 			Interfaces:    ifaces,
 		})
 	}
@@ -337,7 +338,7 @@ func LiveNodes(st *speaker.State) []Node {
 		out = append(out, Node{
 			Name:               n.Name,
 			Labels:             n.Labels,
-			NetworkUnavailable: speaker.NetworkUnavailable(n),
+			NetworkUnavailable: lbservice.NetworkUnavailable(n),
 			Interfaces:         m.Interfaces,
 		})
 	}
