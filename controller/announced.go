@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,16 +32,55 @@ import (
 // pool and family, the assigned addresses that no node announces. It is
 // what the PorticoAddressNotAnnounced alert reads, exactly, where pool
 // usage against the speakers' announcement counts could only bound it.
+//
+// A Service whose address stays unannounced for Grace also gets the
+// Announced condition (False, with the reason) and a NotAnnounced Warning
+// Event, both saying why; the condition goes once every address is
+// announced.
 type announced struct {
 	client client.Client
+	// view reads what explains a missing announcement.
+	view   *clusterView
+	events record.EventRecorder
+	grace  time.Duration
+	// writes paces the condition writes (and so the Events), which share
+	// the controller's client rate limit with allocation: a pool whose
+	// thousands of Services nobody announces must not slow down
+	// allocating addresses.
+	writes *rate.Limiter
+
 	mu     sync.Mutex
 	ledger unannounced
+	// since is when each Service was first seen missing an address; told
+	// is the last reason and message its Event said.
+	since map[types.NamespacedName]time.Time
+	told  map[types.NamespacedName]string
 }
+
+// Grace is how long an assigned address may go unannounced before the
+// Service is told: enough for a speaker to announce a new address and
+// write its ServiceAnnouncement, or to fail over, with room to spare.
+const Grace = 5 * time.Second
+
+// viewTTL is how long the cluster-wide view behind the reasons is reused.
+const viewTTL = 2 * time.Second
+
+// recheck is how often the reason of a Service still unannounced is worked
+// out again: Nodes and advertisements change it without queueing the
+// Service.
+const recheck = 30 * time.Second
 
 // setupAnnounced registers the reconciler: a Service, or any
 // ServiceAnnouncement naming it, queues the Service.
-func setupAnnounced(mgr ctrl.Manager) error {
-	r := &announced{client: mgr.GetClient(), ledger: newUnannounced()}
+func setupAnnounced(mgr ctrl.Manager, events record.EventRecorder) error {
+	r := &announced{
+		client: mgr.GetClient(), events: events, grace: Grace,
+		view:   &clusterView{api: mgr.GetAPIReader(), ttl: viewTTL},
+		writes: rate.NewLimiter(10, 20),
+		ledger: newUnannounced(),
+		since:  map[types.NamespacedName]time.Time{},
+		told:   map[types.NamespacedName]string{},
+	}
 	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[v1alpha1.ServiceNameLabel]
 		if name == "" {
@@ -86,22 +130,81 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	ips := statusIPs(&svc)
 	if !lbservice.Ours(&svc) || len(ips) == 0 {
 		r.set(req.NamespacedName, nil, "")
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, r.clear(ctx, &svc)
 	}
 	var anns v1alpha1.ServiceAnnouncementList
 	if err := r.client.List(ctx, &anns, client.InNamespace(svc.Namespace), client.MatchingLabels{v1alpha1.ServiceNameLabel: svc.Name}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing ServiceAnnouncements of %s: %w", req.NamespacedName, err)
 	}
-	r.set(req.NamespacedName, Unannounced(&svc, anns.Items), svc.Annotations[lbservice.AnnotationAllocatedFrom])
-	return reconcile.Result{}, nil
+	pool := svc.Annotations[lbservice.AnnotationAllocatedFrom]
+	missing := Unannounced(&svc, anns.Items)
+	first := r.set(req.NamespacedName, missing, pool)
+	if len(missing) == 0 {
+		return reconcile.Result{}, r.clear(ctx, &svc)
+	}
+	if wait := r.grace - time.Since(first); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	x, err := r.view.read(ctx, r.client, &svc, pool)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("finding why %s is not announced: %w", req.NamespacedName, err)
+	}
+	reason, msg := WhyUnannounced(&svc, missing, pool, x)
+	orig := svc.DeepCopy()
+	meta.SetStatusCondition(&svc.Status.Conditions, metav1.Condition{
+		Type: ConditionAnnounced, Status: metav1.ConditionFalse, ObservedGeneration: svc.Generation,
+		Reason: reason, Message: msg,
+	})
+	if !equality.Semantic.DeepEqual(orig.Status.Conditions, svc.Status.Conditions) {
+		if res := r.writes.Reserve(); res.Delay() > 0 {
+			wait := res.Delay()
+			res.Cancel()
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
+		if err := r.client.Status().Patch(ctx, &svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return reconcile.Result{}, fmt.Errorf("service %s: writing the %s condition: %w", req.NamespacedName, ConditionAnnounced, err)
+		}
+	}
+	r.mu.Lock()
+	tell := r.told[req.NamespacedName] != reason+msg
+	r.told[req.NamespacedName] = reason + msg
+	r.mu.Unlock()
+	if tell {
+		r.events.Event(&svc, corev1.EventTypeWarning, ReasonNotAnnounced, msg)
+	}
+	return reconcile.Result{RequeueAfter: recheck}, nil
 }
 
-func (r *announced) set(svc types.NamespacedName, missing []netip.Addr, pool string) {
+// clear removes the Announced condition, if the Service has it.
+func (r *announced) clear(ctx context.Context, svc *corev1.Service) error {
+	if meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced) == nil {
+		return nil
+	}
+	orig := svc.DeepCopy()
+	meta.RemoveStatusCondition(&svc.Status.Conditions, ConditionAnnounced)
+	if err := r.client.Status().Patch(ctx, svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("service %s/%s: removing the %s condition: %w", svc.Namespace, svc.Name, ConditionAnnounced, err)
+	}
+	return nil
+}
+
+// set records svc's missing addresses for the gauge and returns when svc
+// was first seen missing one (zero when it misses none).
+func (r *announced) set(svc types.NamespacedName, missing []netip.Addr, pool string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.ledger.set(svc, missing, pool) {
 		unannouncedAddresses.WithLabelValues(k.pool, familyLabel(k.family)).Set(float64(r.ledger.count[k]))
 	}
+	if len(missing) == 0 {
+		delete(r.since, svc)
+		delete(r.told, svc)
+		return time.Time{}
+	}
+	if _, ok := r.since[svc]; !ok {
+		r.since[svc] = time.Now()
+	}
+	return r.since[svc]
 }
 
 // Unannounced returns svc's assigned addresses that none of anns (the

@@ -137,7 +137,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := setupL2Status(mgr); err != nil {
 		return fmt.Errorf("l2advertisement controller: %w", err)
 	}
-	if err := setupAnnounced(mgr); err != nil {
+	if err := setupAnnounced(mgr, c.events); err != nil {
 		return fmt.Errorf("announcement controller: %w", err)
 	}
 	return nil
