@@ -24,15 +24,16 @@ import (
 // what the PorticoAddressNotAnnounced alert reads, exactly, where pool
 // usage against the speakers' announcement counts could only bound it.
 type announced struct {
-	client client.Client
-	mu     sync.Mutex
-	ledger unannounced
+	client  client.Client
+	classes lbservice.Classes
+	mu      sync.Mutex
+	ledger  unannounced
 }
 
 // setupAnnounced registers the reconciler: a Service, or any
 // ServiceAnnouncement naming it, queues the Service.
-func setupAnnounced(mgr ctrl.Manager) error {
-	r := &announced{client: mgr.GetClient(), ledger: newUnannounced()}
+func setupAnnounced(mgr ctrl.Manager, classes lbservice.Classes) error {
+	r := &announced{client: mgr.GetClient(), classes: classes, ledger: newUnannounced()}
 	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[v1alpha1.ServiceNameLabel]
 		if name == "" {
@@ -58,7 +59,7 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		return reconcile.Result{}, nil
 	}
 	ips := statusIPs(&svc)
-	if !lbservice.Ours(&svc) || len(ips) == 0 {
+	if !r.classes.Ours(&svc) || len(ips) == 0 {
 		r.set(req.NamespacedName, nil, "")
 		return reconcile.Result{}, nil
 	}

@@ -35,7 +35,10 @@ type Options struct {
 	// Status, if set, is told what this node announces after every
 	// change, and writes it as ServiceAnnouncements. Start runs it.
 	Status *status.Announcements
-	Log    logr.Logger
+	// Classes says which Services are ours; RequireClass leaves
+	// class-less Services to another load balancer.
+	Classes lbservice.Classes
+	Log     logr.Logger
 }
 
 // Speaker keeps this node's announcements in line with the cluster. One
@@ -350,7 +353,7 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 	}
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
-		if !lbservice.Ours(svc) {
+		if !s.opts.Classes.Ours(svc) {
 			continue
 		}
 		var ips []netip.Addr
