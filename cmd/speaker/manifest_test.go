@@ -1,16 +1,22 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/portico-lb/portico/e2e/apitest"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker/member"
 )
 
@@ -85,4 +91,90 @@ func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container 
 		t.Fatalf("no container %q", name)
 	}
 	return spec.Containers[i]
+}
+
+// The beside-metallb component (README, "Moving from MetalLB") gives the
+// controller and the speakers --require-class, which both binaries take,
+// and asks for Portico by class on the ingress's Service, so that MetalLB
+// leaves it alone.
+func TestBesideMetalLBComponent(t *testing.T) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		apitest.Need(t, errors.New("KUBEBUILDER_ASSETS is not set: kubectl is needed for kustomize"))
+	}
+	manifests, err := filepath.Abs(filepath.Join("..", "..", "manifests"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, manifests) // kustomize refuses absolute roots
+	if err != nil {
+		t.Fatal(err)
+	}
+	kust := "resources: [" + rel + "]\ncomponents: [" + filepath.Join(rel, "beside-metallb") + "]\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(assets, "kubectl"), "kustomize", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+	}
+	found := map[string]bool{}
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		var args []string
+		switch meta.Kind + "/" + meta.Metadata.Name {
+		case "Deployment/portico-controller":
+			var d appsv1.Deployment
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatal(err)
+			}
+			args = container(t, d.Spec.Template.Spec, "controller").Args
+		case "DaemonSet/portico-speaker":
+			var d appsv1.DaemonSet
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatal(err)
+			}
+			args = container(t, d.Spec.Template.Spec, "speaker").Args
+		case "Service/portico-ingress":
+			var s corev1.Service
+			if err := yaml.Unmarshal([]byte(doc), &s); err != nil {
+				t.Fatal(err)
+			}
+			if c := s.Spec.LoadBalancerClass; c == nil || *c != lbservice.Class {
+				t.Errorf("the ingress Service's loadBalancerClass is %v, want %s", c, lbservice.Class)
+			}
+			found[meta.Kind] = true
+			continue
+		default:
+			continue
+		}
+		found[meta.Kind] = true
+		if !slices.Contains(args, "--require-class") {
+			t.Errorf("%s %s args %q lack --require-class", meta.Kind, meta.Metadata.Name, args)
+		}
+	}
+	if len(found) != 3 {
+		t.Fatalf("found only %v in the kustomized install", found)
+	}
+
+	// Both binaries take the flag.
+	bin := t.TempDir()
+	for _, cmd := range []string{"controller", "speaker"} {
+		build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, cmd), "../"+cmd)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
+		}
+		if out, err := exec.Command(filepath.Join(bin, cmd), "--require-class", "--version").CombinedOutput(); err != nil {
+			t.Errorf("%s --require-class: %v\n%s", cmd, err, out)
+		}
+	}
 }
