@@ -251,3 +251,32 @@ func sortedLines(s string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
+
+// Whatever the input, the converter reports and never panics, and what it
+// reports as complete has no not-converted finding.
+func FuzzConvertMetalLB(f *testing.F) {
+	for _, tc := range convertCases {
+		b, err := os.ReadFile(filepath.Join("testdata", "convert", tc.input))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"passwordSecret":"oops","holdTime":5}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		objs, err := decodeObjects(bytes.NewReader(b), "fuzz")
+		if err != nil {
+			return
+		}
+		conv := convertMetalLB(objs)
+		var out bytes.Buffer
+		if err := writeConversion(&out, outputYAML, conv); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range conv.Findings {
+			if f.Lost && conv.Complete() {
+				t.Fatalf("complete with a not-converted finding: %v", f)
+			}
+		}
+	})
+}
