@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,6 +201,39 @@ func TestLoadBalancerClass(t *testing.T) {
 	}
 	noEvent(t, foreign, controller.ReasonAllocationFailed)
 	noEvent(t, foreign, controller.ReasonAllocated)
+}
+
+// With RequireClass (--require-class) the controller serves only Services
+// of our class: class-less ones, and the addresses another load balancer
+// (MetalLB, during a move) wrote into their status, are left alone, and a
+// Service that moves over keeps its address through MetalLB's annotation.
+func TestRequireClass(t *testing.T) {
+	runControllerWith(t, false, controller.Options{IngressService: ingressKey, Classes: lbservice.Classes{RequireClass: true}})
+	cleanup(t)
+	makePool(t, "lan", []string{"192.0.2.0/28"})
+	plain := makeService(t, "plain")
+	// What MetalLB would have written.
+	plain.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.9"}}
+	if err := apiClient.Status().Update(context.Background(), plain); err != nil {
+		t.Fatal(err)
+	}
+	moved := makeService(t, "moved", class(lbservice.Class), annotate("metallb.io/loadBalancerIPs", "192.0.2.7"))
+	waitIPs(t, moved, "192.0.2.7")
+	ours := makeService(t, "ours", class(lbservice.Class))
+	waitIPs(t, ours, "192.0.2.1")
+	if got := ips(t, plain); !slices.Equal(got, []string{"192.0.2.9"}) {
+		t.Fatalf("class-less service's status is %v, want MetalLB's 192.0.2.9 untouched", got)
+	}
+	var got corev1.Service
+	if err := apiClient.Get(context.Background(), client.ObjectKeyFromObject(plain), &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Annotations[lbservice.AnnotationAllocatedFrom]; ok {
+		t.Fatalf("class-less service was annotated %s", lbservice.AnnotationAllocatedFrom)
+	}
+	noEvent(t, plain, controller.ReasonAllocationFailed)
+	noEvent(t, plain, controller.ReasonAllocated)
+	noEvent(t, plain, controller.ReasonReleased)
 }
 
 func TestReleasePaths(t *testing.T) {

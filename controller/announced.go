@@ -38,7 +38,8 @@ import (
 // Event, both saying why; the condition goes once every address is
 // announced.
 type announced struct {
-	client client.Client
+	client  client.Client
+	classes lbservice.Classes
 	// view reads what explains a missing announcement.
 	view   *clusterView
 	events record.EventRecorder
@@ -72,9 +73,9 @@ const recheck = 30 * time.Second
 
 // setupAnnounced registers the reconciler: a Service, or any
 // ServiceAnnouncement naming it, queues the Service.
-func setupAnnounced(mgr ctrl.Manager, events record.EventRecorder) error {
+func setupAnnounced(mgr ctrl.Manager, events record.EventRecorder, classes lbservice.Classes) error {
 	r := &announced{
-		client: mgr.GetClient(), events: events, grace: Grace,
+		client: mgr.GetClient(), classes: classes, events: events, grace: Grace,
 		view:   &clusterView{api: mgr.GetAPIReader(), ttl: viewTTL},
 		writes: rate.NewLimiter(10, 20),
 		ledger: newUnannounced(),
@@ -128,7 +129,7 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		return reconcile.Result{}, nil
 	}
 	ips := statusIPs(&svc)
-	if !lbservice.Ours(&svc) || len(ips) == 0 {
+	if !r.classes.Ours(&svc) || len(ips) == 0 {
 		r.set(req.NamespacedName, nil, "")
 		return reconcile.Result{}, r.clear(ctx, &svc)
 	}

@@ -52,6 +52,9 @@ type Options struct {
 	IngressService types.NamespacedName
 	// Workers is how many Services are reconciled at once.
 	Workers int
+	// Classes says which Services are ours; RequireClass leaves
+	// class-less Services to another load balancer.
+	Classes lbservice.Classes
 }
 
 // Controller owns the allocator and the bookkeeping around it.
@@ -137,7 +140,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := setupL2Status(mgr); err != nil {
 		return fmt.Errorf("l2advertisement controller: %w", err)
 	}
-	if err := setupAnnounced(mgr, c.events); err != nil {
+	if err := setupAnnounced(mgr, c.events, c.opts.Classes); err != nil {
 		return fmt.Errorf("announcement controller: %w", err)
 	}
 	return nil
@@ -174,7 +177,7 @@ func (c *Controller) load(ctx context.Context) error {
 	for i := range list.Items {
 		svc := &list.Items[i]
 		ips := statusIPs(svc)
-		if !lbservice.Ours(svc) || len(ips) == 0 {
+		if !c.opts.Classes.Ours(svc) || len(ips) == 0 {
 			continue
 		}
 		req, _ := Request(svc, c.namespaceLabels(ctx, svc.Namespace), c.isIngress(svc))
@@ -226,7 +229,7 @@ func (c *Controller) ReconcileService(ctx context.Context, req reconcile.Request
 		}
 		return reconcile.Result{}, err
 	}
-	if !lbservice.Ours(&svc) || !svc.DeletionTimestamp.IsZero() {
+	if !c.opts.Classes.Ours(&svc) || !svc.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, c.unmanage(ctx, &svc)
 	}
 
@@ -347,6 +350,8 @@ func (c *Controller) unmanage(ctx context.Context, svc *corev1.Service) error {
 	switch {
 	case !svc.DeletionTimestamp.IsZero():
 		why = "it is being deleted"
+	case svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil:
+		why = "it has no loadBalancerClass and the controller runs with --require-class"
 	case svc.Spec.Type == corev1.ServiceTypeLoadBalancer:
 		why = fmt.Sprintf("its loadBalancerClass is now %q", *svc.Spec.LoadBalancerClass)
 	}

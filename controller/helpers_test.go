@@ -44,6 +44,12 @@ var ingressKey = types.NamespacedName{Namespace: "portico-system", Name: "portic
 // when the test ends. It returns a function that stops it earlier.
 func runController(t testing.TB, leaderElect bool) (stop func()) {
 	t.Helper()
+	return runControllerWith(t, leaderElect, controller.Options{IngressService: ingressKey})
+}
+
+// runControllerWith is runController with these options.
+func runControllerWith(t testing.TB, leaderElect bool, opts controller.Options) (stop func()) {
+	t.Helper()
 	needAPI(t)
 	mgr, err := ctrl.NewManager(apiConfig, ctrl.Options{
 		Scheme:                        scheme,
@@ -65,7 +71,7 @@ func runController(t testing.TB, leaderElect bool) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controller.Setup(mgr, controller.Options{IngressService: ingressKey}); err != nil {
+	if err := controller.Setup(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
-	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/pools"
 )
 
@@ -135,7 +134,7 @@ func (c *Controller) applyPoolsLocked(ctx context.Context) (bool, error) {
 	// restrictions may have changed, and waiting Services may now fit.
 	// Allocate is idempotent, so Services that are fine stay as they are.
 	for i := range services.Items {
-		if lbservice.Ours(&services.Items[i]) {
+		if c.opts.Classes.Ours(&services.Items[i]) {
 			kicks = append(kicks, client.ObjectKeyFromObject(&services.Items[i]))
 		}
 	}

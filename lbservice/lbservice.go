@@ -1,6 +1,6 @@
 // Package lbservice is the contract between Portico and the Services and
 // Nodes it serves: which Services are Portico's (type LoadBalancer, with no
-// loadBalancerClass or with Class), which annotations mean what in each of
+// loadBalancerClass unless told to require one, or with Class), which annotations mean what in each of
 // their spellings, and which Nodes stay out of load balancing. The
 // controller, the speakers, porticoctl and the ingress all ask this package,
 // so that they cannot disagree.
@@ -52,12 +52,31 @@ var requestAnnotations = map[string]string{
 }
 
 // Ours reports whether Portico is the load balancer of svc: it is of type
-// LoadBalancer and has no loadBalancerClass or Class.
+// LoadBalancer and has no loadBalancerClass or Class. It is Classes{}.Ours,
+// the default of the controller and the speakers.
 func Ours(svc *corev1.Service) bool {
+	return Classes{}.Ours(svc)
+}
+
+// Classes says which loadBalancerClasses Portico serves. The zero value
+// serves Class and Services with no class.
+type Classes struct {
+	// RequireClass serves only Services of Class and leaves class-less ones
+	// to another load balancer: MetalLB, while Services move over from it
+	// one at a time (the controller's and speaker's --require-class).
+	RequireClass bool
+}
+
+// Ours reports whether Portico is the load balancer of svc: it is of type
+// LoadBalancer and has Class, or no class unless RequireClass.
+func (c Classes) Ours(svc *corev1.Service) bool {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return false
 	}
-	return svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass == Class
+	if svc.Spec.LoadBalancerClass == nil {
+		return !c.RequireClass
+	}
+	return *svc.Spec.LoadBalancerClass == Class
 }
 
 // RequestAnnotation tells whether key is one of the request annotations

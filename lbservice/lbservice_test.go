@@ -9,21 +9,28 @@ import (
 
 func TestOurs(t *testing.T) {
 	for _, c := range []struct {
-		typ   corev1.ServiceType
-		class *string
-		want  bool
+		typ          corev1.ServiceType
+		class        *string
+		want         bool
+		wantRequired bool // with RequireClass
 	}{
-		{corev1.ServiceTypeLoadBalancer, nil, true},
-		{corev1.ServiceTypeLoadBalancer, ptr.To(Class), true},
-		{corev1.ServiceTypeLoadBalancer, ptr.To("example.com/other"), false},
-		{corev1.ServiceTypeLoadBalancer, ptr.To(""), false},
-		{corev1.ServiceTypeClusterIP, nil, false},
-		{corev1.ServiceTypeNodePort, ptr.To(Class), false},
-		{"", nil, false},
+		{corev1.ServiceTypeLoadBalancer, nil, true, false},
+		{corev1.ServiceTypeLoadBalancer, ptr.To(Class), true, true},
+		{corev1.ServiceTypeLoadBalancer, ptr.To("example.com/other"), false, false},
+		{corev1.ServiceTypeLoadBalancer, ptr.To(""), false, false},
+		{corev1.ServiceTypeClusterIP, nil, false, false},
+		{corev1.ServiceTypeNodePort, ptr.To(Class), false, false},
+		{"", nil, false, false},
 	} {
 		svc := &corev1.Service{Spec: corev1.ServiceSpec{Type: c.typ, LoadBalancerClass: c.class}}
 		if got := Ours(svc); got != c.want {
 			t.Errorf("Ours(type %q, class %v) = %v, want %v", c.typ, ptr.Deref(c.class, "<nil>"), got, c.want)
+		}
+		if got := (Classes{}).Ours(svc); got != c.want {
+			t.Errorf("Classes{}.Ours(type %q, class %v) = %v, want %v", c.typ, ptr.Deref(c.class, "<nil>"), got, c.want)
+		}
+		if got := (Classes{RequireClass: true}).Ours(svc); got != c.wantRequired {
+			t.Errorf("Classes{RequireClass}.Ours(type %q, class %v) = %v, want %v", c.typ, ptr.Deref(c.class, "<nil>"), got, c.wantRequired)
 		}
 	}
 }

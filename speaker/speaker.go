@@ -44,7 +44,10 @@ type Options struct {
 	// change, and writes it as ServiceAnnouncements. New adds it to the
 	// manager as a Runnable of its own.
 	Status *status.Announcements
-	Log    logr.Logger
+	// Classes says which Services are ours; RequireClass leaves
+	// class-less Services to another load balancer.
+	Classes lbservice.Classes
+	Log     logr.Logger
 }
 
 // Speaker keeps this node's announcements in line with the cluster. A
@@ -400,7 +403,7 @@ func (s *Speaker) State(ctx context.Context) (*State, error) {
 	}
 	for i := range svcs.Items {
 		svc := &svcs.Items[i]
-		if !lbservice.Ours(svc) {
+		if !s.opts.Classes.Ours(svc) {
 			continue
 		}
 		var ips []netip.Addr

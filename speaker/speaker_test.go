@@ -103,8 +103,14 @@ func runSpeaker(t *testing.T, env *apitest.Env, node string, members ...string) 
 // runSpeakerAs runs the glue with cfg's credentials.
 func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, members ...string) (*speaker.Speaker, *recorder) {
 	t.Helper()
+	return runSpeakerClasses(t, cfg, env, node, lbservice.Classes{}, members...)
+}
+
+// runSpeakerClasses runs the glue serving these classes.
+func runSpeakerClasses(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, classes lbservice.Classes, members ...string) (*speaker.Speaker, *recorder) {
+	t.Helper()
 	rec := &recorder{}
-	sp, stop := startSpeaker(t, cfg, env, node, rec, true, members...)
+	sp, stop := startSpeaker(t, cfg, env, node, rec, true, classes, members...)
 	t.Cleanup(func() {
 		if err := stop(); err != nil {
 			t.Errorf("manager: %v", err)
@@ -113,10 +119,11 @@ func runSpeakerAs(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 	return sp, rec
 }
 
-// startSpeaker starts a manager running a speaker with announcer a, and
-// with a ServiceAnnouncement writer if withStatus, members the live
-// speakers; stop stops the manager and returns what its Start returned.
-func startSpeaker(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, a speaker.Announcer, withStatus bool, members ...string) (sp *speaker.Speaker, stop func() error) {
+// startSpeaker starts a manager running a speaker with announcer a, serving
+// classes, with a ServiceAnnouncement writer if withStatus, members the
+// live speakers; stop stops the manager and returns what its Start
+// returned.
+func startSpeaker(t *testing.T, cfg *rest.Config, env *apitest.Env, node string, a speaker.Announcer, withStatus bool, classes lbservice.Classes, members ...string) (sp *speaker.Speaker, stop func() error) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  env.Scheme,
@@ -126,7 +133,7 @@ func startSpeaker(t *testing.T, cfg *rest.Config, env *apitest.Env, node string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := speaker.Options{Node: node, Announcers: []speaker.Announcer{a}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond}
+	opts := speaker.Options{Node: node, Announcers: []speaker.Announcer{a}, Log: logr.Discard(), RetryAfter: 100 * time.Millisecond, Classes: classes}
 	if withStatus {
 		opts.Status = status.NewAnnouncements(mgr.GetClient(), node, status.Options{Retry: 100 * time.Millisecond, CleanupTimeout: 500 * time.Millisecond})
 	}
@@ -250,6 +257,48 @@ func TestAnnouncesServiceAndPostsEvent(t *testing.T) {
 		notes := events(t, svc, speaker.ReasonWithdrawn)
 		return len(notes) > 0, "none"
 	})
+}
+
+// TestRequireClass: with --require-class the speaker announces Services of
+// our class only; a class-less one is another load balancer's (MetalLB's,
+// during a move) even when it has an address in one of our pools.
+func TestRequireClass(t *testing.T) {
+	apitest.Need(t, envErr)
+	ctx := context.Background()
+	seed(t, api.Client, "192.0.2.10", false) // class-less
+	moved := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "moved", Annotations: map[string]string{lbservice.AnnotationAllocatedFrom: "lan"}},
+		Spec: corev1.ServiceSpec{
+			Type:              corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass: ptr.To(lbservice.Class),
+			Selector:          map[string]string{"app": "web"},
+			Ports:             []corev1.ServicePort{{Port: 80}},
+		},
+	}
+	if err := api.Client.Create(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Client.Delete(ctx, moved) })
+	moved.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.11", IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)}}
+	if err := api.Client.Status().Update(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	sp, rec := runSpeakerClasses(t, api.Config, api, "n1", lbservice.Classes{RequireClass: true}, "n1")
+
+	want := []string{"default/moved 192.0.2.11 eth0"}
+	waitUntil(t, "the announcer to announce the Service of our class only", func() (bool, string) {
+		got := rec.announced()
+		return slices.Equal(got, want), fmt.Sprintf("announced %v, want %v", got, want)
+	})
+	st, err := sp.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range st.Services {
+		if svc.Name.Name == "web" {
+			t.Fatalf("the class-less Service is in the speaker's state: %+v", svc)
+		}
+	}
 }
 
 // TestLocalTrafficFollowsEndpoints: with externalTrafficPolicy: Local,
@@ -576,7 +625,7 @@ func (a *stalling) Announce(_ context.Context, st *speaker.State) ([]speaker.Ann
 func TestWithdrawsAfterLastReconcile(t *testing.T) {
 	apitest.Need(t, envErr)
 	a := &stalling{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	sp, stop := startSpeaker(t, api.Config, api, "n1", a, false, "n1")
+	sp, stop := startSpeaker(t, api.Config, api, "n1", a, false, lbservice.Classes{}, "n1")
 	released := sync.OnceFunc(func() { close(a.release) })
 	t.Cleanup(func() { released(); _ = stop() })
 	select {

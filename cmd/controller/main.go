@@ -21,6 +21,7 @@ import (
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/cmd/buildinfo"
 	"github.com/portico-lb/portico/controller"
+	"github.com/portico-lb/portico/lbservice"
 )
 
 // version is the release, set at link time with -ldflags "-X main.version=...".
@@ -44,6 +45,7 @@ func run() error {
 		qps          = flag.Float64("kube-api-qps", 200, "queries per second to the API server")
 		burst        = flag.Int("kube-api-burst", 400, "burst of queries to the API server")
 		workers      = flag.Int("workers", 4, "Services reconciled at once")
+		requireClass = flag.Bool("require-class", false, "serve only Services of loadBalancerClass "+lbservice.Class+", leaving class-less ones to another load balancer (MetalLB, while moving from it)")
 		logLevel     = flag.String("log-level", "info", "debug, info, warn or error")
 	)
 	showVersion := flag.Bool("version", false, "print the version and exit")
@@ -107,7 +109,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	opts := controller.Options{IngressService: types.NamespacedName{Namespace: ns, Name: name}, Workers: *workers}
+	opts := controller.Options{IngressService: types.NamespacedName{Namespace: ns, Name: name}, Workers: *workers, Classes: lbservice.Classes{RequireClass: *requireClass}}
 	if err := controller.Setup(mgr, opts); err != nil {
 		return err
 	}

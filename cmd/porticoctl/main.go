@@ -5,6 +5,7 @@
 //	                      addresses, pool, and the nodes announcing them
 //	pools                 usage of every address pool, per family
 //	explain service NAME  the whole decision chain for one Service
+//	convert metallb       MetalLB's configuration as Portico objects
 //	version               the build's version
 //
 // It reads the API only: the speakers' ServiceAnnouncement objects, the
@@ -45,13 +46,18 @@ func main() {
 type usageError struct{ error }
 
 // run runs porticoctl with args and returns the exit code: 0 on success,
-// 1 when the command failed, 2 when the command line is wrong.
+// 1 when the command failed, 2 when the command line is wrong, 3 when
+// convert could not convert everything.
 func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return 0
+	}
+	if ee := (exitError{}); errors.As(err, &ee) {
+		fmt.Fprintln(stderr, ee.msg)
+		return ee.code
 	}
 	if ue := (usageError{}); errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "error: %v\n\n%s", ue.error, cmd.UsageString())
@@ -112,6 +118,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
   status                 who announces what: addresses, pool, announcing nodes
   pools                  usage of every address pool, per family
   explain service NAME   the whole decision chain for one Service
+  convert metallb        MetalLB's configuration as Portico objects
   version                the build's version
 
 The kubectl flags (--kubeconfig, --context, -n, ...) work as in kubectl.`,
@@ -134,7 +141,7 @@ The kubectl flags (--kubeconfig, --context, -n, ...) work as in kubectl.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	e.kube.AddFlags(root.PersistentFlags())
-	root.AddCommand(statusCommand(e), poolsCommand(e), explainCommand(e), versionCommand(stdout))
+	root.AddCommand(statusCommand(e), poolsCommand(e), explainCommand(e), convertCommand(e, stderr), versionCommand(stdout))
 	return root
 }
 

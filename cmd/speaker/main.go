@@ -31,6 +31,7 @@ import (
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/cmd/buildinfo"
+	"github.com/portico-lb/portico/lbservice"
 	"github.com/portico-lb/portico/speaker"
 	"github.com/portico-lb/portico/speaker/bgp"
 	"github.com/portico-lb/portico/speaker/l2"
@@ -66,6 +67,7 @@ func run() error {
 		bgpListen      = flag.Int("bgp-listen-port", -1, "TCP port the embedded BGP speaker listens on for routers that connect first (-1: none; the speaker always connects out)")
 		metricsAddr    = flag.String("metrics-bind-address", ":7474", "address of the Prometheus metrics endpoint (0 to disable)")
 		healthAddr     = flag.String("health-probe-bind-address", ":7475", "address of the /healthz and /readyz endpoints")
+		requireClass   = flag.Bool("require-class", false, "announce only Services of loadBalancerClass "+lbservice.Class+", leaving class-less ones to another load balancer (MetalLB, while moving from it); give the controller the same flag")
 		logLevel       = flag.String("log-level", "info", "debug, info, warn or error")
 	)
 	showVersion := flag.Bool("version", false, "print the version and exit")
@@ -218,6 +220,7 @@ func run() error {
 	sp, err := speaker.New(mgr, recorder, speaker.Options{
 		Node:       *node,
 		Announcers: []speaker.Announcer{announcer, bgpProtocol},
+		Classes:    lbservice.Classes{RequireClass: *requireClass},
 		Status:     status.NewAnnouncements(mgr.GetClient(), *node, status.Options{Log: log.WithName("status")}),
 		Log:        log.WithName("speaker"),
 	})

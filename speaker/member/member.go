@@ -64,8 +64,13 @@ type Config struct {
 
 // Defaults for sub-second failure detection on a LAN: memberlist's LAN
 // defaults (1 s probes, suspicion of 4 × 1 s × log N) take 5 s or more.
+//
+// DefaultPort is not memberlist's and MetalLB's 7946: both speakers run on
+// the node's own network, so with the same port a node could not run
+// MetalLB and Portico side by side while Services move from one to the
+// other. manifests/speaker/daemonset.yaml says the same number.
 const (
-	DefaultPort           = 7946
+	DefaultPort           = 7947
 	DefaultProbeInterval  = 150 * time.Millisecond
 	DefaultProbeTimeout   = 75 * time.Millisecond
 	DefaultSuspicionMult  = 2
