@@ -224,9 +224,11 @@ func TestBGPPeerStatus(t *testing.T) {
 // advertisement selects: the Service gets an address that nothing on the
 // LAN answers for; `kubectl portico explain service` (the plugin, found on
 // PATH by the lab's kubectl) says why and what to create; the controller
-// counts the address in portico_pool_addresses_unannounced. Once an
+// counts the address in portico_pool_addresses_unannounced and gives the
+// Service a False Announced condition, NoAdvertisement. Once an
 // L2Advertisement selects the pool, the address answers ARP, the count
-// drops to 0 and explain finds nothing wrong with the announcement.
+// drops to 0, the condition goes and explain finds nothing wrong with the
+// announcement.
 func TestExplainUnadvertisedPool(t *testing.T) {
 	installPortico(t)
 	ns := namespace(t)
@@ -300,6 +302,15 @@ spec:
 		})
 	}
 	unannounced("1")
+	announcedCondition := func() string {
+		return kubectl(t, "", "get", "service", "-n", ns, "quiet", "-o", `jsonpath={.status.conditions[?(@.type=="portico.dev/Announced")].reason}`)
+	}
+	eventually(t, 30*time.Second, "the Service's Announced condition says NoAdvertisement", func() error {
+		if got := announcedCondition(); got != "NoAdvertisement" {
+			return fmt.Errorf("Announced condition reason %q", got)
+		}
+		return nil
+	})
 
 	// What explain says to do, done: the address answers, and is counted
 	// as announced.
@@ -311,6 +322,12 @@ spec:
 		return nil
 	})
 	unannounced("0")
+	eventually(t, 30*time.Second, "the Announced condition gone", func() error {
+		if got := announcedCondition(); got != "" {
+			return fmt.Errorf("Announced condition reason %q", got)
+		}
+		return nil
+	})
 	if out := explain(); strings.Contains(out, "selects pool quiet") || strings.Contains(out, "is not announced") {
 		t.Errorf("explain still reports the announcement missing:\n%s", out)
 	}
