@@ -61,6 +61,21 @@ func files(t *testing.T, img v1.Image) (map[string]*tar.Header, map[string][]byt
 	return hdrs, data
 }
 
+// platforms lists an index's platforms, sorted.
+func platforms(t *testing.T, idx v1.ImageIndex) []string {
+	t.Helper()
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range m.Manifests {
+		out = append(out, d.Platform.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
 func TestBuild(t *testing.T) {
 	dir := fakeBinaries(t)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -137,15 +152,7 @@ func TestIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plats []string
-	for _, d := range m.Manifests {
-		plats = append(plats, d.Platform.String())
-	}
-	if !slices.Equal(plats, []string{"linux/amd64", "linux/arm64"}) {
+	if plats := platforms(t, idx); !slices.Equal(plats, []string{"linux/amd64", "linux/arm64"}) {
 		t.Errorf("index platforms %v", plats)
 	}
 }
@@ -221,16 +228,7 @@ func TestBuiltImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plats []string
-	for _, d := range m.Manifests {
-		plats = append(plats, d.Platform.String())
-	}
-	slices.Sort(plats)
-	if !slices.Equal(plats, []string{"linux/amd64", "linux/arm64"}) {
+	if plats := platforms(t, idx); !slices.Equal(plats, []string{"linux/amd64", "linux/arm64"}) {
 		t.Errorf("OCI layout platforms %v, want linux/amd64 and linux/arm64", plats)
 	}
 }
