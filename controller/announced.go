@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/go-logr/logr"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/lbservice"
@@ -44,17 +46,19 @@ type announced struct {
 	view   *clusterView
 	events record.EventRecorder
 	grace  time.Duration
-	// writes paces the condition writes (and so the Events), which share
-	// the controller's client rate limit with allocation: a pool whose
-	// thousands of Services nobody announces must not slow down
-	// allocating addresses.
-	writes *rate.Limiter
+	// pace is the time between two Services told about (Start): the
+	// reasons, the condition writes and the Events cost at most that,
+	// however many Services nobody announces, and never slow down
+	// allocating addresses, whose writes share the client's rate limit.
+	pace time.Duration
 
 	mu     sync.Mutex
 	ledger unannounced
-	// since is when each Service was first seen missing an address; told
-	// is the last reason and message its Event said.
+	// since is when each Service was first seen missing an address; due
+	// is when Start should next work out why; told is the last reason and
+	// message its Event said.
 	since map[types.NamespacedName]time.Time
+	due   map[types.NamespacedName]time.Time
 	told  map[types.NamespacedName]string
 }
 
@@ -77,10 +81,14 @@ func setupAnnounced(mgr ctrl.Manager, events record.EventRecorder, classes lbser
 	r := &announced{
 		client: mgr.GetClient(), classes: classes, events: events, grace: Grace,
 		view:   &clusterView{api: mgr.GetAPIReader(), ttl: viewTTL},
-		writes: rate.NewLimiter(10, 20),
+		pace:   100 * time.Millisecond,
 		ledger: newUnannounced(),
 		since:  map[types.NamespacedName]time.Time{},
+		due:    map[types.NamespacedName]time.Time{},
 		told:   map[types.NamespacedName]string{},
+	}
+	if err := mgr.Add(r); err != nil {
+		return err
 	}
 	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[v1alpha1.ServiceNameLabel]
@@ -139,16 +147,74 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	}
 	pool := svc.Annotations[lbservice.AnnotationAllocatedFrom]
 	missing := Unannounced(&svc, anns.Items)
-	first := r.set(req.NamespacedName, missing, pool)
+	r.set(req.NamespacedName, missing, pool)
 	if len(missing) == 0 {
 		return reconcile.Result{}, r.clear(ctx, &svc)
 	}
-	if wait := r.grace - time.Since(first); wait > 0 {
-		return reconcile.Result{RequeueAfter: wait}, nil
+	return reconcile.Result{}, nil
+}
+
+// NeedLeaderElection: the leader tells, as it counts.
+func (r *announced) NeedLeaderElection() bool { return true }
+
+// Start tells Services about addresses unannounced past the grace period,
+// one at a time, the most overdue first, every pace.
+func (r *announced) Start(ctx context.Context) error {
+	tick := time.NewTicker(r.pace)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		key, ok := r.next(time.Now())
+		if !ok {
+			continue
+		}
+		again := recheck
+		if err := r.tell(ctx, key); err != nil {
+			logr.FromContextOrDiscard(ctx).Error(err, "telling a Service why its address is not announced", "service", key)
+			again = time.Second
+		}
+		r.mu.Lock()
+		if _, ok := r.due[key]; ok {
+			r.due[key] = time.Now().Add(again)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// next returns the Service most overdue for telling, if any is due.
+func (r *announced) next(now time.Time) (types.NamespacedName, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var key types.NamespacedName
+	var at time.Time
+	for k, t := range r.due {
+		if !t.After(now) && (at.IsZero() || t.Before(at)) {
+			key, at = k, t
+		}
+	}
+	return key, !at.IsZero()
+}
+
+// tell works out why key's addresses are not announced and says so in its
+// Announced condition and, when the reason changed, a Warning Event.
+func (r *announced) tell(ctx context.Context, key types.NamespacedName) error {
+	r.mu.Lock()
+	missing, pool := slices.Clone(r.ledger.missing[key]), r.ledger.pool[key]
+	r.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	var svc corev1.Service
+	if err := r.client.Get(ctx, key, &svc); err != nil {
+		return client.IgnoreNotFound(err)
 	}
 	x, err := r.view.read(ctx, r.client, &svc, pool)
 	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("finding why %s is not announced: %w", req.NamespacedName, err)
+		return fmt.Errorf("finding why %s is not announced: %w", key, err)
 	}
 	reason, msg := WhyUnannounced(&svc, missing, pool, x)
 	orig := svc.DeepCopy()
@@ -157,23 +223,21 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		Reason: reason, Message: msg,
 	})
 	if !equality.Semantic.DeepEqual(orig.Status.Conditions, svc.Status.Conditions) {
-		if res := r.writes.Reserve(); res.Delay() > 0 {
-			wait := res.Delay()
-			res.Cancel()
-			return reconcile.Result{RequeueAfter: wait}, nil
-		}
 		if err := r.client.Status().Patch(ctx, &svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-			return reconcile.Result{}, fmt.Errorf("service %s: writing the %s condition: %w", req.NamespacedName, ConditionAnnounced, err)
+			return fmt.Errorf("service %s: writing the %s condition: %w", key, ConditionAnnounced, err)
 		}
 	}
 	r.mu.Lock()
-	tell := r.told[req.NamespacedName] != reason+msg
-	r.told[req.NamespacedName] = reason + msg
+	_, still := r.due[key]
+	tell := still && r.told[key] != reason+msg
+	if tell {
+		r.told[key] = reason + msg
+	}
 	r.mu.Unlock()
 	if tell {
 		r.events.Event(&svc, corev1.EventTypeWarning, ReasonNotAnnounced, msg)
 	}
-	return reconcile.Result{RequeueAfter: recheck}, nil
+	return nil
 }
 
 // clear removes the Announced condition, if the Service has it.
@@ -189,9 +253,10 @@ func (r *announced) clear(ctx context.Context, svc *corev1.Service) error {
 	return nil
 }
 
-// set records svc's missing addresses for the gauge and returns when svc
-// was first seen missing one (zero when it misses none).
-func (r *announced) set(svc types.NamespacedName, missing []netip.Addr, pool string) time.Time {
+// set records svc's missing addresses for the gauge and schedules telling
+// it: Grace after it was first seen missing one, or at once when it was
+// already told (what changed may change the reason).
+func (r *announced) set(svc types.NamespacedName, missing []netip.Addr, pool string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.ledger.set(svc, missing, pool) {
@@ -199,13 +264,20 @@ func (r *announced) set(svc types.NamespacedName, missing []netip.Addr, pool str
 	}
 	if len(missing) == 0 {
 		delete(r.since, svc)
+		delete(r.due, svc)
 		delete(r.told, svc)
-		return time.Time{}
+		return
 	}
-	if _, ok := r.since[svc]; !ok {
-		r.since[svc] = time.Now()
+	now := time.Now()
+	first, ok := r.since[svc]
+	if !ok {
+		first = now
+		r.since[svc] = now
 	}
-	return r.since[svc]
+	r.due[svc] = first.Add(r.grace)
+	if r.due[svc].Before(now) {
+		r.due[svc] = now
+	}
 }
 
 // Unannounced returns svc's assigned addresses that none of anns (the
