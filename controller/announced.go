@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,8 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-
-	"github.com/go-logr/logr"
 
 	"github.com/portico-lb/portico/api/v1alpha1"
 	"github.com/portico-lb/portico/lbservice"
@@ -45,6 +44,7 @@ type announced struct {
 	// view reads what explains a missing announcement.
 	view   *clusterView
 	events record.EventRecorder
+	log    logr.Logger
 	grace  time.Duration
 	// pace is the time between two Services told about (Start): the
 	// reasons, the condition writes and the Events cost at most that,
@@ -80,6 +80,7 @@ const recheck = 30 * time.Second
 func setupAnnounced(mgr ctrl.Manager, events record.EventRecorder, classes lbservice.Classes) error {
 	r := &announced{
 		client: mgr.GetClient(), classes: classes, events: events, grace: Grace,
+		log:    mgr.GetLogger().WithName("announced"),
 		view:   &clusterView{api: mgr.GetAPIReader(), ttl: viewTTL},
 		pace:   100 * time.Millisecond,
 		ledger: newUnannounced(),
@@ -174,7 +175,7 @@ func (r *announced) Start(ctx context.Context) error {
 		}
 		again := recheck
 		if err := r.tell(ctx, key); err != nil {
-			logr.FromContextOrDiscard(ctx).Error(err, "telling a Service why its address is not announced", "service", key)
+			r.log.Error(err, "telling a Service why its address is not announced", "service", key)
 			again = time.Second
 		}
 		r.mu.Lock()
@@ -234,6 +235,10 @@ func (r *announced) tell(ctx context.Context, key types.NamespacedName) error {
 		r.told[key] = reason + msg
 	}
 	r.mu.Unlock()
+	if !still {
+		// Announced while we wrote: take back what we wrote.
+		return r.clear(ctx, &svc)
+	}
 	if tell {
 		r.events.Event(&svc, corev1.EventTypeWarning, ReasonNotAnnounced, msg)
 	}
