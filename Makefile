@@ -202,4 +202,4 @@ bench-bgp:
 check: deps verify image test fuzz e2e
 
 clean:
-	rm -rf bin .cache
+	rm -rf bin .cache dist
