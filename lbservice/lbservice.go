@@ -1,7 +1,8 @@
 // Package lbservice is the contract between Portico and the Services and
 // Nodes it serves: which Services are Portico's (type LoadBalancer, with no
 // loadBalancerClass unless told to require one, or with Class), which annotations mean what in each of
-// their spellings, and which Nodes stay out of load balancing. The
+// their spellings, which Nodes stay out of load balancing, and which
+// Services, pools and Nodes an advertisement selects (selection.go). The
 // controller, the speakers, porticoctl and the ingress all ask this package,
 // so that they cannot disagree.
 package lbservice
