@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -264,6 +265,15 @@ func FuzzConvertMetalLB(f *testing.F) {
 	}
 	f.Add([]byte(`{"apiVersion":"metallb.io/v1beta2","kind":"BGPPeer","metadata":{"name":"x"},"spec":{"passwordSecret":"oops","holdTime":5}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				panic(fmt.Sprintf("converting %q takes over 5 s", b))
+			}
+		}()
+		defer close(done)
 		objs, err := decodeObjects(bytes.NewReader(b), "fuzz")
 		if err != nil {
 			return
