@@ -7,7 +7,6 @@ GO             ?= go
 K8S_VERSION    := v1.36.3
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 K8S_BINS       := $(CURDIR)/.cache/k8s-$(K8S_VERSION)
-FUZZMINIMIZE   ?= 100x
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export KUBEBUILDER_ASSETS := $(K8S_BINS)
 export PATH := $(K8S_BINS):$(PATH)
@@ -124,6 +123,7 @@ test: k8s-bins
 ## which failed CI once on FuzzLoop with no input to reproduce.
 ## Long runs: make fuzz FUZZTIME=5000000x.
 FUZZTIME ?= 50000x
+FUZZMINIMIZE ?= 100x
 ## FUZZMINIMIZE bounds the minimisation of each new interesting input, also
 ## by a count: at Go's default of 60 s each, FuzzConvertMetalLB (whose
 ## seeds are whole multi-document YAML files) sat minimising with no new
