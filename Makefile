@@ -145,6 +145,7 @@ fuzz:
 ## (kubectl apply -k manifests/) and an AddressPool; see e2e/README.md.
 lab: k8s-bins
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/ ./cmd/... ./e2e/cmd/...
+	ln -sf porticoctl bin/kubectl-portico
 	PORTICO_K8S_BINS=$(K8S_BINS) bin/lab up
 	PORTICO_K8S_BINS=$(K8S_BINS) bin/lab install
 
@@ -157,6 +158,7 @@ lab-down:
 ## packages it needs).
 e2e: k8s-bins
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o bin/ ./cmd/...
+	ln -sf porticoctl bin/kubectl-portico
 	PORTICO_K8S_BINS=$(K8S_BINS) $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
 
 ## bench: allocator ns/op and the 5,000-Service allocation run.

@@ -261,11 +261,17 @@ spec:
 	if macs := arpingMACs(t, ip, 2); len(macs) != 0 {
 		t.Fatalf("%s, in a pool no advertisement selects, is answered by %v", ip, macs)
 	}
+	// The plugin as a user installs it: kubectl-portico on PATH, a link
+	// to the porticoctl binary.
+	plugins := t.TempDir()
+	if err := os.Symlink(filepath.Join(cfg.Repo, "bin", "porticoctl"), filepath.Join(plugins, "kubectl-portico")); err != nil {
+		t.Fatal(err)
+	}
 	explain := func() string {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(cfg.Bins, "kubectl"), "portico", "explain", "service", "-n", ns, "quiet")
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+cfg.Dirs().Kubeconfig(),
-			"PATH="+filepath.Join(cfg.Repo, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+			"PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl portico explain service: %v: %s", err, out)
