@@ -137,7 +137,7 @@ func (r *announced) Reconcile(ctx context.Context, req reconcile.Request) (recon
 		r.set(req.NamespacedName, nil, "")
 		return reconcile.Result{}, nil
 	}
-	ips := statusIPs(&svc)
+	ips := StatusIPs(&svc)
 	if !r.classes.Ours(&svc) || len(ips) == 0 {
 		r.set(req.NamespacedName, nil, "")
 		return reconcile.Result{}, r.clear(ctx, &svc)
@@ -303,7 +303,7 @@ func Unannounced(svc *corev1.Service, anns []v1alpha1.ServiceAnnouncement) []net
 		}
 	}
 	var out []netip.Addr
-	for _, ip := range statusIPs(svc) {
+	for _, ip := range StatusIPs(svc) {
 		if !on[ip] {
 			out = append(out, ip)
 		}

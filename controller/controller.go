@@ -176,7 +176,7 @@ func (c *Controller) load(ctx context.Context) error {
 	loaded := 0
 	for i := range list.Items {
 		svc := &list.Items[i]
-		ips := statusIPs(svc)
+		ips := StatusIPs(svc)
 		if !c.opts.Classes.Ours(svc) || len(ips) == 0 {
 			continue
 		}
@@ -248,7 +248,7 @@ func (c *Controller) ReconcileService(ctx context.Context, req reconcile.Request
 // assigned writes a successful assignment to the Service.
 func (c *Controller) assigned(ctx context.Context, svc *corev1.Service, a pools.Assignment) error {
 	key := client.ObjectKeyFromObject(svc)
-	old := statusIPs(svc)
+	old := StatusIPs(svc)
 	changed := !slices.Equal(old, a.IPs)
 	if err := c.writeStatus(ctx, svc, a.IPs, a.Pool); err != nil {
 		return err
@@ -310,7 +310,7 @@ func (c *Controller) failed(ctx context.Context, svc *corev1.Service, why, reaso
 		}
 		return nil
 	}
-	old := statusIPs(svc)
+	old := StatusIPs(svc)
 	if err := c.writeStatus(ctx, svc, nil, ""); err != nil {
 		return err
 	}
@@ -336,7 +336,7 @@ func (c *Controller) unmanage(ctx context.Context, svc *corev1.Service) error {
 	if _, ours := svc.Annotations[lbservice.AnnotationAllocatedFrom]; !ours {
 		return nil
 	}
-	old := statusIPs(svc)
+	old := StatusIPs(svc)
 	// A Service that moved to another class keeps whatever that class's
 	// implementation has written since; only our own addresses are cleared.
 	var keep []netip.Addr
@@ -446,9 +446,9 @@ func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
 	return true
 }
 
-// statusIPs reads the addresses in a Service's status, skipping any that do
+// StatusIPs reads the addresses in a Service's status, skipping any that do
 // not parse (hostnames, garbage written by hand).
-func statusIPs(svc *corev1.Service) []netip.Addr {
+func StatusIPs(svc *corev1.Service) []netip.Addr {
 	var ips []netip.Addr
 	for _, ing := range svc.Status.LoadBalancer.Ingress {
 		if ip, err := netip.ParseAddr(ing.IP); err == nil {

@@ -94,12 +94,6 @@ func WhyUnannounced(svc *corev1.Service, missing []netip.Addr, pool string, x Cl
 	}
 
 	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	selects := func(sels []metav1.LabelSelector, n *corev1.Node) bool {
-		if len(sels) == 0 {
-			return true
-		}
-		return lbservice.Selector(lbservice.NodeSelectors(sels)).Matches(n.Labels)
-	}
 	var eligible, noEndpoint []string
 	var whyNot []string
 	for i := range x.Nodes {
@@ -108,17 +102,17 @@ func WhyUnannounced(svc *corev1.Service, missing []netip.Addr, pool string, x Cl
 		if lbservice.Excluded(n.Labels) {
 			why = append(why, "labelled "+lbservice.ExcludeLabel)
 		}
-		if !nodeReady(n) {
+		if !lbservice.NodeReady(n) {
 			why = append(why, "not Ready")
 		}
 		if lbservice.NetworkUnavailable(n) {
 			why = append(why, "NetworkUnavailable")
 		}
-		byAd := slices.ContainsFunc(l2, func(i int) bool { return selects(x.L2Advertisements[i].Spec.NodeSelectors, n) }) ||
+		byAd := slices.ContainsFunc(l2, func(i int) bool { return lbservice.SelectsNode(x.L2Advertisements[i].Spec.NodeSelectors, n.Labels) }) ||
 			slices.ContainsFunc(bgp, func(i int) bool {
 				ad := x.BGPAdvertisements[i]
-				return selects(ad.Spec.NodeSelectors, n) && slices.ContainsFunc(x.BGPPeers, func(p v1alpha1.BGPPeer) bool {
-					return (len(ad.Spec.Peers) == 0 || slices.Contains(ad.Spec.Peers, p.Name)) && selects(p.Spec.NodeSelectors, n)
+				return lbservice.SelectsNode(ad.Spec.NodeSelectors, n.Labels) && slices.ContainsFunc(x.BGPPeers, func(p v1alpha1.BGPPeer) bool {
+					return (len(ad.Spec.Peers) == 0 || slices.Contains(ad.Spec.Peers, p.Name)) && lbservice.SelectsNode(p.Spec.NodeSelectors, n.Labels)
 				})
 			})
 		if !byAd {
@@ -151,15 +145,6 @@ func WhyUnannounced(svc *corev1.Service, missing []netip.Addr, pool string, x Cl
 	}
 	return ReasonNoEligibleNode, fmt.Sprintf("%s is announced by no node: no node may announce it (%s%s)%s",
 		what, strings.Join(whyNot, "; "), more, explain)
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // clusterView reads the cluster-wide part of what WhyUnannounced needs

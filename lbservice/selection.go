@@ -47,16 +47,18 @@ type ServiceSelection struct {
 func ParseServiceSelection(services, namespaces []metav1.LabelSelector) (ServiceSelection, error) {
 	var out ServiceSelection
 	var err error
-	if out.Services, err = parseSelectors("serviceSelectors", services); err != nil {
+	if out.Services, err = ParseSelectors("serviceSelectors", services); err != nil {
 		return ServiceSelection{}, err
 	}
-	if out.Namespaces, err = parseSelectors("namespaceSelectors", namespaces); err != nil {
+	if out.Namespaces, err = ParseSelectors("namespaceSelectors", namespaces); err != nil {
 		return ServiceSelection{}, err
 	}
 	return out, nil
 }
 
-func parseSelectors(field string, in []metav1.LabelSelector) (Selector, error) {
+// ParseSelectors parses one selector-list field of an advertisement; an
+// error names the field and the index of the selector that does not parse.
+func ParseSelectors(field string, in []metav1.LabelSelector) (Selector, error) {
 	out := make(Selector, 0, len(in))
 	for i := range in {
 		sel, err := metav1.LabelSelectorAsSelector(&in[i])
@@ -108,10 +110,27 @@ func NodeSelectors(in []metav1.LabelSelector) []labels.Selector {
 	return out
 }
 
+// SelectsNode reports whether a Node with these labels is selected by an
+// advertisement's or a BGPPeer's nodeSelectors: any of them, or every Node
+// when there are none.
+func SelectsNode(sels []metav1.LabelSelector, nodeLabels map[string]string) bool {
+	return Selector(NodeSelectors(sels)).Matches(nodeLabels)
+}
+
+// NodeReady reports the Node's Ready condition.
+func NodeReady(n *corev1.Node) bool {
+	return nodeCondition(n, corev1.NodeReady)
+}
+
 // NetworkUnavailable reports the Node condition of that name.
 func NetworkUnavailable(n *corev1.Node) bool {
+	return nodeCondition(n, corev1.NodeNetworkUnavailable)
+}
+
+// nodeCondition reports whether the Node's condition of type t is True.
+func nodeCondition(n *corev1.Node, t corev1.NodeConditionType) bool {
 	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeNetworkUnavailable {
+		if c.Type == t {
 			return c.Status == corev1.ConditionTrue
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -408,7 +407,7 @@ func readCluster(ctx context.Context, c client.Reader, svc *corev1.Service) (*cl
 		if o.UID == svc.UID || !lbservice.Ours(o) {
 			continue
 		}
-		if ips := statusIPs(o); len(ips) > 0 {
+		if ips := controller.StatusIPs(o); len(ips) > 0 {
 			req, _ := controller.Request(o, x.nsLabels[o.Namespace], false)
 			_, _ = x.alloc.Assign(req, ips) // a misfit is the controller's to fix
 		}
@@ -453,16 +452,6 @@ func readCluster(ctx context.Context, c client.Reader, svc *corev1.Service) (*cl
 	return x, nil
 }
 
-func statusIPs(svc *corev1.Service) []netip.Addr {
-	var out []netip.Addr
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(ing.IP); err == nil {
-			out = append(out, ip.Unmap())
-		}
-	}
-	return out
-}
-
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
@@ -476,7 +465,7 @@ func podReady(p *corev1.Pod) bool {
 // and why, asking the allocator loaded like the controller's.
 func (x *cluster) choosePool(svc *corev1.Service, req pools.Service, reqErr error, ex *Explanation) *PoolChoice {
 	pc := &PoolChoice{AutoAssignOrder: x.alloc.AutoAssignOrder()}
-	ips := statusIPs(svc)
+	ips := controller.StatusIPs(svc)
 	if len(ips) > 0 {
 		pc.Name = svc.Annotations[lbservice.AnnotationAllocatedFrom]
 		if pc.Name == "" {
@@ -591,7 +580,7 @@ func (x *cluster) eligibility(svc *corev1.Service, matched []advertisement) []No
 		if lbservice.NetworkUnavailable(n) {
 			ne.WhyNot = append(ne.WhyNot, "its NetworkUnavailable condition is True")
 		}
-		if !nodeReady(n) {
+		if !lbservice.NodeReady(n) {
 			ne.WhyNot = append(ne.WhyNot, "it is not Ready")
 		}
 		if !x.speakers[n.Name] {
@@ -603,7 +592,7 @@ func (x *cluster) eligibility(svc *corev1.Service, matched []advertisement) []No
 		blocked := len(ne.WhyNot) > 0
 		var l2, bgp, bgpNoPeer []string
 		for _, ad := range matched {
-			if !selectsNode(ad.NodeSelectors, n) {
+			if !lbservice.SelectsNode(ad.NodeSelectors, n.Labels) {
 				continue
 			}
 			if ad.Kind == "L2Advertisement" {
@@ -636,30 +625,13 @@ func (x *cluster) eligibility(svc *corev1.Service, matched []advertisement) []No
 	return out
 }
 
-func selectsNode(sels []metav1.LabelSelector, n *corev1.Node) bool {
-	if len(sels) == 0 {
-		return true
-	}
-	set := labels.Set(n.Labels)
-	return slices.ContainsFunc(lbservice.NodeSelectors(sels), func(s labels.Selector) bool { return s.Matches(set) })
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // peerFor: a BGPPeer the advertisement sends to selects the node.
 func (x *cluster) peerFor(ad advertisement, n *corev1.Node) bool {
 	for _, p := range x.peers {
 		if len(ad.Peers) > 0 && !slices.Contains(ad.Peers, p.Name) {
 			continue
 		}
-		if selectsNode(p.Spec.NodeSelectors, n) {
+		if lbservice.SelectsNode(p.Spec.NodeSelectors, n.Labels) {
 			return true
 		}
 	}

@@ -120,7 +120,7 @@ func (p *Protocol) report(st *speaker.State, problems []error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, bp := range st.BGPPeers {
-		if !Selector(lbservice.NodeSelectors(bp.Spec.NodeSelectors)).Matches(labels) {
+		if !lbservice.SelectsNode(bp.Spec.NodeSelectors, labels) {
 			continue
 		}
 		r := peerReport{generation: bp.Generation, problem: strings.Join(byPeer[bp.Name], "; ")}
