@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -103,39 +102,30 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	st := v1alpha1.L2AdvertisementStatus{ObservedGeneration: adv.Generation}
 	ready := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: adv.Generation}
 
-	poolSel, err := selectors(adv.Spec.AddressPoolSelectors)
-	if err != nil {
-		ready.Reason, ready.Message = ReasonBadSelector, "addressPoolSelectors: "+err.Error()
-		st.Conditions = []metav1.Condition{ready}
-		return st
-	}
-	nodeSel, err := selectors(adv.Spec.NodeSelectors)
-	if err != nil {
-		ready.Reason, ready.Message = ReasonBadSelector, "nodeSelectors: "+err.Error()
-		st.Conditions = []metav1.Condition{ready}
-		return st
-	}
-
 	// The Services it applies to are the speakers' business (they read
 	// the Services and namespaces); a selector that does not parse makes
 	// them leave the advertisement out, which is said here.
-	if _, err := selectors(adv.Spec.ServiceSelectors); err != nil {
-		ready.Reason, ready.Message = ReasonBadSelector, "serviceSelectors: "+err.Error()+"; the speakers leave this advertisement out until it is fixed"
-		st.Conditions = []metav1.Condition{ready}
-		return st
-	}
-	if _, err := selectors(adv.Spec.NamespaceSelectors); err != nil {
-		ready.Reason, ready.Message = ReasonBadSelector, "namespaceSelectors: "+err.Error()+"; the speakers leave this advertisement out until it is fixed"
-		st.Conditions = []metav1.Condition{ready}
-		return st
+	for _, f := range []struct {
+		name, then string
+		sels       []metav1.LabelSelector
+	}{
+		{"addressPoolSelectors", "", adv.Spec.AddressPoolSelectors},
+		{"nodeSelectors", "", adv.Spec.NodeSelectors},
+		{"serviceSelectors", "; the speakers leave this advertisement out until it is fixed", adv.Spec.ServiceSelectors},
+		{"namespaceSelectors", "; the speakers leave this advertisement out until it is fixed", adv.Spec.NamespaceSelectors},
+	} {
+		if _, err := lbservice.ParseSelectors(f.name, f.sels); err != nil {
+			ready.Reason, ready.Message = ReasonBadSelector, err.Error()+f.then
+			st.Conditions = []metav1.Condition{ready}
+			return st
+		}
 	}
 
-	all := len(adv.Spec.AddressPools) == 0 && len(poolSel) == 0
 	known := map[string]bool{}
 	for i := range pools {
 		p := &pools[i]
 		known[p.Name] = true
-		if all || slices.Contains(adv.Spec.AddressPools, p.Name) || matchesAny(poolSel, p.Labels) {
+		if lbservice.SelectsPool(p.Name, p.Labels, adv.Spec.AddressPools, adv.Spec.AddressPoolSelectors) {
 			st.Pools = append(st.Pools, p.Name)
 		}
 	}
@@ -150,7 +140,7 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	excluded := 0
 	for i := range nodes {
 		n := &nodes[i]
-		if len(nodeSel) > 0 && !matchesAny(nodeSel, n.Labels) {
+		if !lbservice.SelectsNode(adv.Spec.NodeSelectors, n.Labels) {
 			continue
 		}
 		if lbservice.Excluded(n.Labels) {
@@ -191,25 +181,4 @@ func L2AdvertisementStatus(adv *v1alpha1.L2Advertisement, pools []v1alpha1.Addre
 	}
 	st.Conditions = []metav1.Condition{ready}
 	return st
-}
-
-func selectors(in []metav1.LabelSelector) ([]labels.Selector, error) {
-	out := make([]labels.Selector, 0, len(in))
-	for i := range in {
-		s, err := metav1.LabelSelectorAsSelector(&in[i])
-		if err != nil {
-			return nil, fmt.Errorf("selector %d: %w", i, err)
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func matchesAny(sels []labels.Selector, l map[string]string) bool {
-	for _, s := range sels {
-		if s.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
 }
